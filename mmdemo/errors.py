@@ -1,0 +1,48 @@
+"""Typed errors. Flows raise these; only the UI turns them into ``gr.Warning``/``gr.Error``.
+
+Every error carries the cause (the message) and, where one exists, the fix (``fix``), so the
+user sees both.
+"""
+
+from __future__ import annotations
+
+
+class MMDemoError(Exception):
+    """Base class: a problem the user can understand and, usually, fix."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}. Fix: {self.fix}" if self.fix else self.message
+
+
+class SettingsError(MMDemoError, ValueError):
+    """A setting (env var, TOML key, CLI flag) has a bad value."""
+
+
+class ModelUnavailableError(MMDemoError):
+    """A model is neither cached nor reachable, or its files cannot be loaded."""
+
+    def __init__(self, message: str, *, backend: str, model_id: str, fix: str | None = None):
+        super().__init__(message, fix=fix)
+        self.backend = backend
+        self.model_id = model_id
+
+
+class MissingDependencyError(MMDemoError, ImportError):
+    """An optional package a backend needs is not installed."""
+
+
+class BadInputError(MMDemoError, ValueError):
+    """The user's input (file, text, parameter) cannot be used as given."""
+
+
+class AdapterError(MMDemoError):
+    """An adapter cannot be loaded, validated or found."""
+
+
+class OutOfMemoryError(MMDemoError):
+    """The device ran out of memory for this request; the app itself is unharmed."""

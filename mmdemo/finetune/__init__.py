@@ -1,0 +1,1 @@
+"""Fine-tuning: data formats, PEFT and full-parameter methods, recipes, evaluation."""

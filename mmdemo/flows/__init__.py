@@ -1,0 +1,1 @@
+"""UI-free logic, one module per capability. Flows never import gradio."""

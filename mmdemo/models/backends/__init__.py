@@ -1,0 +1,1 @@
+"""Backend loaders, one module per backend; each exports ``load(ctx) -> LoadedModel``."""

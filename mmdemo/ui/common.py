@@ -1,0 +1,37 @@
+"""Helpers shared by tabs: turning typed errors into messages the user reads."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.errors import MMDemoError
+
+log = logging.getLogger("mmdemo.ui")
+
+
+def user_error(exc: BaseException) -> gr.Error:
+    """A ``gr.Error`` with the real cause and, where known, the fix."""
+    if isinstance(exc, MMDemoError):
+        return gr.Error(str(exc), title=type(exc).__name__.replace("Error", " error"))
+    log.exception("unexpected error", exc_info=exc)
+    return gr.Error(f"{type(exc).__name__}: {exc}", title="Unexpected error")
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an event handler; MMDemoError (and anything else) becomes a readable gr.Error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+    return wrapper

@@ -1,0 +1,128 @@
+"""System tab: profile, device, every model's state and memory, versions; load and unload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.flows.system import SystemReport, human_bytes, human_count, system_report
+from mmdemo.ui.common import guarded
+from mmdemo.ui.context import AppContext
+
+HEADERS = ["backend", "model", "state", "device", "dtype", "params", "memory", "load s", "details"]
+
+
+def model_rows(report: SystemReport) -> list[list[Any]]:
+    rows = []
+    for s in report.models:
+        details = ", ".join(f"{k}: {v}" for k, v in s.details.items()) or s.error[:160]
+        rows.append(
+            [
+                s.backend,
+                s.model_id,
+                s.state,
+                s.device,
+                s.dtype,
+                human_count(s.params) if s.params else "",
+                human_bytes(s.nbytes) if s.nbytes else "",
+                f"{s.load_seconds:.2f}" if s.state == "loaded" else "",
+                details,
+            ]
+        )
+    return rows
+
+
+def summary_md(report: SystemReport) -> str:
+    loaded = sum(1 for s in report.models if s.state == "loaded")
+    accel = (
+        f" · accelerator {human_bytes(report.accelerator_bytes)}"
+        if report.accelerator_bytes
+        else ""
+    )
+    return (
+        f"**Profile** `{report.profile}` · **device** `{report.device}` · "
+        f"**models loaded** {loaded}/{len(report.models)} · "
+        f"**process memory** {human_bytes(report.rss_bytes)}{accel}"
+    )
+
+
+def versions_md(report: SystemReport) -> str:
+    return " · ".join(f"{name} `{version}`" for name, version in report.versions)
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    manager = ctx.manager
+    names = list(manager.backends)
+
+    def refresh() -> tuple[str, list[list[Any]], str]:
+        report = system_report(manager)
+        return summary_md(report), model_rows(report), versions_md(report)
+
+    gr.Markdown("Models load on first use and stay loaded until you unload them here.")
+    summary = gr.Markdown(elem_id="system-summary")
+    table = gr.Dataframe(
+        headers=HEADERS, label="Models", interactive=False, elem_id="system-models", wrap=True
+    )
+    with gr.Row():
+        backend = gr.Dropdown(
+            names, value=names[0], label="Backend", scale=1, elem_id="system-backend"
+        )
+        load_btn = gr.Button("Load", variant="primary", scale=0, elem_id="system-load")
+        unload_btn = gr.Button("Unload", scale=0, elem_id="system-unload")
+        refresh_btn = gr.Button("Refresh", scale=0, elem_id="system-refresh")
+    with gr.Accordion("Use another model for this backend", open=False), gr.Row():
+        model_id = gr.Textbox(
+            label="Model id",
+            scale=3,
+            elem_id="system-model-id",
+            placeholder="e.g. tiny:qwen2vl, HuggingFaceTB/SmolVLM-500M-Instruct",
+        )
+        set_btn = gr.Button("Use", scale=0, elem_id="system-set-model")
+    versions = gr.Markdown(elem_id="system-versions")
+    outputs = [summary, table, versions]
+
+    @guarded
+    def load(name: str) -> tuple[str, list[list[Any]], str]:
+        manager.get(name)
+        gr.Info(f"{name} loaded")
+        return refresh()
+
+    @guarded
+    def unload(name: str) -> tuple[str, list[list[Any]], str]:
+        if not manager.unload(name):
+            gr.Info(f"{name} was not loaded")
+        return refresh()
+
+    @guarded
+    def set_model(name: str, new_id: str) -> tuple[str, list[list[Any]], str]:
+        manager.set_model(name, new_id)
+        gr.Info(f"{name} will load {new_id.strip()} on next use")
+        return refresh()
+
+    load_btn.click(
+        load,
+        backend,
+        outputs,
+        api_name="load_model",
+        concurrency_id="model-load",
+        concurrency_limit=1,
+    )
+    unload_btn.click(unload, backend, outputs, api_name="unload_model")
+    set_btn.click(set_model, [backend, model_id], outputs, api_name="set_model")
+    refresh_btn.click(refresh, None, outputs, api_name="system_status")
+    timer = gr.Timer(3.0)
+    timer.tick(
+        refresh, None, outputs, api_visibility="private", show_progress="hidden", queue=False
+    )
+    return {
+        "on_load": (refresh, outputs),
+        "summary": summary,
+        "table": table,
+        "backend": backend,
+        "load": load_btn,
+        "unload": unload_btn,
+        "versions": versions,
+        "timer": timer,
+        "refresh": refresh_btn,
+    }

@@ -1,0 +1,172 @@
+"""Shared fixtures: tiny models built once per session, an in-process app, a headless browser.
+
+Tiny builds are cached in ``MMDEMO_TEST_HOME`` (default ``~/.cache/mmdemo-test``) so a second
+run reuses them; they rebuild themselves when their version changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Tests never read the developer's own MMDEMO_* settings.
+for _key in [k for k in os.environ if k.startswith("MMDEMO_") and k != "MMDEMO_TEST_HOME"]:
+    if _key not in ("MMDEMO_REQUIRE_BROWSER", "MMDEMO_UPDATE_SCREENSHOTS"):
+        del os.environ[_key]
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from mmdemo.config import Settings  # noqa: E402
+from mmdemo.models.manager import ModelManager  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Path:
+    home = Path(
+        os.environ.get("MMDEMO_TEST_HOME", Path.home() / ".cache" / "mmdemo-test")
+    ).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(test_home: Path) -> Settings:
+    """Tiny profile on the CPU, all tiny models built (once, cached across runs)."""
+    from mmdemo.models.tiny import build_all
+
+    settings = Settings(profile="tiny", home=test_home, device="cpu")
+    build_all(settings.models_dir)
+    return settings
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path, tiny_settings: Settings) -> Settings:
+    """Tiny settings with a fresh, empty data folder that shares the tiny model builds."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
+    return tiny_settings.replace(home=home)
+
+
+@pytest.fixture(scope="session")
+def shared_manager(tiny_settings: Settings) -> Iterator[ModelManager]:
+    """One manager for tests that only read models (loading each tiny model once)."""
+    manager = ModelManager(tiny_settings)
+    yield manager
+    manager.unload_all()
+
+
+@pytest.fixture
+def manager(tiny_settings: Settings) -> Iterator[ModelManager]:
+    manager = ModelManager(tiny_settings)
+    yield manager
+    manager.unload_all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The whole app served in-process on a free localhost port; yields the Blocks.
+
+    The app gets its own data folder (sharing the tiny builds) so tests that add adapters or
+    indexes through the UI do not touch other tests' data.
+    """
+    from mmdemo.ui.app import CSS, create_ui, theme
+
+    home = tmp_path_factory.mktemp("app-home")
+    (home / "models").mkdir()
+    (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
+    settings = tiny_settings.replace(home=home)
+    demo = create_ui(settings)
+    demo.queue(default_concurrency_limit=settings.concurrency)
+    demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        theme=theme(),
+        css=CSS,
+        quiet=True,
+        show_error=True,
+    )
+    yield demo
+    demo.close()
+    demo.mmdemo_context.manager.unload_all()
+
+
+@pytest.fixture(scope="session")
+def app_url(app: Any) -> str:
+    return app.local_url
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        if os.environ.get("MMDEMO_REQUIRE_BROWSER") == "1":
+            pytest.fail(
+                f"{CHROMIUM} is missing; install Debian's chromium (apt-get install chromium)"
+            )
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, app_url: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    page.wait_for_selector("#app-title", state="visible")
+    yield page
+    context.close()
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """docs/screenshots when MMDEMO_UPDATE_SCREENSHOTS=1 (README pictures), else tmp."""
+    if os.environ.get("MMDEMO_UPDATE_SCREENSHOTS") == "1":
+        out = REPO / "docs" / "screenshots"
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    return tmp_path

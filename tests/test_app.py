@@ -1,0 +1,65 @@
+"""The served app: System tab through the API and in a real browser (every tab visited)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import screenshot_dir
+
+
+def rows_by_backend(table: Any) -> dict[str, list[Any]]:
+    data = table["data"] if isinstance(table, dict) else table
+    return {row[0]: row for row in data}
+
+
+def test_system_api_shows_lazy_loading_and_unloading(app: Any, app_url: str) -> None:
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    summary, table, versions = client.predict(api_name="/system_status")
+    rows = rows_by_backend(table)
+    assert set(rows) == {"vlm", "llm", "clip", "asr", "tts", "hands"}
+    assert "profile" in summary.lower() and "tiny" in summary
+    assert "torch" in versions and "gradio" in versions
+    assert rows["clip"][2] in ("not loaded", "loaded")
+    client.predict("clip", api_name="/unload_model")
+    rows = rows_by_backend(client.predict(api_name="/system_status")[1])
+    assert rows["clip"][2] == "not loaded"
+    _, table, _ = client.predict("clip", api_name="/load_model")
+    rows = rows_by_backend(table)
+    assert rows["clip"][2] == "loaded" and rows["clip"][6].endswith("MB")
+    _, table, _ = client.predict("clip", api_name="/unload_model")
+    assert rows_by_backend(table)["clip"][2] == "not loaded"
+
+
+@pytest.mark.browser
+def test_browser_visits_every_tab_and_drives_the_system_tab(
+    page: Any, app: Any, tmp_path: Path
+) -> None:
+    from mmdemo.ui.app import TABS
+
+    out = screenshot_dir(tmp_path)
+    for label, _module, elem_id in TABS:
+        page.get_by_role("tab", name=label).click()
+        page.locator(f"#{elem_id}").wait_for(state="visible")
+        page.screenshot(path=str(out / f"tab-{elem_id.removeprefix('tab-')}.png"), full_page=True)
+
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="System").click()
+    table = page.locator("#system-models")
+    backends = list(app.mmdemo_context.manager.backends)
+    tts_state = table.get_by_test_id(f"cell-{backends.index('tts')}-2")
+    expect(tts_state).to_have_text("not loaded")
+    page.locator("#system-backend input").fill("tts")
+    page.locator("#system-backend input").press("Enter")
+    page.locator("#system-load").click()
+    expect(tts_state).to_have_text("loaded", timeout=60_000)
+    assert app.mmdemo_context.manager.is_loaded("tts")
+    page.screenshot(path=str(out / "system.png"), full_page=True)
+    page.locator("#system-unload").click()
+    expect(tts_state).to_have_text("not loaded", timeout=60_000)
+    assert not app.mmdemo_context.manager.is_loaded("tts")
