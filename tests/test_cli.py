@@ -56,3 +56,33 @@ def test_bad_settings_exit_with_a_message(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "MMDEMO_PORT='nope' is not an integer" in proc.stderr
+
+
+def test_adapters_list_add_delete(tiny_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmdemo.models.adapters import BUILTIN_DIR
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
+    base = ["--profile", "tiny", "--home", str(home), "adapters"]
+    assert main([*base, "list", "--json"]) == 0
+    names = {a["name"] for a in json.loads(capsys.readouterr().out)}
+    assert {"color-namer", "pirate"} <= names
+    assert main([*base, "add", str(BUILTIN_DIR / "pirate"), "--name", "pirate-copy"]) == 0
+    assert "added pirate-copy" in capsys.readouterr().out
+    assert main([*base, "delete", "pirate"]) == 2
+    assert "cannot be deleted" in capsys.readouterr().err
+    assert main([*base, "delete", "pirate-copy"]) == 0
+
+
+def test_demo_adapters_can_be_rebuilt(tmp_path: Path, tiny_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmdemo.finetune.demo_adapters as demo
+
+    monkeypatch.setenv("MMDEMO_HOME", str(tiny_settings.home))
+    results = demo.build_demo_adapters(tmp_path, steps=4, eval_size=4, log=lambda *_: None)
+    assert set(results) == {"color-namer", "pirate"}
+    for name in results:
+        meta = json.loads((tmp_path / name / "mmdemo.json").read_text())
+        assert meta["base_model_type"] == "idefics3" and meta["steps"] == 4
+        assert 0.0 <= meta["metrics"]["accuracy"] <= 1.0
+        assert (tmp_path / name / "adapter_model.safetensors").is_file()

@@ -8,6 +8,8 @@ import importlib
 # benchmark name -> module with run(...) -> Table
 BENCHES = {
     "startup": "mmdemo.bench.startup",
+    "adapters": "mmdemo.bench.adapters",
+    "chat": "mmdemo.bench.chat",
 }
 
 

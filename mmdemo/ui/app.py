@@ -16,7 +16,11 @@ from mmdemo.models.manager import ModelManager
 from mmdemo.ui.context import AppContext
 
 # (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
-TABS: tuple[tuple[str, str, str], ...] = (("System", "mmdemo.ui.tabs.system", "tab-system"),)
+TABS: tuple[tuple[str, str, str], ...] = (
+    ("Visual chat", "mmdemo.ui.tabs.chat", "tab-chat"),
+    ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
+    ("System", "mmdemo.ui.tabs.system", "tab-system"),
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = """

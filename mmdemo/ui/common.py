@@ -35,3 +35,23 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise user_error(exc) from exc
 
     return wrapper
+
+
+def guarded_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``guarded`` for generator handlers (Gradio streams what they yield)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            yield from fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+    return wrapper
+
+
+def seconds(s: float) -> str:
+    """Short human duration: 4 ms, 0.31 s, 12.4 s."""
+    return f"{s * 1000:.0f} ms" if s < 0.1 else f"{s:.2f} s" if s < 10 else f"{s:.1f} s"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.models.device import module_footprint, torch_dtype
 from mmdemo.models.hub import resolve_model_dir
+from mmdemo.models.lora import AdapterRuntime
 from mmdemo.models.manager import LoadContext, LoadedModel
 
 # Families whose image processor tiles big images (one extra 'image' per tile).
@@ -26,6 +27,11 @@ class VLMBundle:
     model_id: str
     device: str
     dtype: str
+    adapters: AdapterRuntime = field(init=False)
+    max_adapters: int = 4
+
+    def __post_init__(self) -> None:
+        self.adapters = AdapterRuntime(self.model, self.family, self.max_adapters)
 
     @property
     def tokenizer(self) -> Any:
@@ -67,12 +73,24 @@ def load(ctx: LoadContext) -> LoadedModel:
     )
     model = model.to(ctx.device).eval()
     params, nbytes = module_footprint(model)
-    bundle = VLMBundle(model, processor, family, ctx.model_id, ctx.device, ctx.dtype)
+    bundle = VLMBundle(
+        model,
+        processor,
+        family,
+        ctx.model_id,
+        ctx.device,
+        ctx.dtype,
+        max_adapters=ctx.settings.max_adapters,
+    )
     return LoadedModel(
         handle=bundle,
         device=ctx.device,
         dtype=ctx.dtype,
         params=params,
         nbytes=nbytes,
-        describe=lambda: {"family": family, "image_splitting": splitting},
+        describe=lambda: {
+            "family": family,
+            "image_splitting": splitting,
+            "adapters": ", ".join(bundle.adapters.resident_names()) or "none",
+        },
     )

@@ -1,0 +1,158 @@
+"""Chat speed on the real-size SmolVLM-256M architecture (random weights) with one 512 px image:
+time to first token and decode tokens/s with and without image splitting, next to the
+memory-bandwidth limit; and the arena (base + 3 adapters) against a single answer."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mmdemo.bench.report import Table, ms
+
+ASTRONAUT = Path(__file__).resolve().parents[2] / "assets" / "images" / "astronaut.jpg"
+
+
+def memory_bandwidth(gib: float = 1.0, repeat: int = 5) -> float:
+    """Bytes/s of a multi-threaded read of a large fp32 tensor (what decoding is bound by)."""
+    import torch
+
+    x = torch.ones(int(gib * 2**30 / 4))
+    x.sum()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best
+
+
+def _service(bundle: Any, home: Path) -> Any:
+    from mmdemo.config import Settings
+    from mmdemo.flows.chat import ChatService
+    from mmdemo.models.adapters import AdapterStore
+    from mmdemo.models.manager import LoadedModel, ModelManager
+
+    settings = Settings(profile="tiny", device="cpu", home=home)
+    manager = ModelManager(
+        settings, loaders={"vlm": lambda ctx: LoadedModel(bundle, "cpu", "float32")}
+    )
+    return ChatService(manager, AdapterStore(settings, builtin_dir=None))
+
+
+def _answer(chat: Any, image: Any, tokens: int, adapter: str = "base") -> Any:
+    from mmdemo.flows.chat import ChatSession
+
+    prompt = "Describe this image in detail."
+    return list(chat.stream(ChatSession(), prompt, [image], adapter, _forced(tokens)))[-1].metrics
+
+
+def _forced(tokens: int) -> Any:
+    """Generation settings that produce exactly ``tokens`` tokens (random weights rarely stop)."""
+    from mmdemo.flows.generation import GenerationSettings
+
+    class Forced(GenerationSettings):
+        def generate_kwargs(self) -> dict[str, Any]:
+            return {**super().generate_kwargs(), "min_new_tokens": self.max_new_tokens}
+
+    return Forced(max_new_tokens=tokens, greedy=True)
+
+
+def run(quick: bool = False) -> Table:
+    import torch
+    from PIL import Image
+
+    from mmdemo.models.backends.vlm import VLMBundle
+    from mmdemo.models.tiny.vlm import random_model, smolvlm_parts
+
+    tokens = 16 if quick else 48
+    image = Image.open(ASTRONAUT).convert("RGB").resize((512, 512))
+    config, processor = smolvlm_parts(real_size=True)
+    model = random_model(config)
+    text_bytes = sum(p.numel() * p.element_size() for p in model.model.text_model.parameters())
+    if not config.tie_word_embeddings:
+        text_bytes += model.lm_head.weight.numel() * 4
+    bandwidth = memory_bandwidth()
+    limit = bandwidth / text_bytes
+    table = Table(
+        "chat",
+        f"Chat speed: SmolVLM-256M architecture (random weights, fp32), one 512 px image, "
+        f"{torch.get_num_threads()} threads",
+        ["case", "value", "vs. baseline"],
+    )
+    table.add("memory bandwidth (1 GiB fp32 read)", f"{bandwidth / 1e9:.1f} GB/s", "")
+    table.add("language-model weights read per token", f"{text_bytes / 2**20:.0f} MiB", "")
+    table.add("bandwidth limit on decode speed (baseline)", f"{limit:.1f} tok/s", "1.00x")
+    with tempfile.TemporaryDirectory() as tmp:
+        for splitting in (False, True):
+            bundle = VLMBundle(
+                model, copy.deepcopy(processor), "idefics3", "smolvlm-256m-random", "cpu", "float32"
+            )
+            bundle.processor.image_processor.do_image_splitting = splitting
+            chat = _service(bundle, Path(tmp))
+            n_image_tokens = _image_tokens(bundle, image)
+            _answer(chat, image, 2)  # warm-up
+            m = _answer(chat, image, tokens)
+            label = "image splitting on" if splitting else "image splitting off (CPU default)"
+            table.add(f"{label}: prompt image tokens", str(n_image_tokens), "")
+            table.add(f"{label}: time to first token", ms(m.ttft_s), "")
+            table.add(
+                f"{label}: decode speed",
+                f"{m.tokens_per_s:.1f} tok/s",
+                f"{m.tokens_per_s / limit:.2f}x of limit ({limit / m.tokens_per_s:.1f}x slower)",
+            )
+        arena_row = _arena(model, processor, image, tokens, Path(tmp))
+        table.add("single answer (base), total", ms(arena_row[0]), "1.00x")
+        table.add(
+            f"arena: base + 3 adapters, total ({arena_row[2]})",
+            ms(arena_row[1]),
+            f"{arena_row[1] / arena_row[0]:.2f}x",
+        )
+    table.notes += [
+        f"Each answer generates exactly {tokens} tokens (min_new_tokens), greedy.",
+        "Targets: decode within 3x of the bandwidth limit; arena total <= 2x a single answer.",
+    ]
+    return table
+
+
+def _image_tokens(bundle: Any, image: Any) -> int:
+    processor = bundle.processor
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}],
+        add_generation_prompt=True,
+    )
+    ids = processor(text=[prompt], images=[[image]])["input_ids"][0]
+    image_id = bundle.model.config.image_token_id
+    return sum(1 for i in ids if i == image_id)
+
+
+def _arena(
+    model: Any, processor: Any, image: Any, tokens: int, root: Path
+) -> tuple[float, float, str]:
+    from mmdemo.bench.adapters import _adapters
+    from mmdemo.flows.arena import ArenaService
+    from mmdemo.models.backends.vlm import VLMBundle
+
+    bundle = VLMBundle(model, processor, "idefics3", "smolvlm-256m-random", "cpu", "float32")
+    bundle.processor.image_processor.do_image_splitting = False
+    chat = _service(bundle, root / "arena-home")
+    store_root = chat.store.root
+    store_root.mkdir(parents=True, exist_ok=True)
+    paths = _adapters(model, root / "arena-adapters", count=3)
+    for i, p in enumerate(paths):
+        chat.store.install(p, f"bench{i}")
+    arena = ArenaService(chat)
+    names = ["base", "bench0", "bench1", "bench2"]
+    gen = _forced(tokens)
+    list(
+        arena.stream(image, "Describe this image in detail.", names, _forced(2))
+    )  # warm-up, loads adapters
+    single = _answer(chat, image, tokens).total_s
+    start = time.perf_counter()
+    final = list(
+        arena.stream(image, "Describe this image in detail.", names, gen, threading.Event())
+    )[-1]
+    return single, time.perf_counter() - start, final.mode

@@ -1,0 +1,259 @@
+"""Arena: one image and prompt answered by base and up to 3 adapters side by side, in one go.
+
+LoRA adapters run as one PEFT mixed-adapter batch (``adapter_names=``). The vision tower
+carries no adapter, so the image is encoded once and its features are shared by every row.
+Other adapter types fall back to answering one after another.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mmdemo.errors import BadInputError
+from mmdemo.flows.chat import BASE_NAME, ChatService, model_inputs
+from mmdemo.flows.generation import (
+    GenerationSettings,
+    RowStreamer,
+    TokenClock,
+    eos_token_ids,
+    peak_memory_bytes,
+    run_generation,
+)
+from mmdemo.models.adapters import WEIGHTS, AdapterInfo
+from mmdemo.models.lora import BASE
+
+MAX_COLUMNS = 4
+VISION_MARKERS = ("vision", "visual", "connector", "merger", "multi_modal_projector", "patch_embed")
+
+
+@dataclass(frozen=True)
+class ArenaColumn:
+    adapter: str
+    label: str  # method · dataset · score
+    text: str
+    tokens: int
+    tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class ArenaResult:
+    columns: tuple[ArenaColumn, ...]
+    mode: str  # how the answers were computed
+    total_s: float
+    ttft_s: float
+    queue_wait_s: float
+    peak_memory_bytes: int
+    done: bool
+
+
+def touches_vision(info: AdapterInfo) -> bool:
+    """True if the adapter has weights in the vision tower or connector."""
+    from safetensors import safe_open
+
+    with safe_open(str(info.path / WEIGHTS), framework="pt") as f:
+        return any(m in key for key in f.keys() for m in VISION_MARKERS)  # noqa: SIM118
+
+
+def encode_image_once(model: Any, inputs: dict[str, Any], rows: int) -> dict[str, Any] | None:
+    """Generation kwargs with the image encoded once and shared by ``rows`` rows, or None when
+    this model family cannot take pre-encoded image features."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", base)
+    encode = getattr(inner, "get_image_features", None)
+    if encode is None or "mm_encoder_outputs" not in inspect.signature(base.forward).parameters:
+        return None
+    params = inspect.signature(encode).parameters
+    pixel_kwargs = {k: v for k, v in inputs.items() if k in params}
+    if "pixel_values" not in pixel_kwargs:
+        return None
+    with torch.inference_mode():
+        features = encode(**pixel_kwargs, return_dict=True)
+    pooled = features["pooler_output"]
+    if isinstance(pooled, (list, tuple)):
+        features["pooler_output"] = type(pooled)(list(pooled) * rows)
+    else:
+        features["pooler_output"] = torch.cat([pooled] * rows)
+    text_keys = {k: v for k, v in inputs.items() if k not in params or k == "input_ids"}
+    batch = {
+        k: torch.cat([v] * rows) if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == 1 else v
+        for k, v in text_keys.items()
+    }
+    batch["mm_encoder_outputs"] = {"image": features}
+    return batch
+
+
+def repeat_rows(inputs: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The same single-row inputs as a batch of ``rows`` (pixel tensors repeated too)."""
+    import torch
+
+    out = {}
+    for k, v in inputs.items():
+        if not torch.is_tensor(v):
+            out[k] = v
+        elif k in ("image_grid_thw", "pixel_values") and v.dim() == 2:  # Qwen2-VL: flat patches
+            out[k] = torch.cat([v] * rows)
+        else:
+            out[k] = torch.cat([v] * rows) if v.shape[0] == 1 else v
+    return out
+
+
+class ArenaService:
+    def __init__(self, chat: ChatService):
+        self.chat = chat
+
+    def stream(
+        self,
+        image: Any,
+        prompt: str,
+        adapters: Sequence[str],
+        gen: GenerationSettings | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[ArenaResult]:
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise BadInputError("the prompt is empty", fix="type the question every model answers")
+        names = list(dict.fromkeys(a or BASE_NAME for a in adapters))
+        if not names:
+            raise BadInputError("pick at least one model (base or an adapter)")
+        if len(names) > MAX_COLUMNS:
+            raise BadInputError(
+                f"the arena compares at most {MAX_COLUMNS} at once; {len(names)} were picked"
+            )
+        gen, stop = gen or GenerationSettings(), stop or threading.Event()
+        images = self.chat.prepare_images([image]) if image is not None else []
+        infos = [self.chat.adapter_info(n) for n in names]
+        bundle = self.chat.manager.get("vlm")
+        mixed = (
+            all(i is None or i.is_lora for i in infos)
+            and len(names) <= bundle.adapters.max_resident
+        )
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": prompt}],
+            }
+        ]
+        labels = [i.label() if i else "base model, no adapter" for i in infos]
+        started = time.perf_counter()
+        if mixed:
+            yield from self._batched(
+                bundle, infos, names, labels, messages, images, gen, stop, started
+            )
+        else:
+            yield from self._sequential(
+                bundle, infos, names, labels, messages, images, gen, stop, started
+            )
+
+    def _batched(self, bundle, infos, names, labels, messages, images, gen, stop, started):
+        rows = len(infos)
+        with bundle.adapters.pin(tuple(infos)) as pinned:
+            single = model_inputs(bundle, messages, images)
+            shared = None
+            if images and not any(touches_vision(i) for i in infos if i is not None):
+                shared = encode_image_once(pinned.model, single, rows)
+            batch = shared if shared is not None else repeat_rows(single, rows)
+            mode = "one mixed-adapter batch" + (
+                ", image encoded once" if shared is not None else ""
+            )
+            kwargs = gen.generate_kwargs()
+            if bundle.adapters.peft is not None:
+                kwargs["adapter_names"] = list(pinned.adapters)
+            clock = TokenClock()
+            streamer = RowStreamer(rows, eos_token_ids(pinned.model, bundle.tokenizer), clock)
+            for _ in run_generation(pinned.model, batch, streamer, stop, kwargs):
+                yield self._result(
+                    bundle, names, labels, streamer, clock, mode, started, pinned, False
+                )
+        yield self._result(bundle, names, labels, streamer, clock, mode, started, pinned, True)
+
+    def _sequential(self, bundle, infos, names, labels, messages, images, gen, stop, started):
+        texts = [""] * len(infos)
+        tokens = [0] * len(infos)
+        speeds = [0.0] * len(infos)
+        first_ttft, waited, peak = None, 0.0, 0
+        for idx, info in enumerate(infos):
+            with bundle.adapters.pin((info,)) as pinned:
+                waited += pinned.queue_wait_s
+                inputs = model_inputs(bundle, messages, images)
+                clock = TokenClock()
+                streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
+                for _ in run_generation(
+                    pinned.model, inputs, streamer, stop, gen.generate_kwargs()
+                ):
+                    texts[idx] = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+                    yield self._columns_result(
+                        names,
+                        labels,
+                        texts,
+                        tokens,
+                        speeds,
+                        "one after another",
+                        started,
+                        first_ttft or clock.ttft,
+                        waited,
+                        peak,
+                        False,
+                    )
+            tokens[idx], speeds[idx] = (
+                (clock.tokens[0] if clock.tokens else 0),
+                clock.tokens_per_s(0),
+            )
+            first_ttft = first_ttft or clock.ttft
+            peak = max(peak, peak_memory_bytes(clock, bundle.device))
+        yield self._columns_result(
+            names,
+            labels,
+            texts,
+            tokens,
+            speeds,
+            "one after another",
+            started,
+            first_ttft or 0.0,
+            waited,
+            peak,
+            True,
+        )
+
+    @staticmethod
+    def _columns_result(
+        names, labels, texts, tokens, speeds, mode, started, ttft, waited, peak, done
+    ):
+        cols = tuple(
+            ArenaColumn(n, lab, t.strip(), k, s)
+            for n, lab, t, k, s in zip(names, labels, texts, tokens, speeds, strict=True)
+        )
+        return ArenaResult(cols, mode, time.perf_counter() - started, ttft, waited, peak, done)
+
+    @staticmethod
+    def _result(bundle, names, labels, streamer, clock, mode, started, pinned, done) -> ArenaResult:
+        cols = []
+        for i, (name, label) in enumerate(zip(names, labels, strict=True)):
+            text = bundle.tokenizer.decode(streamer.rows[i], skip_special_tokens=True)
+            cols.append(
+                ArenaColumn(
+                    name,
+                    label,
+                    text.strip(),
+                    clock.tokens[i] if clock.tokens else 0,
+                    clock.tokens_per_s(i),
+                )
+            )
+        return ArenaResult(
+            tuple(cols),
+            mode,
+            time.perf_counter() - started,
+            clock.ttft,
+            pinned.queue_wait_s,
+            peak_memory_bytes(clock, bundle.device),
+            done,
+        )
+
+
+__all__ = ["BASE", "ArenaColumn", "ArenaResult", "ArenaService"]

@@ -1,0 +1,248 @@
+"""Visual chat: multi-turn conversations about images with the shared VLM and a chosen adapter.
+
+Answers stream token by token. The adapter a request names is pinned for the whole request,
+so concurrent users with different adapters each get their own adapter's answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmdemo.errors import AdapterError, BadInputError
+from mmdemo.flows.generation import (
+    GenerationSettings,
+    RowStreamer,
+    TokenClock,
+    eos_token_ids,
+    peak_memory_bytes,
+    run_generation,
+)
+from mmdemo.flows.media import load_image
+from mmdemo.models.adapters import AdapterInfo, AdapterStore
+from mmdemo.models.lora import check_compatible
+from mmdemo.models.manager import ModelManager
+
+BASE_NAME = "base"
+MAX_IMAGES_IN_CONTEXT = 4  # older images stay in the history as text only (CPU prefill cost)
+MAX_PROMPT_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class AnswerMetrics:
+    """The numbers shown under every answer."""
+
+    adapter: str
+    queue_wait_s: float
+    switch_s: float
+    ttft_s: float
+    tokens: int
+    tokens_per_s: float
+    total_s: float
+    peak_memory_bytes: int
+    stopped: bool = False
+
+
+@dataclass
+class Turn:
+    user: str
+    images: list[Any]  # normalized PIL images
+    image_paths: list[str]  # what the UI shows
+    answer: str = ""
+    adapter: str = BASE_NAME
+    metrics: AnswerMetrics | None = None
+
+
+@dataclass
+class ChatSession:
+    """One browser session's conversation (kept in gr.State, never shared)."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.turns.clear()
+
+    def pop_last(self) -> Turn | None:
+        return self.turns.pop() if self.turns else None
+
+
+@dataclass(frozen=True)
+class ChatUpdate:
+    text: str
+    metrics: AnswerMetrics | None = None  # set on the last update of an answer
+
+
+def build_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Chat-template messages and the images they refer to, newest images first to keep."""
+    budget = MAX_IMAGES_IN_CONTEXT
+    keep: list[list[Any]] = []
+    for turn in reversed(turns):
+        kept = turn.images[-budget:] if budget > 0 else []
+        budget -= len(kept)
+        keep.append(kept)
+    keep.reverse()
+    messages, images = [], []
+    for turn, kept in zip(turns, keep, strict=True):
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in kept]
+        content.append({"type": "text", "text": turn.user})
+        messages.append({"role": "user", "content": content})
+        images.extend(kept)
+        if turn.answer:
+            messages.append(
+                {"role": "assistant", "content": [{"type": "text", "text": turn.answer}]}
+            )
+    return messages, images
+
+
+def model_inputs(bundle: Any, messages: list[dict[str, Any]], images: list[Any]) -> dict[str, Any]:
+    processor = bundle.processor
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=[prompt], images=[images] if images else None, return_tensors="pt")
+    return {k: v.to(bundle.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+
+
+class ChatService:
+    """The chat capability over the shared manager and adapter store (one per app)."""
+
+    def __init__(self, manager: ModelManager, store: AdapterStore):
+        self.manager = manager
+        self.store = store
+        self.settings = manager.settings
+
+    # adapters -----------------------------------------------------------------------------
+    def adapter_info(self, name: str | None) -> AdapterInfo | None:
+        if not name or name == BASE_NAME:
+            return None
+        return self.store.get(name)
+
+    def adapter_choices(self) -> list[str]:
+        return [BASE_NAME, *self.store.names()]
+
+    def adapters_summary(self) -> list[dict[str, Any]]:
+        """Every adapter as plain data (the `adapters` API endpoint and the CLI)."""
+        return [
+            {
+                "name": a.name,
+                "method": a.method,
+                "peft_type": a.peft_type,
+                "rank": a.rank,
+                "dataset": a.dataset,
+                "metrics": a.metrics,
+                "base_model": a.base_model,
+                "base_model_type": a.base_model_type,
+                "builtin": a.builtin,
+                "description": a.description,
+                "created": a.created,
+            }
+            for a in self.store.list()
+        ]
+
+    def install_adapter(self, source: Path, name: str | None = None) -> AdapterInfo:
+        """Accept an uploaded adapter only if it fits the loaded VLM (loading the VLM if needed)."""
+        info = self.store.install(source, name)
+        try:
+            bundle = self.manager.get("vlm")
+            check_compatible(info, bundle.model, bundle.family)
+            bundle.adapters.load(info)
+        except BaseException:
+            self.store.delete(info.name)
+            raise
+        return info
+
+    def delete_adapter(self, name: str) -> None:
+        info = self.store.get(name)
+        if info.builtin:
+            raise AdapterError(f"{name!r} ships with mmdemo and cannot be deleted")
+        if self.manager.is_loaded("vlm"):
+            self.manager.get("vlm").adapters.drop(name)
+        self.store.delete(name)
+
+    # chat ---------------------------------------------------------------------------------
+    def prepare_images(self, sources: Sequence[Any]) -> list[Any]:
+        limit = self.settings.max_upload_mb * 2**20
+        return [load_image(s, self.settings.max_image_side, limit) for s in sources]
+
+    def stream(
+        self,
+        session: ChatSession,
+        text: str,
+        image_sources: Sequence[Any] = (),
+        adapter: str | None = BASE_NAME,
+        gen: GenerationSettings | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[ChatUpdate]:
+        """Answer ``text`` (+ images) in ``session``; the turn joins the session when done."""
+        text = (text or "").strip()
+        if not text:
+            raise BadInputError(
+                "the message is empty", fix="type a question, e.g. 'What is in this image?'"
+            )
+        if len(text) > MAX_PROMPT_CHARS:
+            raise BadInputError(
+                f"the message has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}"
+            )
+        images = self.prepare_images(image_sources)
+        paths = [
+            str(getattr(s, "name", s)) if not hasattr(s, "size") else "" for s in image_sources
+        ]
+        turn = Turn(text, images, paths)
+        yield from self._answer(session, turn, adapter, gen or GenerationSettings(), stop)
+
+    def _answer(
+        self,
+        session: ChatSession,
+        turn: Turn,
+        adapter: str | None,
+        gen: GenerationSettings,
+        stop: threading.Event | None,
+    ) -> Iterator[ChatUpdate]:
+        stop = stop or threading.Event()
+        info = self.adapter_info(adapter)
+        turn.adapter = info.name if info else BASE_NAME
+        bundle = self.manager.get("vlm")
+        messages, context_images = build_messages([*session.turns, turn])
+        started = time.perf_counter()
+        with bundle.adapters.pin((info,)) as pinned:
+            inputs = model_inputs(bundle, messages, context_images)
+            clock = TokenClock()
+            streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
+            for _ in run_generation(pinned.model, inputs, streamer, stop, gen.generate_kwargs()):
+                turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+                yield ChatUpdate(turn.answer)
+        turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True).strip()
+        turn.metrics = AnswerMetrics(
+            adapter=turn.adapter,
+            queue_wait_s=pinned.queue_wait_s,
+            switch_s=pinned.switch_s,
+            ttft_s=clock.ttft,
+            tokens=clock.tokens[0] if clock.tokens else 0,
+            tokens_per_s=clock.tokens_per_s(0),
+            total_s=time.perf_counter() - started,
+            peak_memory_bytes=peak_memory_bytes(clock, bundle.device),
+            stopped=stop.is_set(),
+        )
+        session.turns.append(turn)
+        yield ChatUpdate(turn.answer, turn.metrics)
+
+    def regenerate(self, session: ChatSession, **kwargs: Any) -> Iterator[ChatUpdate]:
+        """Answer the last question again (the old answer is replaced)."""
+        last = session.pop_last()
+        if last is None:
+            raise BadInputError("there is nothing to regenerate yet", fix="ask a question first")
+        turn = Turn(last.user, last.images, last.image_paths)
+        try:
+            yield from self._answer(
+                session,
+                turn,
+                kwargs.get("adapter", last.adapter),
+                kwargs.get("gen") or GenerationSettings(),
+                kwargs.get("stop"),
+            )
+        except BaseException:
+            if not session.turns or session.turns[-1] is not last:
+                session.turns.append(last)
+            raise

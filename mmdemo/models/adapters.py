@@ -1,0 +1,237 @@
+"""AdapterStore: PEFT adapters on disk — discover, read metadata, validate, install, delete.
+
+An adapter is a PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``) with an
+optional ``mmdemo.json`` beside it (base model, method, dataset, metrics, created). Metadata
+lives next to the weights; there is no second registry. Pickled weights are never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmdemo.config import Settings
+from mmdemo.errors import AdapterError
+from mmdemo.models.archive import PICKLE_SUFFIXES, safe_extract
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "adapters"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVED = frozenset({"base", "__base__", "none", "default"})
+# PEFT warns (and may reinitialize weights) when an adapter name is part of a parameter prefix.
+PEFT_PREFIXES = ("lora_", "ia3_", "hada_", "lokr_", "vera_", "oft_", "boft_", "ln_tuning_")
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+META = "mmdemo.json"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """One adapter as the UI and the runtime see it."""
+
+    name: str
+    path: Path
+    builtin: bool
+    peft_type: str
+    rank: int | None
+    alpha: float | None
+    target_modules: tuple[str, ...]
+    base_model: str
+    base_model_type: str
+    method: str
+    dataset: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    description: str = ""
+    size_bytes: int = 0
+
+    @property
+    def is_lora(self) -> bool:
+        return self.peft_type == "LORA"
+
+    def label(self) -> str:
+        """One line for dropdowns and arena columns: method, dataset, score."""
+        parts = [self.method or self.peft_type.lower()]
+        if self.dataset:
+            parts.append(self.dataset)
+        for key, value in self.metrics.items():
+            parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+            break
+        return " · ".join(parts)
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not NAME_RE.match(name):
+        raise AdapterError(
+            f"adapter name {name!r} is not allowed",
+            fix="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    if name.lower() in RESERVED or any(name in prefix for prefix in PEFT_PREFIXES):
+        raise AdapterError(f"'{name}' is reserved", fix="choose another adapter name")
+    return name
+
+
+def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> AdapterInfo:
+    """Read and sanity-check an adapter folder (files and configs only, no weights loaded)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AdapterError(f"{path} is not a folder")
+    pickles = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise AdapterError(
+            f"{', '.join(pickles)} is a pickle file, which can run arbitrary code when loaded; "
+            "mmdemo loads safetensors only",
+            fix="re-save the adapter with save_pretrained(..., safe_serialization=True) and "
+            f"upload {CONFIG} + {WEIGHTS}",
+        )
+    if not (path / CONFIG).is_file():
+        raise AdapterError(f"no {CONFIG} in the adapter", fix="upload a PEFT adapter folder or zip")
+    if not (path / WEIGHTS).is_file():
+        raise AdapterError(f"no {WEIGHTS} in the adapter", fix="upload the safetensors weights")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{CONFIG} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or "peft_type" not in config:
+        raise AdapterError(f"{CONFIG} has no peft_type; is this a PEFT adapter?")
+    meta: dict[str, Any] = {}
+    if (path / META).is_file():
+        try:
+            meta = json.loads((path / META).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            meta = {}
+    targets = config.get("target_modules") or ()
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    return AdapterInfo(
+        name=name or path.name,
+        path=path,
+        builtin=builtin,
+        peft_type=str(config["peft_type"]).upper(),
+        rank=config.get("r"),
+        alpha=config.get("lora_alpha"),
+        target_modules=targets,
+        base_model=str(meta.get("base_model") or config.get("base_model_name_or_path") or ""),
+        base_model_type=str(meta.get("base_model_type") or ""),
+        method=str(meta.get("method") or str(config["peft_type"]).lower()),
+        dataset=str(meta.get("dataset") or ""),
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        created=str(meta.get("created") or ""),
+        description=str(meta.get("description") or ""),
+        size_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
+    )
+
+
+class AdapterStore:
+    """Adapters under ``MMDEMO_HOME/adapters`` (user) and ``assets/adapters`` (built in)."""
+
+    def __init__(self, settings: Settings, builtin_dir: Path | None = BUILTIN_DIR):
+        self.root = settings.adapters_dir
+        self.builtin_dir = builtin_dir
+        self.max_upload_bytes = settings.max_upload_mb * 2**20
+
+    def list(self) -> list[AdapterInfo]:
+        """All readable adapters, user ones first; unreadable folders are skipped."""
+        found: dict[str, AdapterInfo] = {}
+        for folder, builtin in ((self.root, False), (self.builtin_dir, True)):
+            if folder is None or not folder.is_dir():
+                continue
+            for path in sorted(
+                p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
+                if path.name in found:
+                    continue
+                try:
+                    found[path.name] = read_adapter(path, builtin=builtin)
+                except AdapterError:
+                    continue
+        return list(found.values())
+
+    def names(self) -> list[str]:
+        return [a.name for a in self.list()]
+
+    def get(self, name: str) -> AdapterInfo:
+        for info in self.list():
+            if info.name == name:
+                return info
+        raise AdapterError(f"no adapter called {name!r}", fix="pick one from the list or upload it")
+
+    def install(self, source: Path, name: str | None = None) -> AdapterInfo:
+        """Copy an adapter (folder, .zip, or loose files in a folder) into the store.
+
+        The copy is made in a temporary folder and renamed into place only when it reads
+        cleanly, so a bad upload leaves the store as it was.
+        """
+        source = Path(source)
+        name = check_name(name or source.stem)
+        if name in self.names():
+            raise AdapterError(
+                f"an adapter called {name!r} already exists",
+                fix="delete it first or choose another name",
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+        try:
+            if source.is_dir():
+                _copy_adapter_files(source, staging)
+            elif source.suffix.lower() == ".zip":
+                safe_extract(source, staging, max_bytes=self.max_upload_bytes)
+            else:
+                raise AdapterError(
+                    f"{source.name} is neither a folder nor a .zip",
+                    fix="upload a zip of the PEFT adapter folder",
+                )
+            folder = _single_subfolder(staging)
+            info = read_adapter(folder, name=name)
+            if not (folder / META).is_file():
+                write_metadata(
+                    folder,
+                    {
+                        "base_model": info.base_model,
+                        "method": info.method,
+                        "dataset": "",
+                        "description": "uploaded",
+                    },
+                )
+            target = self.root / name
+            folder.rename(target)
+            return read_adapter(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def delete(self, name: str) -> None:
+        info = self.get(name)
+        if info.builtin:
+            raise AdapterError(f"{name!r} ships with mmdemo and cannot be deleted")
+        trash = info.path.with_name(f".deleting-{name}-{time.time_ns()}")
+        info.path.rename(trash)  # atomic: the adapter disappears at once
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def write_metadata(folder: Path, meta: dict[str, Any]) -> None:
+    meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+    (Path(folder) / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _copy_adapter_files(source: Path, dest: Path) -> None:
+    for item in source.iterdir():
+        if item.is_symlink():
+            raise AdapterError(f"{item.name} is a symbolic link; adapters must be plain files")
+        if item.is_file():
+            shutil.copy2(item, dest / item.name)
+
+
+def _single_subfolder(staging: Path) -> Path:
+    """Zips often hold one top folder; use it when the config is not at the top."""
+    if (staging / CONFIG).is_file():
+        return staging
+    subdirs = [p for p in staging.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / CONFIG).is_file():
+        return subdirs[0]
+    return staging

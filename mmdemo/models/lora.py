@@ -1,0 +1,221 @@
+"""Adapters resident on the loaded VLM: validate against it, load through PEFT, keep at most N
+(least recently used evicted), and pin one adapter (or a mixed batch) per request.
+
+The runtime belongs to one loaded VLM bundle; unloading the VLM drops it with the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mmdemo.errors import AdapterError
+from mmdemo.models.adapters import WEIGHTS, AdapterInfo
+
+BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
+# Parameter name segments that start an adapter's own tensors, per PEFT method.
+ADAPTER_PARAM_PREFIXES = ("lora_", "ia3_", "hada_", "lokr_", "vera_", "oft_", "boft_", "ln_tuning")
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """What a request holds while it runs: the model to call and how long it waited."""
+
+    model: Any
+    adapters: tuple[str, ...]  # BASE for the base model
+    queue_wait_s: float
+    switch_s: float
+
+
+def check_compatible(info: AdapterInfo, model: Any, family: str) -> None:
+    """Refuse an adapter that does not fit ``model``, naming the first mismatch.
+
+    Reads only the safetensors header (names and shapes), never the weights.
+    """
+    from peft import PeftConfig
+    from safetensors import safe_open
+
+    if info.base_model_type and info.base_model_type != family:
+        raise AdapterError(
+            f"adapter {info.name!r} was trained for a {info.base_model_type} model "
+            f"({info.base_model or 'unknown base'}); the loaded VLM is a {family} model",
+            fix="load the matching base model in the System tab, or use another adapter",
+        )
+    try:
+        PeftConfig.from_pretrained(str(info.path))
+    except Exception as exc:
+        raise AdapterError(f"adapter {info.name!r} has an unreadable PEFT config: {exc}") from None
+    modules = dict(model.named_modules())
+    try:
+        with safe_open(str(info.path / WEIGHTS), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise AdapterError(f"{WEIGHTS} of {info.name!r} is not valid safetensors: {exc}") from None
+    if not shapes:
+        raise AdapterError(f"adapter {info.name!r} holds no weights")
+    for key, shape in shapes.items():
+        path = _module_path(key)
+        module = modules.get(path) or modules.get(path.removeprefix("model."))
+        if module is None:
+            raise AdapterError(
+                f"adapter {info.name!r} targets '{path}', which the loaded {family} model does not "
+                f"have (it was made for {info.base_model or 'another model'})",
+                fix="use an adapter trained on this base model",
+            )
+        base = getattr(module, "base_layer", module)
+        in_f, out_f = getattr(base, "in_features", None), getattr(base, "out_features", None)
+        if ".lora_A." in key and in_f is not None and shape[-1] != in_f:
+            raise _shape_error(info, path, "input", shape[-1], in_f)
+        if ".lora_B." in key and out_f is not None and shape[0] != out_f:
+            raise _shape_error(info, path, "output", shape[0], out_f)
+        if (
+            ".lora_A." in key
+            and info.rank
+            and shape[0] != info.rank
+            and not _has_rank_pattern(info)
+        ):
+            raise AdapterError(
+                f"adapter {info.name!r}: {path} has rank {shape[0]} but the config says r={info.rank}"
+            )
+
+
+def _has_rank_pattern(info: AdapterInfo) -> bool:
+    import json
+
+    config = json.loads((info.path / "adapter_config.json").read_text())
+    return bool(config.get("rank_pattern"))
+
+
+def _shape_error(info: AdapterInfo, path: str, side: str, got: int, want: int) -> AdapterError:
+    return AdapterError(
+        f"adapter {info.name!r} does not fit the loaded model: {path} has {side} size {want}, "
+        f"the adapter expects {got} (it was made for {info.base_model or 'another base model'})",
+        fix="use an adapter trained on this base model",
+    )
+
+
+def _module_path(key: str) -> str:
+    """'base_model.model.model.x.q_proj.lora_A.weight' -> 'model.x.q_proj'."""
+    parts = key.removeprefix("base_model.model.").split(".")
+    for i, part in enumerate(parts):
+        if part.startswith(ADAPTER_PARAM_PREFIXES):
+            return ".".join(parts[:i])
+    return ".".join(parts[:-1])
+
+
+class AdapterRuntime:
+    """PEFT adapters on one VLM, with a per-request pin (a lock held for the generation)."""
+
+    def __init__(self, model: Any, family: str, max_resident: int = 4):
+        self.base = model
+        self.family = family
+        self.max_resident = max_resident
+        self.peft: Any = None
+        self.resident: OrderedDict[str, AdapterInfo] = OrderedDict()
+        self._lock = threading.Lock()  # held for a whole request
+        self._layers: list[Any] = []
+        self._active: tuple[str, ...] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The model to call: the PEFT wrapper once an adapter was loaded, else the base."""
+        return self.peft if self.peft is not None else self.base
+
+    def resident_names(self) -> list[str]:
+        return list(self.resident)
+
+    @contextmanager
+    def pin(self, adapters: tuple[AdapterInfo | None, ...]) -> Iterator[Pinned]:
+        """Hold the model for one request with these adapters (None = base) active.
+
+        One adapter: it is made the active one. Several: they are made resident and the
+        caller passes ``adapter_names`` (mixed batch); the active set is left as is.
+        """
+        asked = time.perf_counter()
+        with self._lock:
+            waited = time.perf_counter() - asked
+            start = time.perf_counter()
+            names = tuple(self._ensure(a) if a is not None else BASE for a in adapters)
+            if len(names) == 1:
+                self._activate(names[0])
+            yield Pinned(self.model, names, waited, time.perf_counter() - start)
+
+    def load(self, info: AdapterInfo) -> float:
+        """Validate and make an adapter resident now (e.g. right after upload); seconds taken."""
+        start = time.perf_counter()
+        with self._lock:
+            self._ensure(info)
+        return time.perf_counter() - start
+
+    def drop(self, name: str) -> bool:
+        """Remove a resident adapter (after it was deleted from the store)."""
+        with self._lock:
+            return self._evict(name)
+
+    def _ensure(self, info: AdapterInfo) -> str:
+        if info.name in self.resident:
+            self.resident.move_to_end(info.name)
+            return info.name
+        check_compatible(info, self.base, self.family)
+        if self.resident and next(iter(self.resident.values())).peft_type != info.peft_type:
+            self._reset()  # PEFT keeps one adapter type per model: start afresh for this one
+        while len(self.resident) >= self.max_resident:
+            self._evict(next(iter(self.resident)))
+        try:
+            if self.peft is None:
+                from peft import PeftModel
+
+                self.peft = PeftModel.from_pretrained(
+                    self.base, str(info.path), adapter_name=info.name, is_trainable=False
+                )
+            else:
+                self.peft.load_adapter(str(info.path), adapter_name=info.name, is_trainable=False)
+        except Exception as exc:
+            raise AdapterError(f"PEFT could not load adapter {info.name!r}: {exc}") from exc
+        self.peft.eval()
+        self.resident[info.name] = info
+        self._refresh_layers()
+        return info.name
+
+    def _evict(self, name: str) -> bool:
+        if name not in self.resident or self.peft is None:
+            return False
+        self.peft.delete_adapter(name)
+        del self.resident[name]
+        self._refresh_layers()
+        return True
+
+    def _reset(self) -> None:
+        """Take every adapter out (PEFT's unload restores the original modules)."""
+        if self.peft is not None:
+            self.base = self.peft.unload()
+        self.peft = None
+        self.resident.clear()
+        self._layers, self._active = [], None
+
+    def _refresh_layers(self) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self._layers = [m for m in self.peft.modules() if isinstance(m, BaseTunerLayer)]
+        self._active = None
+
+    def _activate(self, name: str) -> None:
+        """Make ``name`` (or BASE) the active adapter.
+
+        PEFT's ``PeftModel.set_adapter`` walks every module of the model (~2,000 for SmolVLM);
+        calling the same public ``set_adapter`` on the cached tuner layers only does the same
+        work without the walk. Base = no active adapter on any layer.
+        """
+        target = () if name == BASE else (name,)
+        if self.peft is None or self._active == target:
+            return
+        for layer in self._layers:
+            layer.set_adapter(list(target), inference_mode=True)
+        if target:
+            self.peft.base_model.active_adapter = name
+        self._active = target

@@ -1,0 +1,211 @@
+"""Visual chat tab: streamed multi-turn answers about images, with a LoRA adapter picker."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
+from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.system import human_bytes
+from mmdemo.models.adapters import AdapterStore
+from mmdemo.ui.common import guarded, guarded_stream, seconds
+from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs import adapters_panel
+
+ASSET_IMAGES = Path(__file__).resolve().parents[3] / "assets" / "images"
+
+
+@dataclass
+class ChatState:
+    """Per-browser-session state: the conversation and the running answer's stop switch."""
+
+    session: ChatSession = field(default_factory=ChatSession)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def new_answer(self) -> threading.Event:
+        self.stop = threading.Event()
+        return self.stop
+
+
+def chat_service(ctx: AppContext) -> ChatService:
+    """The app's one ChatService (created by the first tab that needs it)."""
+    if "chat" not in ctx.services:
+        ctx.services["chat"] = ChatService(ctx.manager, AdapterStore(ctx.settings))
+    return ctx.services["chat"]
+
+
+def metrics_md(m: AnswerMetrics | None) -> str:
+    if m is None:
+        return ""
+    parts = [
+        f"**{m.adapter}**",
+        f"queue {seconds(m.queue_wait_s)}",
+        f"adapter switch {seconds(m.switch_s)}",
+        f"first token {seconds(m.ttft_s)}",
+        f"{m.tokens_per_s:.1f} tok/s",
+        f"{m.tokens} tokens",
+        f"peak memory {human_bytes(m.peak_memory_bytes)}",
+    ]
+    if m.stopped:
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def to_messages(
+    session: ChatSession, pending: tuple[str, list[str], str] | None = None
+) -> list[dict]:
+    """Chatbot message dicts for the conversation (+ a turn still being answered)."""
+    rows = [(t.user, t.image_paths, t.answer) for t in session.turns]
+    if pending:
+        rows.append(pending)
+    messages: list[dict] = []
+    for user, paths, answer in rows:
+        content: list[Any] = [{"path": p} for p in paths if p and Path(p).is_file()]
+        messages.append({"role": "user", "content": [*content, user] if content else user})
+        if answer:
+            messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    chat = chat_service(ctx)
+    state = gr.State(lambda: ChatState())
+    with gr.Row():
+        with gr.Column(scale=3):
+            bot = gr.Chatbot(label="Conversation", height=460, elem_id="chat-bot", buttons=["copy"])
+            box = gr.MultimodalTextbox(
+                placeholder="Ask about one or more images…",
+                file_types=["image"],
+                file_count="multiple",
+                sources=["upload"],
+                elem_id="chat-input",
+                show_label=False,
+            )
+            with gr.Row():
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="chat-stop", size="sm")
+                regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", size="sm")
+                clear_btn = gr.Button("Clear", elem_id="chat-clear", size="sm")
+            metrics = gr.Markdown(elem_id="chat-metrics", elem_classes=["metrics-line"])
+            examples = [
+                {"text": "What is in this image?", "files": [str(ASSET_IMAGES / "cat.jpg")]},
+                {
+                    "text": "Describe the picture in detail.",
+                    "files": [str(ASSET_IMAGES / "astronaut.jpg")],
+                },
+                {
+                    "text": "What color is the shape?",
+                    "files": [str(ASSET_IMAGES / "red-circle.png")],
+                },
+            ]
+            gr.Examples(
+                [[e] for e in examples if all(Path(f).is_file() for f in e["files"])],
+                inputs=[box],
+                label="Examples",
+            )
+        with gr.Column(scale=1, min_width=280):
+            adapter = gr.Dropdown(
+                chat.adapter_choices(),
+                value=BASE_NAME,
+                label="Adapter",
+                elem_id="chat-adapter",
+                interactive=True,
+            )
+            adapter_info = gr.Markdown(elem_id="chat-adapter-info")
+            with gr.Accordion("Generation", open=False):
+                max_new = gr.Slider(
+                    1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new"
+                )
+                greedy = gr.Checkbox(True, label="Greedy (deterministic)", elem_id="chat-greedy")
+                temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+            panel = adapters_panel.build(chat, adapter)
+
+    gen_inputs = [adapter, max_new, temperature, top_p, greedy]
+
+    def settings_of(max_new_tokens, temp, p, is_greedy) -> GenerationSettings:
+        return GenerationSettings(int(max_new_tokens), float(temp), float(p), bool(is_greedy))
+
+    @guarded_stream
+    def submit(message: dict, st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
+        text, files = (message or {}).get("text", ""), (message or {}).get("files", [])
+        gen = settings_of(max_new_tokens, temp, p, is_greedy)
+        stop = st.new_answer()
+        paths = [f if isinstance(f, str) else f.get("path", "") for f in files]
+        yield to_messages(st.session, (text, paths, "…")), "", gr.update(value=None), st
+        last = None
+        for update in chat.stream(st.session, text, paths, name, gen, stop):
+            last = update
+            pending = None if update.metrics else (text, paths, update.text or "…")
+            yield to_messages(st.session, pending), metrics_md(update.metrics), gr.update(), st
+        if last is None:
+            yield to_messages(st.session), "", gr.update(), st
+
+    @guarded_stream
+    def regenerate(st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
+        gen = settings_of(max_new_tokens, temp, p, is_greedy)
+        last = st.session.turns[-1] if st.session.turns else None
+        stop = st.new_answer()
+        for update in chat.regenerate(st.session, adapter=name, gen=gen, stop=stop):
+            pending = (
+                None
+                if update.metrics or last is None
+                else (last.user, last.image_paths, update.text or "…")
+            )
+            yield to_messages(st.session, pending), metrics_md(update.metrics), st
+
+    def stop(st: ChatState) -> None:
+        st.stop.set()
+
+    def clear(st: ChatState):
+        st.stop.set()
+        st.session.clear()
+        return [], "", st
+
+    @guarded
+    def show_adapter(name: str) -> str:
+        info = chat.adapter_info(name)
+        if info is None:
+            return "The base model with no adapter."
+        switch = ""
+        if ctx.manager.is_loaded("vlm"):
+            took = ctx.manager.get("vlm").adapters.load(info)
+            switch = f"\n\nready in {seconds(took)} (kept loaded; switching back is instant)"
+        score = ", ".join(f"{k} {v}" for k, v in info.metrics.items()) or "not evaluated"
+        return (
+            f"**{info.name}** — {info.description or info.method}\n\n"
+            f"method `{info.method}` · rank {info.rank} · dataset {info.dataset or 'unknown'} · "
+            f"score {score} · base `{info.base_model or '?'}`{switch}"
+        )
+
+    sub = box.submit(
+        submit,
+        [box, state, *gen_inputs],
+        [bot, metrics, box, state],
+        concurrency_id="vlm",
+        concurrency_limit=ctx.settings.concurrency,
+        api_visibility="private",
+    )
+    regen_btn.click(
+        regenerate,
+        [state, *gen_inputs],
+        [bot, metrics, state],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    stop_btn.click(stop, state, None, queue=False, api_visibility="private")
+    clear_btn.click(clear, state, [bot, metrics, state], queue=False, api_visibility="private")
+    adapter.change(show_adapter, adapter, adapter_info, api_visibility="private")
+    return {
+        "bot": bot,
+        "box": box,
+        "adapter": adapter,
+        "metrics": metrics,
+        "state": state,
+        "submit_event": sub,
+        **panel,
+    }

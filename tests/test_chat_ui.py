@@ -1,0 +1,119 @@
+"""Visual chat and arena as users reach them: gradio_client API and a real browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import screenshot_dir
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
+RED = ASSETS / "red-circle.png"
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Any:
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def test_api_chat_streams_with_the_chosen_adapter(client: Any) -> None:
+    from gradio_client import handle_file
+
+    job = client.submit(
+        "What color is the shape?",
+        [handle_file(str(RED))],
+        "color-namer",
+        20,
+        True,
+        api_name="/chat",
+    )
+    outputs = list(job)
+    assert job.outputs()[-1] == "The shape is red."
+    assert len(outputs) >= 1
+    base = client.predict(
+        "What color is the shape?", [handle_file(str(RED))], "base", 20, True, api_name="/chat"
+    )
+    assert base != "The shape is red."
+
+
+def test_api_arena_and_adapter_list(client: Any) -> None:
+    from gradio_client import handle_file
+
+    result = client.predict(
+        handle_file(str(RED)),
+        "What color is the shape?",
+        ["base", "color-namer", "pirate"],
+        api_name="/arena",
+    )
+    texts = {c["adapter"]: c["text"] for c in result["columns"]}
+    assert texts["color-namer"] == "The shape is red." and texts["pirate"].startswith("Arr")
+    assert "image encoded once" in result["mode"]
+    listing = client.predict(api_name="/adapters")
+    names = {a["name"] for a in listing}
+    assert {"color-namer", "pirate"} <= names
+    assert all("metrics" in a and "base_model_type" in a for a in listing)
+
+
+def test_api_reports_bad_input_clearly(client: Any) -> None:
+    with pytest.raises(Exception, match="empty"):
+        client.predict("   ", [], "base", 8, True, api_name="/chat")
+    with pytest.raises(Exception, match="no adapter called"):
+        client.predict("hi", [], "nonexistent", 8, True, api_name="/chat")
+
+
+@pytest.mark.browser
+def test_browser_chat_switch_adapter_and_arena(page: Any, app: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    out = screenshot_dir(tmp_path)
+    page.get_by_role("tab", name="Visual chat").click()
+    page.locator("#chat-input input[type=file]").set_input_files(str(RED))
+    page.locator("#chat-input textarea").fill("What color is the shape?")
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.locator("#chat-metrics")).to_contain_text("tok/s", timeout=60_000)
+    expect(page.locator("#chat-metrics")).to_contain_text("base")
+    expect(page.locator("#chat-bot img")).to_have_count(1)
+
+    page.locator("#chat-adapter input").fill("color-namer")
+    page.locator("#chat-adapter input").press("Enter")
+    expect(page.locator("#chat-adapter-info")).to_contain_text("names the colour")
+    page.locator("#chat-regenerate").click()
+    expect(page.locator("#chat-bot")).to_contain_text("The shape is red.", timeout=60_000)
+    expect(page.locator("#chat-metrics")).to_contain_text("color-namer")
+    page.screenshot(path=str(out / "chat.png"), full_page=True)
+
+    page.locator("#chat-input textarea").fill("   ")
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.get_by_text("the message is empty").first).to_be_visible(timeout=30_000)
+
+    page.get_by_role("tab", name="Arena").click()
+    page.locator("#arena-image input[type=file]").set_input_files(str(RED))
+    page.locator("#arena-run").click()
+    expect(page.locator("#arena-summary")).to_contain_text("image encoded once", timeout=60_000)
+    expect(page.locator("#arena-col-1")).to_contain_text("The shape is red.", timeout=60_000)
+    expect(page.locator("#arena-col-2")).to_contain_text("Arr matey")
+    expect(page.locator("#arena-summary")).to_contain_text("peak memory", timeout=60_000)
+    page.screenshot(path=str(out / "arena.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_stop_button_stops_the_answer(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Visual chat").click()
+    page.get_by_text("Generation", exact=True).click()
+    number = page.locator("#chat-max-new input[type=number]")
+    number.fill("1024")
+    number.press("Enter")
+    page.locator("#chat-input textarea").fill("Tell me a very long story.")
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.locator("#chat-bot")).to_contain_text("Tell me a very long story.", timeout=60_000)
+    page.wait_for_timeout(300)  # let it stream a little
+    page.locator("#chat-stop").click()
+    expect(page.locator("#chat-metrics")).to_contain_text("stopped", timeout=60_000)
+    tokens = int(page.locator("#chat-metrics").inner_text().split(" tokens")[0].split()[-1])
+    assert tokens < 1024

@@ -1,0 +1,118 @@
+"""The adapter a request names answers it, also under concurrent users; the arena's mixed
+batch gives each column the same answer as asking that adapter alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from mmdemo.errors import BadInputError
+from mmdemo.flows.arena import ArenaService
+from mmdemo.flows.chat import ChatService, ChatSession
+from mmdemo.flows.generation import GenerationSettings
+from mmdemo.models.adapters import AdapterStore
+from mmdemo.models.manager import ModelManager
+from tests.helpers import make_adapter
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
+GREEDY = GenerationSettings(max_new_tokens=16, greedy=True)
+QUESTIONS = [
+    ("What color is the shape?", ASSETS / "red-circle.png"),
+    ("Describe the image.", ASSETS / "blue-square.png"),
+    ("What is this?", ASSETS / "cat.jpg"),
+]
+
+
+@pytest.fixture
+def chat(isolated_settings) -> ChatService:
+    manager = ModelManager(isolated_settings)
+    yield ChatService(manager, AdapterStore(isolated_settings))
+    manager.unload_all()
+
+
+def solo(chat: ChatService, adapter: str, text: str, image: Path) -> str:
+    return list(chat.stream(ChatSession(), text, [image], adapter, GREEDY))[-1].text
+
+
+def test_concurrent_requests_each_get_their_own_adapter(chat: ChatService) -> None:
+    adapters = ["base", "color-namer", "pirate"]
+    jobs = [(adapters[i % 3], *QUESTIONS[i % len(QUESTIONS)]) for i in range(9)]
+    expected = {job: solo(chat, *job) for job in set(jobs)}
+    assert len(set(expected.values())) > 2, "the adapters really answer differently"
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(jobs))
+
+    def user(i: int, job: tuple) -> None:
+        try:
+            barrier.wait()
+            results[i] = solo(chat, *job)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, job in enumerate(jobs):
+        assert results[i] == expected[job], (
+            f"request {i} with {job[0]} got another adapter's answer"
+        )
+
+
+def test_arena_columns_match_solo_answers_with_the_image_encoded_once(chat: ChatService) -> None:
+    arena = ArenaService(chat)
+    text, image = QUESTIONS[0]
+    names = ["base", "color-namer", "pirate"]
+    updates = list(arena.stream(image, text, names, GREEDY))
+    final = updates[-1]
+    assert final.done and len(updates) > 2
+    assert "mixed-adapter batch" in final.mode and "image encoded once" in final.mode
+    assert [c.adapter for c in final.columns] == names
+    for column in final.columns:
+        assert column.text == solo(chat, column.adapter, text, image).strip(), column.adapter
+    assert final.columns[1].label.startswith("lora")
+
+
+def test_arena_falls_back_to_one_after_another_for_non_lora(
+    chat: ChatService, tmp_path: Path
+) -> None:
+    model = chat.manager.get("vlm").model
+    chat.store.install(make_adapter(model, tmp_path / "scaler", seed=5, kind="ia3"), "scaler")
+    arena = ArenaService(chat)
+    text, image = QUESTIONS[1]
+    final = list(arena.stream(image, text, ["pirate", "scaler"], GREEDY))[-1]
+    assert final.mode == "one after another"
+    assert [c.text for c in final.columns] == [
+        solo(chat, "pirate", text, image),
+        solo(chat, "scaler", text, image),
+    ]
+
+
+def test_arena_refuses_too_many_columns_and_empty_prompt(chat: ChatService) -> None:
+    arena = ArenaService(chat)
+    with pytest.raises(BadInputError, match="at most 4"):
+        list(arena.stream(QUESTIONS[0][1], "hi", ["base", "a", "b", "c", "d"]))
+    with pytest.raises(BadInputError, match="empty"):
+        list(arena.stream(QUESTIONS[0][1], " ", ["base"]))
+
+
+def test_qwen2vl_arena_batches_too(tiny_settings, tmp_path: Path) -> None:
+    manager = ModelManager(tiny_settings.replace(vlm="tiny:qwen2vl"))
+    store = AdapterStore(tiny_settings.replace(home=tmp_path))
+    chat = ChatService(manager, store)
+    for i in range(2):
+        store.install(
+            make_adapter(manager.get("vlm").model, tmp_path / f"q{i}", seed=i, family="qwen2_vl"),
+            f"q{i}",
+        )
+    text, image = QUESTIONS[2]
+    final = list(ArenaService(chat).stream(image, text, ["base", "q0", "q1"], GREEDY))[-1]
+    assert "mixed-adapter batch" in final.mode
+    for column in final.columns:
+        assert column.text == solo(chat, column.adapter, text, image).strip(), column.adapter
+    manager.unload_all()
