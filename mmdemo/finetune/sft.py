@@ -147,9 +147,9 @@ def train_lora(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            cfg.history.append((step, float(loss)))
+            cfg.history.append((step, loss.item()))
             if progress:
-                progress(step, float(loss))
+                progress(step, loss.item())
     accuracy = evaluate(peft_model, processor, evalset)
     out_dir = Path(out_dir)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
