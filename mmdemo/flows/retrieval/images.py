@@ -142,6 +142,8 @@ def decode(data: bytes | Path | Any, min_side: int, limits: ImageLimits) -> tupl
         source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
         try:
             image = Image.open(source)
+        except Image.DecompressionBombError as exc:  # PIL's own guard, at twice its warning size
+            raise ImageProblem(f"image too large: {exc}") from None
         except UnidentifiedImageError:
             raise ImageProblem("not an image (unrecognised format)") from None
         except (OSError, ValueError, SyntaxError) as exc:

@@ -44,8 +44,9 @@ class SearchConfig:
     save_every: float = 0.05
 
     def nlist(self, n: int) -> int:
-        """IVF cells for ``n`` vectors: about 2*sqrt(n), within 64..2048."""
-        return int(min(2048, max(64, 2 * math.sqrt(max(n, 1)))))
+        """IVF cells for ``n`` vectors: about 2*sqrt(n), at most 2048, and at most n/39 (faiss
+        wants 39 training points per centroid)."""
+        return int(max(1, min(2048, 2 * math.sqrt(max(n, 1)), n / 39)))
 
 
 def topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +87,7 @@ class AnnIndex:
 
     def __init__(self, index: Any, meta: dict[str, Any]) -> None:
         self.index = index
-        self.meta = meta  # generation, compacted, max_id, trained_on, changed (since saved)
+        self.meta = meta  # created, generation, max_id, trained_on, changed (since saved)
         self.lock = threading.Lock()  # faiss indexes must not be searched while they change
 
     @property
@@ -104,7 +105,13 @@ class AnnIndex:
         nlist = config.nlist(snapshot.count)
         index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
         index.train(_sample(snapshot, config.train_size))
-        ann = cls(index, {"trained_on": snapshot.count, "max_id": -1, "changed": 0})
+        meta = {
+            "created": snapshot.manifest.created,
+            "trained_on": snapshot.count,
+            "max_id": -1,
+            "changed": 0,
+        }
+        ann = cls(index, meta)
         ann.sync(snapshot, config)
         return ann
 
@@ -189,8 +196,16 @@ class Searcher:
         """Bring the ANN index in step with ``snapshot`` (loading, syncing or building it)."""
         if snapshot.count <= self.config.ann_threshold:
             return
+        current = self.ann
+        if (
+            current is not None
+            and current.meta.get("generation", -1) >= snapshot.manifest.generation
+        ):
+            return  # in step, or this is an older snapshot (the common case: every search)
         with self._lock:
             ann = self.ann or AnnIndex.load(snapshot.directory)
+            if ann is not None and ann.meta.get("created") != snapshot.manifest.created:
+                ann = None  # left from an index of the same name that was replaced
             if ann is None or not ann.sync(snapshot, self.config):
                 ann = AnnIndex.build(snapshot, self.config)
                 ann.meta["changed"] = ann.ntotal

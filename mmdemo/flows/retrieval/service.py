@@ -177,6 +177,7 @@ class IndexService:
         progress: ProgressFn | None = None,
     ) -> AddReport:
         """A new index from folders and files (``replace`` starts an existing one afresh)."""
+        self.store.directory(name)  # a bad name fails first
         bundle = self.bundle()
         scan = scan_files(sources)  # bad paths fail before anything is created
         self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)

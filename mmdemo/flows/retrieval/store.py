@@ -194,6 +194,7 @@ class IndexStore:
             self._commit(directory, manifest)
             if replace:
                 shutil.rmtree(directory / FILES, ignore_errors=True)
+                (directory / "ann.bin").unlink(missing_ok=True)
         return self.load(name)
 
     def append(
