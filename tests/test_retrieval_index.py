@@ -222,6 +222,28 @@ def test_builds_commit_in_chunks_and_resume(
     assert report.added == 0 and report.unchanged == len(PHOTOS)
 
 
+def test_services_for_other_tabs(service: IndexService, photos: dict[str, Path]) -> None:
+    """Chat: similar indexed images as context. Video: key frames ranked by a text."""
+    from PIL import Image
+
+    from tests.retrieval_helpers import photo_array
+
+    service.build("cases", [photos["cat"].parent], dtype="float32")
+    frame = Image.fromarray(photo_array("rocket"))
+    similar = service.similar_images("cases", frame, k=2)
+    assert similar.hits[0].item.name == "rocket.jpg"
+    assert similar.hits[0].score == pytest.approx(1.0, abs=1e-3)  # JPEG vs raw pixels
+
+    frames = [photo_array(n) for n in ("coffee", "horse", "astronaut")]
+    ranked = service.rank_images(frames, "a horse")
+    bundle = service.bundle()
+    expected = embed_images(bundle, frames) @ embed_texts(bundle, ["a horse"])[0]
+    assert [i for i, _ in ranked] == list(np.argsort(-expected, kind="stable"))
+    assert service.rank_images([], "x") == []
+    with pytest.raises(BadInputError, match="nothing to search for"):
+        service.rank_images(frames, " ")
+
+
 @pytest.mark.slow
 def test_real_clip_ranks_the_cat_photo_first_for_a_cat(tmp_path: Path) -> None:
     """Needs the cpu profile's CLIP weights in the Hugging Face cache (not on CI machines)."""

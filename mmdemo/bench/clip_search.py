@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,13 +53,16 @@ def uniform(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
     return _unit(np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32))
 
 
-def synthetic_store(root: Path, name: str, vectors: np.ndarray, chunk: int = 250_000):
-    """An index of ``vectors`` written through the real store (rows carry made-up metadata)."""
+def synthetic_store(
+    root: Path, name: str, vectors: np.ndarray, identity: Any = None, chunk: int = 250_000
+) -> tuple[Any, Any]:
+    """An index of ``vectors`` written through the real store (rows carry made-up metadata);
+    returns (store, snapshot). ``identity``: the model it claims (default: "synthetic")."""
     from mmdemo.flows.retrieval.identity import ModelIdentity
     from mmdemo.flows.retrieval.store import IndexStore
 
     store = IndexStore(root)
-    identity = ModelIdentity("synthetic", "synthetic", vectors.shape[1])
+    identity = identity or ModelIdentity("synthetic", "synthetic", vectors.shape[1])
     snapshot = store.create(name, identity, "float16")
     for start in range(0, len(vectors), chunk):
         part = vectors[start : start + chunk]

@@ -8,6 +8,9 @@ import importlib
 # benchmark name -> module with run(...) -> Table
 BENCHES = {
     "startup": "mmdemo.bench.startup",
+    "clip-embed": "mmdemo.bench.clip_embed",
+    "clip-search": "mmdemo.bench.clip_search",
+    "clip-add": "mmdemo.bench.clip_add",
 }
 
 

@@ -86,6 +86,7 @@ def ingest(
     copy: bool,
     progress: ProgressFn | None,
     bundle: Any,
+    stats: emb.EmbedStats | None = None,
 ) -> AddReport:
     """Embed the new files of ``scan`` and commit them to index ``name``."""
     start = time.perf_counter()
@@ -147,7 +148,7 @@ def ingest(
 
     skipped = list(scan.skipped)
     done = 0
-    for batch in emb.stream(bundle, jobs, prepare, service.config.embed):
+    for batch in emb.stream(bundle, jobs, prepare, service.config.embed, stats):
         for r in batch.rejected:
             if r.kind == "duplicate":
                 pending.duplicates += 1

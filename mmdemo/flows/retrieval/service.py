@@ -175,6 +175,7 @@ class IndexService:
         copy: bool = False,
         dtype: str | None = None,
         progress: ProgressFn | None = None,
+        stats: emb.EmbedStats | None = None,
     ) -> AddReport:
         """A new index from folders and files (``replace`` starts an existing one afresh)."""
         self.store.directory(name)  # a bad name fails first
@@ -183,7 +184,7 @@ class IndexService:
         self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)
         with self._lock:
             self._open.pop(name, None)
-        return ingest(self, name, scan, copy, progress, bundle)
+        return ingest(self, name, scan, copy, progress, bundle, stats)
 
     def add(
         self,
@@ -193,14 +194,15 @@ class IndexService:
         copy: bool = False,
         create: bool = False,
         progress: ProgressFn | None = None,
+        stats: emb.EmbedStats | None = None,
     ) -> AddReport:
         """Add images (files, or folders scanned recursively); with ``create``, make the index
         first if it does not exist. ``copy`` keeps copies of the files (for uploads)."""
         if create and not self.store.exists(name):
-            return self.build(name, sources, copy=copy, progress=progress)
+            return self.build(name, sources, copy=copy, progress=progress, stats=stats)
         bundle = self.bundle()
         self._check_model(self.snapshot(name), bundle)
-        return ingest(self, name, scan_files(sources), copy, progress, bundle)
+        return ingest(self, name, scan_files(sources), copy, progress, bundle, stats)
 
     def remove(
         self,
