@@ -102,4 +102,5 @@ def test_browser_builds_an_index_searches_and_clicks_a_result(
     page.locator("#clip-zs-image input[type=file]").set_input_files(str(photos["cat"]))
     page.locator("#clip-classify").click()
     expect(page.locator("#clip-zs-top")).to_contain_text("%", timeout=60_000)
+    expect(page.locator("#clip-zs-plot").locator("canvas, svg").first).to_be_visible()
     page.screenshot(path=str(screenshot_dir(tmp_path) / "clip.png"), full_page=True)

@@ -122,7 +122,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         query_image = gr.Image(label="Image", type="pil", height=220, elem_id="clip-query-image")
     status = gr.Markdown(elem_id="clip-search-info")
     gallery = gr.Gallery(
-        label="Results", columns=6, height="auto", allow_preview=False, elem_id="clip-results"
+        label="Results",
+        columns=6,
+        height=430,
+        object_fit="cover",
+        allow_preview=False,
+        elem_id="clip-results",
     )
     with gr.Row():
         pick = gr.Dropdown(label="Result", choices=[], scale=2, elem_id="clip-pick")
