@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.errors import MMDemoError
 from mmdemo.flows.retrieval.service import IndexService, Query
 from mmdemo.flows.retrieval.types import AddReport, SearchResult
 from mmdemo.flows.retrieval.zeroshot import DEFAULT_TEMPLATES
@@ -46,11 +47,12 @@ def report_md(reports: list[AddReport]) -> str:
     return "\n\n".join(r.describe() for r in reports)
 
 
-def skipped_rows(reports: list[AddReport]) -> list[list[str]]:
+def skipped_rows(reports: list[tuple[AddReport, bool]]) -> list[list[str]]:
+    """Skipped files; uploads by file name (their server path is a temporary folder)."""
     return [
-        [Path(s.path).name if "gradio" in s.path else s.path, s.reason]
-        for r in reports
-        for s in r.skipped
+        [Path(s.path).name if uploaded else s.path, s.reason]
+        for report, uploaded in reports
+        for s in report.skipped
     ]
 
 
@@ -172,11 +174,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def choices(current: str | None) -> tuple[Any, str]:
         names = service.names()
         value = current if current else (names[0] if names else DEFAULT_INDEX)
-        text = (
-            service.info(value).describe()
-            if value in names
-            else (f"Index **{value}** does not exist yet: add images to create it.")
-        )
+        if value not in names:
+            return gr.update(choices=names, value=value), (
+                f"Index **{value}** does not exist yet: add images to create it."
+            )
+        try:
+            text = service.info(value).describe()
+        except MMDemoError as exc:  # a damaged index must not break the page
+            text = f"Index **{value}** cannot be read: {exc}"
         return gr.update(choices=names, value=value), text
 
     @guarded
@@ -199,14 +204,17 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
         reports = []
         if (folder_path or "").strip():
-            reports.append(service.add(name, [folder_path.strip()], create=True, progress=tick))
+            report = service.add(name, [folder_path.strip()], create=True, progress=tick)
+            reports.append((report, False))
         if files:
-            reports.append(service.add(name, files, copy=True, create=True, progress=tick))
+            report = service.add(name, files, copy=True, create=True, progress=tick)
+            reports.append((report, True))
         rows = skipped_rows(reports)
         if rows:
             gr.Warning(f"{len(rows)} file(s) could not be indexed; see the list below.")
         dropdown, text = choices(name)
-        return dropdown, text, report_md(reports), gr.update(value=rows, visible=bool(rows)), None
+        summary = report_md([r for r, _ in reports])
+        return dropdown, text, summary, gr.update(value=rows, visible=bool(rows)), None
 
     def show(session: ClipSession, name: str, result: SearchResult) -> tuple[Any, ...]:
         session.index, session.hits = name, list(result.hits)
