@@ -45,6 +45,21 @@ class SearchConfig:
     # write the ANN cache to disk when this share of it changed since it was last written
     save_every: float = 0.05
 
+    def __post_init__(self) -> None:
+        from mmdemo.errors import SettingsError
+
+        for name, low, high in (
+            ("ann_threshold", 0, 10**12),
+            ("nprobe", 1, 4096),
+            ("rescore_factor", 1, 100),
+            ("train_size", 1000, 10**8),
+            ("kmeans_iterations", 1, 100),
+        ):
+            if not low <= getattr(self, name) <= high:
+                raise SettingsError(f"{name}={getattr(self, name)} is outside {low}..{high}")
+        if self.retrain_growth < 1 or not 0 < self.save_every <= 1:
+            raise SettingsError("retrain_growth must be >= 1 and save_every in (0, 1]")
+
     def nlist(self, n: int) -> int:
         """IVF cells for ``n`` vectors: about sqrt(n) (1,000 at 1M: building costs one pass of
         n x nlist dot products), at most n/39 (faiss wants 39 training points per cell)."""

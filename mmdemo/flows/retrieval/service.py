@@ -46,14 +46,25 @@ MAX_QUERY_CHARS = 2000
 
 @dataclass(frozen=True)
 class RetrievalConfig:
+    """Everything the retrieval flows can be tuned with (defaults suit laptops and servers)."""
+
     embed: emb.EmbedConfig = field(default_factory=emb.EmbedConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     # images embedded between commits while building: bounds memory, and a crash (or Ctrl-C)
     # loses at most this many; running the same add again resumes where it stopped
     chunk_rows: int = 4096
-    # storage precision of new indexes (float16 halves disk and memory; scores change < 1e-3)
+    # storage precision of new indexes (float16 halves disk and memory; scores move ~1e-3)
     dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        from mmdemo.errors import SettingsError
+        from mmdemo.flows.retrieval.store import DTYPES
+
+        if not 1 <= self.chunk_rows <= 1_000_000:
+            raise SettingsError(f"chunk_rows={self.chunk_rows} is outside 1..1000000")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
 
 @dataclass(frozen=True)

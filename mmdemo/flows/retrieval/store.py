@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from mmdemo.errors import BadInputError
+from mmdemo.errors import BadInputError, SettingsError
 from mmdemo.flows.retrieval.identity import (
     IndexCorruptError,
     IndexExistsError,
@@ -62,6 +62,10 @@ class StoreConfig:
     max_segments: int = 16
     # a segment is rewritten without its removed rows once this share of it is removed
     compact_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.max_segments < 2 or not 0 < self.compact_ratio <= 1:
+            raise SettingsError("max_segments must be >= 2 and compact_ratio in (0, 1]")
 
 
 def validate_name(name: str) -> str:
