@@ -12,7 +12,13 @@ from mmdemo.config import PROFILE_NAMES, Settings
 from mmdemo.errors import MMDemoError
 
 # Modules that add sub-commands; later features append theirs here.
-COMMANDS = ("mmdemo.cli.serve", "mmdemo.cli.models", "mmdemo.cli.adapters", "mmdemo.cli.bench")
+COMMANDS = (
+    "mmdemo.cli.serve",
+    "mmdemo.cli.models",
+    "mmdemo.cli.adapters",
+    "mmdemo.cli.index",
+    "mmdemo.cli.bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@ BENCHES = {
     "startup": "mmdemo.bench.startup",
     "adapters": "mmdemo.bench.adapters",
     "chat": "mmdemo.bench.chat",
+    "clip-embed": "mmdemo.bench.clip_embed",
+    "clip-search": "mmdemo.bench.clip_search",
+    "clip-add": "mmdemo.bench.clip_add",
 }
 
 

@@ -19,6 +19,7 @@ from mmdemo.ui.context import AppContext
 TABS: tuple[tuple[str, str, str], ...] = (
     ("Visual chat", "mmdemo.ui.tabs.chat", "tab-chat"),
     ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
+    ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
 

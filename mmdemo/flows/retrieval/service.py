@@ -1,0 +1,372 @@
+"""IndexService: build, grow, shrink and search named image indexes with the manager's CLIP.
+
+One object per process (the app puts it in ``ctx.services["clip_index"]``), shared by the CLIP
+tab, the ``index`` CLI and other tabs: the chat tab can fetch similar indexed images as
+context, the video tab can rank its key frames by text. Searches never wait for writers: each
+write commits a new snapshot and searches keep using the one they started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdemo.config import Settings
+from mmdemo.errors import BadInputError
+from mmdemo.flows.retrieval import embed as emb
+from mmdemo.flows.retrieval.identity import ModelIdentity, mismatch_error
+from mmdemo.flows.retrieval.images import ImageProblem, decode, thumbnail
+from mmdemo.flows.retrieval.ingest import ingest, scan_files
+from mmdemo.flows.retrieval.search import SearchConfig, Searcher
+from mmdemo.flows.retrieval.segments import Snapshot
+from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
+from mmdemo.flows.retrieval.types import (
+    AddReport,
+    Explanation,
+    Hit,
+    IndexInfo,
+    Item,
+    ProgressFn,
+    RemoveReport,
+    SearchResult,
+    ZeroShotResult,
+)
+
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Everything the retrieval flows can be tuned with (defaults suit laptops and servers)."""
+
+    embed: emb.EmbedConfig = field(default_factory=emb.EmbedConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    # images embedded between commits while building: bounds memory, and a crash (or Ctrl-C)
+    # loses at most this many; running the same add again resumes where it stopped
+    chunk_rows: int = 4096
+    # storage precision of new indexes (float16 halves disk and memory; scores move ~1e-3)
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        from mmdemo.errors import SettingsError
+        from mmdemo.flows.retrieval.store import DTYPES
+
+        if not 1 <= self.chunk_rows <= 1_000_000:
+            raise SettingsError(f"chunk_rows={self.chunk_rows} is outside 1..1000000")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to search for: text, an image, both (weighted), or an indexed image by id."""
+
+    text: str = ""
+    image: Any = None  # PIL image, numpy array, path or bytes
+    item_id: int | None = None
+    text_weight: float = 0.5  # with both text and image: weight of the text embedding
+
+
+@dataclass
+class _Open:
+    snapshot: Snapshot
+    version: tuple[int, int, int] | None
+    searcher: Searcher
+
+
+class IndexService:
+    """Named image indexes under ``settings.indexes_dir``, embedded with ``manager``'s CLIP."""
+
+    def __init__(self, settings: Settings, manager: Any, config: RetrievalConfig | None = None):
+        self.settings = settings
+        self.manager = manager
+        self.config = config or RetrievalConfig()
+        self.store = IndexStore(settings.indexes_dir, self.config.store)
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+        self._identity: tuple[Any, ModelIdentity] | None = None
+
+    # -- model -------------------------------------------------------------------------------
+
+    def bundle(self) -> Any:
+        return self.manager.get("clip")
+
+    def identity(self, bundle: Any | None = None) -> ModelIdentity:
+        """The loaded model's identity (probe embeddings computed once per loaded model)."""
+        bundle = bundle or self.bundle()
+        cached = self._identity
+        if cached is not None and cached[0]() is bundle:
+            return cached[1]
+        identity = ModelIdentity.of(bundle)
+        self._identity = (weakref.ref(bundle), identity)
+        return identity
+
+    def _check_model(self, snapshot: Snapshot, bundle: Any) -> None:
+        identity = self.identity(bundle)
+        if not snapshot.manifest.identity.same_space(identity):
+            raise mismatch_error(snapshot.name, snapshot.manifest.identity, identity)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return self.store.names()
+
+    def snapshot(self, name: str) -> Snapshot:
+        """The latest committed state (reloaded when another thread or process committed)."""
+        version = self.store.version(name)
+        if version is None:
+            self.store.read_manifest(name)  # raises IndexNotFoundError with its fix
+        entry = self._open.get(name)
+        if entry is not None and entry.version == version:
+            return entry.snapshot
+        with self._lock:
+            entry = self._open.get(name)
+            if entry is not None and entry.version == version:
+                return entry.snapshot
+            snapshot = self.store.load(name, entry.snapshot if entry else None)
+            searcher = entry.searcher if entry else Searcher(self.config.search)
+            self._open[name] = _Open(snapshot, version, searcher)
+            return snapshot
+
+    def searcher(self, name: str) -> Searcher:
+        self.snapshot(name)
+        return self._open[name].searcher
+
+    def committed(self, name: str, snapshot: Snapshot) -> None:
+        with self._lock:
+            entry = self._open.get(name)
+            searcher = entry.searcher if entry else Searcher(self.config.search)
+            self._open[name] = _Open(snapshot, self.store.version(name), searcher)
+
+    def info(self, name: str) -> IndexInfo:
+        snap = self.snapshot(name)
+        m = snap.manifest
+        disk = 0
+        for root, _, files in os.walk(snap.directory):
+            for f in files:
+                with contextlib.suppress(OSError):  # a writer may delete files meanwhile
+                    disk += (Path(root) / f).stat().st_size
+        return IndexInfo(
+            name=m.name,
+            count=m.count,
+            model_id=m.identity.model_id,
+            fingerprint=m.identity.fingerprint,
+            embed_dim=m.identity.embed_dim,
+            dtype=m.dtype,
+            created=m.created,
+            updated=m.updated,
+            generation=m.generation,
+            segments=len(m.segments),
+            removed_pending=len(m.removed),
+            disk_bytes=disk,
+            search=self.searcher(name).method(snap),
+        )
+
+    def items(self, name: str) -> list[Any]:
+        return list(self.snapshot(name).iter_items())
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def build(
+        self,
+        name: str,
+        sources: Sequence[str | Path],
+        *,
+        replace: bool = False,
+        copy: bool = False,
+        dtype: str | None = None,
+        progress: ProgressFn | None = None,
+        stats: emb.EmbedStats | None = None,
+    ) -> AddReport:
+        """A new index from folders and files (``replace`` starts an existing one afresh)."""
+        self.store.directory(name)  # a bad name fails first
+        bundle = self.bundle()
+        scan = scan_files(sources)  # bad paths fail before anything is created
+        self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)
+        with self._lock:
+            self._open.pop(name, None)
+        return ingest(self, name, scan, copy, progress, bundle, stats)
+
+    def add(
+        self,
+        name: str,
+        sources: Sequence[str | Path],
+        *,
+        copy: bool = False,
+        create: bool = False,
+        progress: ProgressFn | None = None,
+        stats: emb.EmbedStats | None = None,
+    ) -> AddReport:
+        """Add images (files, or folders scanned recursively); with ``create``, make the index
+        first if it does not exist. ``copy`` keeps copies of the files (for uploads)."""
+        if create and not self.store.exists(name):
+            return self.build(name, sources, copy=copy, progress=progress, stats=stats)
+        bundle = self.bundle()
+        self._check_model(self.snapshot(name), bundle)
+        return ingest(self, name, scan_files(sources), copy, progress, bundle, stats)
+
+    def remove(
+        self,
+        name: str,
+        ids: Sequence[int] = (),
+        paths: Sequence[str] = (),
+        missing: bool = False,
+    ) -> RemoveReport:
+        """Remove images by id, by path (or file name, for uploads), or all whose file is gone."""
+        snap = self.snapshot(name)
+        wanted = {int(i) for i in ids}
+        not_found = [str(i) for i in wanted if not snap.is_live(i)]
+        if paths or missing:
+            items = list(snap.iter_items())
+            for p in paths:
+                key = str(Path(p).expanduser().resolve())
+                match = [it.id for it in items if it.path in (p, key) or it.name == p]
+                wanted.update(match)
+                if not match:
+                    not_found.append(p)
+            if missing:
+                wanted.update(it.id for it in items if not Path(it.path).is_file())
+        new, gone = self.store.remove(name, sorted(wanted), reuse=snap)
+        self.committed(name, new)
+        self.searcher(name).prepare(new)
+        return RemoveReport(name, len(gone), tuple(not_found), new.count)
+
+    def delete(self, name: str) -> None:
+        self.store.delete(name)
+        with self._lock:
+            self._open.pop(name, None)
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def query_vector(self, snapshot: Snapshot, query: Query) -> tuple[np.ndarray, str]:
+        """The normalised query embedding and the query in words."""
+        text = (query.text or "").strip()
+        if len(text) > MAX_QUERY_CHARS:
+            raise BadInputError(
+                f"the query text is {len(text)} characters long",
+                fix=f"use at most {MAX_QUERY_CHARS} (CLIP reads only the first 77 tokens)",
+            )
+        if query.item_id is not None:
+            vectors, live = snapshot.vectors_of(np.asarray([query.item_id]))
+            if not live[0]:
+                raise BadInputError(
+                    f"image #{query.item_id} is not in index '{snapshot.name}' (any more)",
+                    fix="search again and pick a current result",
+                )
+            item = snapshot.item(query.item_id)
+            return vectors[0], f"image like {item.name if item else query.item_id}"
+        if not text and query.image is None:
+            raise BadInputError("nothing to search for", fix="type a text, give an image, or both")
+        if not 0.0 <= query.text_weight <= 1.0:
+            raise BadInputError(f"text weight {query.text_weight} is outside 0..1")
+        bundle = self.bundle()
+        self._check_model(snapshot, bundle)
+        parts, words = [], []
+        if text:
+            parts.append(
+                (
+                    query.text_weight if query.image is not None else 1.0,
+                    emb.embed_texts(bundle, [text])[0],
+                )
+            )
+            words.append(repr(text))
+        if query.image is not None:
+            try:
+                image_vec = emb.embed_images(bundle, [query.image], self.config.embed.limits)[0]
+            except ImageProblem as exc:
+                raise BadInputError(f"the query image cannot be used: {exc}") from None
+            parts.append((1.0 - query.text_weight if text else 1.0, image_vec))
+            words.append("an image")
+        vector = sum(w * v for w, v in parts)
+        norm = float(np.linalg.norm(vector))
+        if norm < 1e-6:
+            raise BadInputError("text and image cancel out at this weight", fix="change the weight")
+        joined = " + ".join(words)
+        if len(parts) == 2:
+            joined += f" (text weight {query.text_weight:.2f})"
+        return (vector / norm).astype(np.float32), joined
+
+    def search(self, name: str, query: Query, k: int = 10, exact: bool = False) -> SearchResult:
+        if not 1 <= int(k) <= 1000:
+            raise BadInputError(f"k={k} is outside 1..1000")
+        if query.item_id is None:
+            self.bundle()  # a first model load is not search time
+        start = time.perf_counter()
+        snap = self.snapshot(name)
+        if snap.count == 0:
+            raise BadInputError(f"index '{name}' is empty", fix="add images to it first")
+        vector, words = self.query_vector(snap, query)
+        scores, ids, method = self.searcher(name).search(snap, vector, int(k), exact=exact)
+        hits = []
+        for rank, (score, item_id) in enumerate(zip(scores[0], ids[0], strict=True), 1):
+            item = snap.item(int(item_id))
+            if item is not None:
+                hits.append(Hit(rank, float(score), item))
+        return SearchResult(
+            name, words, tuple(hits), method, snap.count, time.perf_counter() - start
+        )
+
+    # -- services for other tabs ---------------------------------------------------------------
+
+    def similar_images(self, name: str, image: Any, k: int = 4) -> SearchResult:
+        """Indexed images most like ``image`` (the chat tab's "similar cases")."""
+        return self.search(name, Query(image=image), k)
+
+    def rank_images(self, images: Sequence[Any], text: str) -> list[tuple[int, float]]:
+        """(position, score) of in-memory images by similarity to ``text``, best first (the
+        video tab ranks its key frames with this; nothing is stored)."""
+        if not images:
+            return []
+        if not text.strip():
+            raise BadInputError("nothing to search for", fix="type a text")
+        bundle = self.bundle()
+        scores = emb.embed_images(bundle, images) @ emb.embed_texts(bundle, [text.strip()])[0]
+        order = np.argsort(-scores, kind="stable")
+        return [(int(i), float(scores[i])) for i in order]
+
+    def image_of(self, name: str, item_id: int) -> Any:
+        """An indexed image, decoded (for explanations and previews)."""
+        item = self.snapshot(name).item(int(item_id))
+        if item is None:
+            raise BadInputError(f"image #{item_id} is not in index '{name}'")
+        try:
+            image, _, _ = decode(Path(item.path), 0, self.config.embed.limits)
+        except ImageProblem as exc:
+            raise BadInputError(
+                f"{item.path} cannot be read any more: {exc}",
+                fix="remove entries whose files are gone",
+            ) from None
+        return image
+
+    def classify(self, image: Any, labels: Any, templates: Any = None) -> ZeroShotResult:
+        """Zero-shot label probabilities for ``image`` (see zeroshot.py)."""
+        from mmdemo.flows.retrieval.zeroshot import classify
+
+        return classify(self.bundle(), image, labels, templates)
+
+    def explain(self, name: str, item_id: int, text: str, grid: int | None = None) -> Explanation:
+        """Occlusion map of an indexed image for a text query (see explain.py)."""
+        from mmdemo.flows.retrieval.explain import occlusion_map
+
+        return occlusion_map(self.bundle(), self.image_of(name, item_id), text, grid)
+
+    def thumbnail(self, item: Item, side: int = 256) -> Any:
+        """A small copy of an indexed image, or a grey tile saying why there is none."""
+        from PIL import Image, ImageDraw
+
+        try:
+            return thumbnail(item.path, side, self.config.embed.limits)
+        except ImageProblem as exc:
+            tile = Image.new("RGB", (side, side), (90, 90, 90))
+            ImageDraw.Draw(tile).text((8, side // 2 - 6), str(exc)[:40], fill=(255, 255, 255))
+            return tile
