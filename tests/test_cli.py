@@ -58,7 +58,9 @@ def test_bad_settings_exit_with_a_message(tmp_path: Path) -> None:
     assert "MMDEMO_PORT='nope' is not an integer" in proc.stderr
 
 
-def test_adapters_list_add_delete(tiny_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_adapters_list_add_delete(
+    tiny_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mmdemo.models.adapters import BUILTIN_DIR
 
     home = tmp_path / "home"
@@ -75,7 +77,9 @@ def test_adapters_list_add_delete(tiny_settings, tmp_path: Path, capsys: pytest.
     assert main([*base, "delete", "pirate-copy"]) == 0
 
 
-def test_demo_adapters_can_be_rebuilt(tmp_path: Path, tiny_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_adapters_can_be_rebuilt(
+    tmp_path: Path, tiny_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mmdemo.finetune.demo_adapters as demo
 
     monkeypatch.setenv("MMDEMO_HOME", str(tiny_settings.home))

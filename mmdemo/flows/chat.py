@@ -23,6 +23,7 @@ from mmdemo.flows.generation import (
     run_generation,
 )
 from mmdemo.flows.media import load_image
+from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
 from mmdemo.models.adapters import AdapterInfo, AdapterStore
 from mmdemo.models.lora import check_compatible
 from mmdemo.models.manager import ModelManager
@@ -55,6 +56,8 @@ class Turn:
     answer: str = ""
     adapter: str = BASE_NAME
     metrics: AnswerMetrics | None = None
+    similar: list[SimilarCase] = field(default_factory=list)  # retrieved context images
+    note: str = ""  # tells the model what the similar cases are
 
 
 @dataclass
@@ -81,14 +84,17 @@ def build_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[An
     budget = MAX_IMAGES_IN_CONTEXT
     keep: list[list[Any]] = []
     for turn in reversed(turns):
-        kept = turn.images[-budget:] if budget > 0 else []
+        own = [*turn.images, *(c.image for c in turn.similar)]
+        kept = own[-budget:] if budget > 0 else []
         budget -= len(kept)
         keep.append(kept)
     keep.reverse()
     messages, images = [], []
     for turn, kept in zip(turns, keep, strict=True):
         content: list[dict[str, Any]] = [{"type": "image"} for _ in kept]
-        content.append({"type": "text", "text": turn.user})
+        content.append(
+            {"type": "text", "text": f"{turn.note}\n{turn.user}" if turn.note else turn.user}
+        )
         messages.append({"role": "user", "content": content})
         images.extend(kept)
         if turn.answer:
@@ -108,9 +114,10 @@ def model_inputs(bundle: Any, messages: list[dict[str, Any]], images: list[Any])
 class ChatService:
     """The chat capability over the shared manager and adapter store (one per app)."""
 
-    def __init__(self, manager: ModelManager, store: AdapterStore):
+    def __init__(self, manager: ModelManager, store: AdapterStore, retrieval: Any = None):
         self.manager = manager
         self.store = store
+        self.retrieval = retrieval  # IndexService for "similar cases" (optional)
         self.settings = manager.settings
 
     # adapters -----------------------------------------------------------------------------
@@ -174,8 +181,12 @@ class ChatService:
         adapter: str | None = BASE_NAME,
         gen: GenerationSettings | None = None,
         stop: threading.Event | None = None,
+        similar: SimilarRequest | None = None,
     ) -> Iterator[ChatUpdate]:
-        """Answer ``text`` (+ images) in ``session``; the turn joins the session when done."""
+        """Answer ``text`` (+ images) in ``session``; the turn joins the session when done.
+
+        With ``similar``, indexed images like the first given image join the context.
+        """
         text = (text or "").strip()
         if not text:
             raise BadInputError(
@@ -190,6 +201,12 @@ class ChatService:
             str(getattr(s, "name", s)) if not hasattr(s, "size") else "" for s in image_sources
         ]
         turn = Turn(text, images, paths)
+        if similar is not None and images:
+            if self.retrieval is None:
+                raise BadInputError("similar cases need the CLIP index service")
+            turn.similar = find_similar(self.retrieval, similar, images[0])
+            if turn.similar:
+                turn.note = context_note(turn.similar, similar.index)
         yield from self._answer(session, turn, adapter, gen or GenerationSettings(), stop)
 
     def _answer(
@@ -233,7 +250,7 @@ class ChatService:
         last = session.pop_last()
         if last is None:
             raise BadInputError("there is nothing to regenerate yet", fix="ask a question first")
-        turn = Turn(last.user, last.images, last.image_paths)
+        turn = Turn(last.user, last.images, last.image_paths, similar=last.similar, note=last.note)
         try:
             yield from self._answer(
                 session,

@@ -11,6 +11,8 @@ import gradio as gr
 
 from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.retrieval.service import IndexService
+from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.ui.common import guarded, guarded_stream, seconds
@@ -35,8 +37,19 @@ class ChatState:
 def chat_service(ctx: AppContext) -> ChatService:
     """The app's one ChatService (created by the first tab that needs it)."""
     if "chat" not in ctx.services:
-        ctx.services["chat"] = ChatService(ctx.manager, AdapterStore(ctx.settings))
+        if "clip_index" not in ctx.services:
+            ctx.services["clip_index"] = IndexService(ctx.settings, ctx.manager)
+        ctx.services["chat"] = ChatService(
+            ctx.manager, AdapterStore(ctx.settings), retrieval=ctx.services["clip_index"]
+        )
     return ctx.services["chat"]
+
+
+OFF = "off"
+
+
+def index_choices(chat: ChatService) -> list[str]:
+    return [OFF, *(chat.retrieval.names() if chat.retrieval is not None else [])]
 
 
 def metrics_md(m: AnswerMetrics | None) -> str:
@@ -123,6 +136,21 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 greedy = gr.Checkbox(True, label="Greedy (deterministic)", elem_id="chat-greedy")
                 temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+            with gr.Accordion("Similar cases (CLIP index)", open=False):
+                similar_index = gr.Dropdown(
+                    index_choices(chat),
+                    value=OFF,
+                    label="Index",
+                    elem_id="chat-similar-index",
+                    info="Add indexed images like yours to the context",
+                )
+                similar_k = gr.Slider(1, 4, value=2, step=1, label="How many")
+                similar_gallery = gr.Gallery(
+                    label="Used for the last answer",
+                    columns=4,
+                    height=140,
+                    elem_id="chat-similar-gallery",
+                )
             panel = adapters_panel.build(chat, adapter)
 
     gen_inputs = [adapter, max_new, temperature, top_p, greedy]
@@ -131,19 +159,43 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return GenerationSettings(int(max_new_tokens), float(temp), float(p), bool(is_greedy))
 
     @guarded_stream
-    def submit(message: dict, st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
+    def submit(
+        message: dict,
+        st: ChatState,
+        name: str,
+        max_new_tokens,
+        temp,
+        p,
+        is_greedy,
+        index: str,
+        k: float,
+    ):
         text, files = (message or {}).get("text", ""), (message or {}).get("files", [])
         gen = settings_of(max_new_tokens, temp, p, is_greedy)
+        similar = SimilarRequest(index, int(k)) if index and index != OFF else None
         stop = st.new_answer()
         paths = [f if isinstance(f, str) else f.get("path", "") for f in files]
-        yield to_messages(st.session, (text, paths, "…")), "", gr.update(value=None), st
-        last = None
-        for update in chat.stream(st.session, text, paths, name, gen, stop):
-            last = update
+        yield (
+            to_messages(st.session, (text, paths, "…")),
+            "",
+            gr.update(value=None),
+            st,
+            gr.update(),
+        )
+        for update in chat.stream(st.session, text, paths, name, gen, stop, similar):
             pending = None if update.metrics else (text, paths, update.text or "…")
-            yield to_messages(st.session, pending), metrics_md(update.metrics), gr.update(), st
-        if last is None:
-            yield to_messages(st.session), "", gr.update(), st
+            cases = gr.update()
+            if update.metrics:
+                cases = [
+                    (c.path, f"{c.name} · {c.score:.2f}") for c in st.session.turns[-1].similar
+                ]
+            yield (
+                to_messages(st.session, pending),
+                metrics_md(update.metrics),
+                gr.update(),
+                st,
+                cases,
+            )
 
     @guarded_stream
     def regenerate(st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
@@ -184,8 +236,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     sub = box.submit(
         submit,
-        [box, state, *gen_inputs],
-        [bot, metrics, box, state],
+        [box, state, *gen_inputs, similar_index, similar_k],
+        [bot, metrics, box, state, similar_gallery],
         concurrency_id="vlm",
         concurrency_limit=ctx.settings.concurrency,
         api_visibility="private",
@@ -200,6 +252,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
     clear_btn.click(clear, state, [bot, metrics, state], queue=False, api_visibility="private")
     adapter.change(show_adapter, adapter, adapter_info, api_visibility="private")
+    panel_fn, panel_outputs = panel.pop("on_load")
+
+    def on_load():
+        return (*panel_fn(), gr.update(choices=index_choices(chat)))
+
     return {
         "bot": bot,
         "box": box,
@@ -207,5 +264,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "metrics": metrics,
         "state": state,
         "submit_event": sub,
+        "similar_index": similar_index,
         **panel,
+        "on_load": (on_load, [*panel_outputs, similar_index]),
     }
