@@ -16,7 +16,10 @@ from mmdemo.models.manager import ModelManager
 from mmdemo.ui.context import AppContext
 
 # (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
-TABS: tuple[tuple[str, str, str], ...] = (("System", "mmdemo.ui.tabs.system", "tab-system"),)
+TABS: tuple[tuple[str, str, str], ...] = (
+    ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
+    ("System", "mmdemo.ui.tabs.system", "tab-system"),
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = """

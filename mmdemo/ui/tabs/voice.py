@@ -1,0 +1,388 @@
+"""Voice assistant tab: speak (or upload), optionally show an image, hear and read the answer.
+
+Push-to-talk: the turn starts when a recording stops or a file is uploaded (or on Send).
+Hands-free: a streaming microphone feeds the VAD endpointer; a finished utterance starts a
+turn, and speech during an answer interrupts it. The answer streams as audio chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.errors import BadInputError
+from mmdemo.flows.assistant import (
+    Conversation,
+    TurnMetrics,
+    TurnUpdate,
+    VoiceAssistant,
+    VoiceOptions,
+)
+from mmdemo.flows.audio import SAMPLE_RATE, Clip, chunk_to_16k, read_audio, wav_bytes
+from mmdemo.flows.vad import Endpointer
+from mmdemo.ui.common import guarded, guarded_stream
+from mmdemo.ui.context import AppContext
+
+AUTO_LANGUAGE, DEFAULT_VOICE = "auto", "default"
+LATENCY_HEADERS = [
+    "turn",
+    "answered by",
+    "speech s",
+    "transcript s",
+    "first token s",
+    "first audio s",
+    "total s",
+    "ASR RTF",
+]
+# Pause the answer that is playing (Stop, barge-in, a new question); returns the inputs.
+PAUSE_JS = (
+    "(...args) => { document.querySelectorAll('#voice-answer audio')"
+    ".forEach(a => { a.pause(); }); return args; }"
+)
+
+
+class VoiceSession:
+    """One browser session: its conversation and its live-microphone endpointer."""
+
+    def __init__(self, conversation: Conversation | None = None) -> None:
+        self.conversation = conversation or Conversation()
+        self.endpointer: Endpointer | None = None
+        self.pending: list[tuple[Any, float, float]] = []  # (audio, hangover s, detected at)
+        self.utterances = 0
+        self.barge_ins = 0
+
+    def __deepcopy__(self, memo: dict) -> VoiceSession:
+        return VoiceSession(copy.deepcopy(self.conversation, memo))
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def latency_rows(metrics: list[TurnMetrics]) -> list[list[str]]:
+    rows = []
+    for i, m in enumerate(metrics, 1):
+        rtf = m.asr_rtf
+        rows.append(
+            [
+                str(i),
+                m.responder,
+                _seconds(m.speech_s),
+                _seconds(m.transcript_s),
+                _seconds(m.first_token_s),
+                _seconds(m.first_audio_s),
+                _seconds(m.total_s),
+                "" if rtf is None else f"{rtf:.2f}",
+            ]
+        )
+    return rows
+
+
+def chat_messages(conversation: Conversation, live: TurnUpdate | None = None) -> list[dict]:
+    messages: list[dict] = []
+    for turn in conversation.turns:
+        messages.append({"role": "user", "content": turn.user + (" 🖼️" if turn.image else "")})
+        tail = " _(interrupted)_" if turn.interrupted else ""
+        messages.append({"role": "assistant", "content": turn.assistant + tail})
+    if live is not None and not live.done:
+        messages.append({"role": "user", "content": live.transcript})
+        messages.append({"role": "assistant", "content": live.answer or "…"})
+    return messages
+
+
+def status_md(update: TurnUpdate) -> str:
+    m = update.metrics
+    parts = [f"**heard** {m.speech_s:.1f} s of speech"]
+    if m.transcript_s is not None:
+        parts.append(f"transcript after {m.transcript_s:.2f} s")
+    if m.first_audio_s is not None:
+        parts.append(f"first audio after {m.first_audio_s:.2f} s")
+    if m.endpoint_s:
+        parts.append(f"end of speech detected after {m.endpoint_s:.2f} s of silence")
+    if update.done and m.total_s is not None:
+        parts.append(f"done in {m.total_s:.2f} s")
+    text = " · ".join(parts)
+    if update.notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in update.notes)
+    return text
+
+
+def options_from(voice: str | None, language: str | None, speed: float | None) -> VoiceOptions:
+    return VoiceOptions(
+        voice=None if voice in (None, "", DEFAULT_VOICE) else voice,
+        language=None if language in (None, "", AUTO_LANGUAGE) else str(language).strip(),
+        speed=float(speed or 1.0),
+    )
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    settings = ctx.settings
+    assistant = ctx.services.get("voice") or VoiceAssistant(ctx.manager)
+    ctx.services["voice"] = assistant
+
+    gr.Markdown(
+        "Ask by voice: record (the answer starts when you stop recording) or upload a file, "
+        "optionally with an image. Speaking or pressing **Stop** while it answers cuts the "
+        "answer. Each turn's latency is measured from the end of your speech."
+    )
+    session = gr.State(VoiceSession)
+    with gr.Row():
+        with gr.Column(scale=1):
+            audio_in = gr.Audio(
+                sources=["microphone", "upload"],
+                type="filepath",
+                label="Your question (record or upload)",
+                elem_id="voice-input",
+            )
+            image_in = gr.Image(
+                sources=["upload", "webcam", "clipboard"],
+                type="pil",
+                label="Image (optional): the assistant looks at it",
+                elem_id="voice-image",
+                height=220,
+            )
+            with gr.Row():
+                send_btn = gr.Button("Send", variant="primary", elem_id="voice-send")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="voice-stop")
+                clear_btn = gr.Button("Clear", elem_id="voice-clear")
+            with gr.Accordion("Hands-free: answer when I stop talking", open=False):
+                live_in = gr.Audio(
+                    sources=["microphone"],
+                    streaming=True,
+                    label="Live microphone (voice activity detection)",
+                    elem_id="voice-live",
+                )
+            with gr.Row():
+                voice_dd = gr.Dropdown(
+                    [DEFAULT_VOICE],
+                    value=DEFAULT_VOICE,
+                    label="Voice",
+                    allow_custom_value=True,
+                    elem_id="voice-voice",
+                )
+                language_dd = gr.Dropdown(
+                    [AUTO_LANGUAGE],
+                    value=AUTO_LANGUAGE,
+                    label="Language",
+                    allow_custom_value=True,
+                    elem_id="voice-language",
+                )
+            speed = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Speed", elem_id="voice-speed")
+        with gr.Column(scale=2):
+            chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="voice-chat")
+            answer_audio = gr.Audio(
+                label="Answer",
+                streaming=True,
+                autoplay=True,
+                interactive=False,
+                elem_id="voice-answer",
+            )
+            status = gr.Markdown(elem_id="voice-status")
+            latency = gr.Dataframe(
+                headers=LATENCY_HEADERS,
+                label="Latency per turn (seconds after the end of speech)",
+                interactive=False,
+                elem_id="voice-latency",
+            )
+    # hidden: counters the live microphone bumps, and the API endpoint's outputs
+    utterance_count = gr.Number(0, visible=False, elem_id="voice-utterances")
+    barge_count = gr.Number(0, visible=False, elem_id="voice-barge-ins")
+    api_btn = gr.Button(visible=False, elem_id="voice-api")
+    api_transcript = gr.Textbox(visible=False, label="transcript")
+    api_answer = gr.Textbox(visible=False, label="answer")
+    api_audio = gr.Audio(visible=False, type="filepath", label="answer audio")
+
+    def choices() -> tuple[Any, Any]:
+        """Voices and languages of the loaded backends (nothing is loaded for this)."""
+        manager = ctx.manager
+        voices = list(assistant.voices) if manager.is_loaded("tts") else []
+        languages = list(assistant.languages) if manager.is_loaded("asr") else []
+        return (
+            gr.update(choices=[DEFAULT_VOICE, *voices]),
+            gr.update(choices=[AUTO_LANGUAGE, *languages]),
+        )
+
+    def run_turn(
+        sess: VoiceSession,
+        clip: Clip,
+        image: Any,
+        options: VoiceOptions,
+        speech_end: float,
+        endpoint_s: float = 0.0,
+    ) -> Iterator[tuple]:
+        conv = sess.conversation
+        last = None
+        for update in assistant.turn(conv, clip, image, options, speech_end, endpoint_s):
+            last = update
+            chunk = None if update.audio is None else wav_bytes(update.audio, update.sample_rate)
+            rows = latency_rows([*conv.metrics, *([] if update.done else [update.metrics])])
+            yield (
+                chat_messages(conv, update),
+                chunk,
+                rows,
+                status_md(update),
+                gr.skip(),
+                gr.skip(),
+            )
+        if last is not None:
+            voices, languages = choices()
+            yield gr.skip(), None, gr.skip(), gr.skip(), voices, languages
+
+    def clip_and_options(
+        audio_path: str | None, voice: str, language: str, rate: float
+    ) -> tuple[Clip, VoiceOptions]:
+        if not audio_path:
+            raise BadInputError(
+                "there is no question to answer yet",
+                fix="record with the microphone or upload an audio file first",
+            )
+        options = options_from(voice, language, rate)
+        assistant.check(options)  # before reading a long file
+        return read_audio(audio_path, max_seconds=assistant.max_input_s), options
+
+    turn_outputs = [chatbot, answer_audio, latency, status, voice_dd, language_dd]
+
+    @guarded_stream
+    def respond(
+        audio_path: str | None,
+        image: Any,
+        voice: str,
+        language: str,
+        rate: float,
+        sess: VoiceSession,
+    ) -> Iterator[tuple]:
+        speech_end = time.perf_counter()
+        clip, options = clip_and_options(audio_path, voice, language, rate)
+        yield from run_turn(sess, clip, image, options, speech_end)
+
+    @guarded_stream
+    def respond_live(
+        image: Any, voice: str, language: str, rate: float, sess: VoiceSession
+    ) -> Iterator[tuple]:
+        if not sess.pending:
+            return
+        audio, hangover, detected = sess.pending.pop(0)
+        sess.pending.clear()  # only the newest question matters
+        clip = Clip(audio, SAMPLE_RATE, 1, len(audio) / SAMPLE_RATE)
+        options = options_from(voice, language, rate)
+        yield from run_turn(sess, clip, image, options, detected, hangover)
+
+    @guarded
+    def listen(chunk: Any, sess: VoiceSession) -> tuple[int, int]:
+        if chunk is None:
+            return sess.utterances, sess.barge_ins
+        rate, data = chunk
+        if sess.endpointer is None:
+            sess.endpointer = Endpointer(assistant.vad)
+        for event in sess.endpointer.feed(chunk_to_16k(data, rate)):
+            if event.kind == "speech_start" and sess.conversation.interrupt():
+                sess.barge_ins += 1
+            elif event.kind == "utterance":
+                sess.pending.append((event.audio, event.hangover_s, time.perf_counter()))
+                sess.utterances += 1
+        return sess.utterances, sess.barge_ins
+
+    def stop(sess: VoiceSession) -> str:
+        if sess.conversation.interrupt():
+            return "Stopped: the answer was cut."
+        return "Nothing to stop."
+
+    def clear(sess: VoiceSession) -> tuple:
+        sess.conversation.clear()
+        sess.pending.clear()
+        if sess.endpointer is not None:
+            sess.endpointer.reset()
+        return [], None, [], "Conversation cleared.", None
+
+    @guarded
+    def voice_api(
+        audio_path: str | None,
+        image: Any,
+        voice: str,
+        language: str,
+        rate: float,
+        sess: VoiceSession,
+    ) -> tuple[str, str, Any]:
+        """Audio file in -> (transcript, answer text, answer audio); remembers the session."""
+        import numpy as np
+
+        speech_end = time.perf_counter()
+        clip, options = clip_and_options(audio_path, voice, language, rate)
+        chunks, sample_rate, final = [], SAMPLE_RATE, None
+        for update in assistant.turn(sess.conversation, clip, image, options, speech_end):
+            if update.audio is not None:
+                chunks.append(update.audio)
+                sample_rate = update.sample_rate
+            final = update
+        audio = (sample_rate, np.concatenate(chunks)) if chunks else None
+        return final.transcript, final.answer, audio
+
+    turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, session]
+    heavy = dict(
+        concurrency_id="voice-turn",
+        concurrency_limit=settings.concurrency,
+        show_progress="minimal",
+    )
+    audio_in.stop_recording(
+        respond, turn_inputs, turn_outputs, js=PAUSE_JS, api_visibility="private", **heavy
+    )
+    audio_in.upload(
+        respond, turn_inputs, turn_outputs, js=PAUSE_JS, api_visibility="private", **heavy
+    )
+    send_btn.click(respond, turn_inputs, turn_outputs, js=PAUSE_JS, api_name="voice_turn", **heavy)
+    live_in.stream(
+        listen,
+        [live_in, session],
+        [utterance_count, barge_count],
+        stream_every=0.25,
+        time_limit=None,
+        concurrency_limit=None,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    utterance_count.change(
+        respond_live,
+        [image_in, voice_dd, language_dd, speed, session],
+        turn_outputs,
+        js=PAUSE_JS,
+        api_visibility="private",
+        **heavy,
+    )
+    barge_count.change(None, None, None, js=PAUSE_JS)
+    stop_btn.click(stop, session, status, js=PAUSE_JS, queue=False, api_name="voice_stop")
+    clear_btn.click(
+        clear,
+        session,
+        [chatbot, answer_audio, latency, status, audio_in],
+        js=PAUSE_JS,
+        queue=False,
+        api_name="voice_clear",
+    )
+    api_btn.click(
+        voice_api,
+        turn_inputs,
+        [api_transcript, api_answer, api_audio],
+        api_name="voice",
+        concurrency_id="voice-turn",
+        concurrency_limit=settings.concurrency,
+    )
+    return {
+        "on_load": (choices, [voice_dd, language_dd]),
+        "audio_in": audio_in,
+        "image_in": image_in,
+        "chatbot": chatbot,
+        "answer_audio": answer_audio,
+        "latency": latency,
+        "status": status,
+        "stop": stop_btn,
+        "clear": clear_btn,
+        "send": send_btn,
+        "live_in": live_in,
+        "voice": voice_dd,
+        "language": language_dd,
+        "speed": speed,
+    }
