@@ -6,6 +6,7 @@ weights to fetch, ~1 ms per 32 ms window on a CPU core.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,8 +132,8 @@ class Endpointer:
         cfg = self.config
         ms_per_window = WINDOW * 1000 / SAMPLE_RATE
         pad_windows = max(1, int(cfg.pad_ms / ms_per_window))
-        end_windows = max(1, int(cfg.end_silence_ms / ms_per_window))
-        min_windows = max(1, int(cfg.min_speech_ms / ms_per_window))
+        end_windows = max(1, math.ceil(cfg.end_silence_ms / ms_per_window))
+        min_windows = max(1, math.ceil(cfg.min_speech_ms / ms_per_window))
         max_windows = int(cfg.max_utterance_s * 1000 / ms_per_window)
         events: list[Endpoint] = []
         data = np.concatenate([self._pending, np.asarray(chunk, np.float32).reshape(-1)])
