@@ -8,6 +8,7 @@ import importlib
 # benchmark name -> module with run(...) -> Table
 BENCHES = {
     "startup": "mmdemo.bench.startup",
+    "voice": "mmdemo.bench.voice",
 }
 
 

@@ -8,6 +8,7 @@ turn, and speech during an answer interrupts it. The answer streams as audio chu
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -111,6 +112,12 @@ def status_md(update: TurnUpdate) -> str:
     return text
 
 
+def pcm16(samples: Any) -> Any:
+    import numpy as np
+
+    return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+
+
 def options_from(voice: str | None, language: str | None, speed: float | None) -> VoiceOptions:
     return VoiceOptions(
         voice=None if voice in (None, "", DEFAULT_VOICE) else voice,
@@ -129,6 +136,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "optionally with an image. Speaking or pressing **Stop** while it answers cuts the "
         "answer. Each turn's latency is measured from the end of your speech."
     )
+    # Gradio streams audio out through an ffmpeg process; without ffmpeg the answer is
+    # played once it is complete (plain audio output), so the tab works either way.
+    streaming = shutil.which("ffmpeg") is not None
     session = gr.State(VoiceSession)
     with gr.Row():
         with gr.Column(scale=1):
@@ -175,8 +185,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         with gr.Column(scale=2):
             chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="voice-chat")
             answer_audio = gr.Audio(
-                label="Answer",
-                streaming=True,
+                label="Answer" if streaming else "Answer (played when complete: no ffmpeg)",
+                streaming=streaming,
                 autoplay=True,
                 interactive=False,
                 elem_id="voice-answer",
@@ -214,11 +224,21 @@ def build(ctx: AppContext) -> dict[str, Any]:
         speech_end: float,
         endpoint_s: float = 0.0,
     ) -> Iterator[tuple]:
+        import numpy as np
+
         conv = sess.conversation
-        last = None
+        last, spoken, rate = None, [], SAMPLE_RATE
         for update in assistant.turn(conv, clip, image, options, speech_end, endpoint_s):
             last = update
-            chunk = None if update.audio is None else wav_bytes(update.audio, update.sample_rate)
+            chunk: Any = None
+            if update.audio is not None:
+                rate = update.sample_rate
+                if streaming:
+                    chunk = wav_bytes(update.audio, rate)
+                else:
+                    spoken.append(update.audio)
+            if update.done and spoken:
+                chunk = (rate, pcm16(np.concatenate(spoken)))
             rows = latency_rows([*conv.metrics, *([] if update.done else [update.metrics])])
             yield (
                 chat_messages(conv, update),
@@ -318,7 +338,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 chunks.append(update.audio)
                 sample_rate = update.sample_rate
             final = update
-        audio = (sample_rate, np.concatenate(chunks)) if chunks else None
+        if not chunks:
+            return final.transcript, final.answer, None
+        audio = (sample_rate, pcm16(np.concatenate(chunks)))
         return final.transcript, final.answer, audio
 
     turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, session]
