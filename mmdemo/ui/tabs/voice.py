@@ -7,7 +7,6 @@ turn, and speech during an answer interrupts it. The answer streams as audio chu
 
 from __future__ import annotations
 
-import copy
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,114 +15,28 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.assistant import (
-    Conversation,
-    TurnMetrics,
-    TurnUpdate,
-    VoiceAssistant,
-    VoiceOptions,
-)
-from mmdemo.flows.audio import SAMPLE_RATE, Clip, chunk_to_16k, read_audio, wav_bytes
-from mmdemo.flows.vad import Endpointer
+from mmdemo.flows.assistant import VoiceAssistant, VoiceOptions
+from mmdemo.flows.audio import SAMPLE_RATE, Clip, read_audio, wav_bytes
+from mmdemo.flows.live import LiveListener
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.voice_view import (
+    AUTO_LANGUAGE,
+    DEFAULT_VOICE,
+    LATENCY_HEADERS,
+    VoiceSession,
+    chat_messages,
+    latency_rows,
+    options_from,
+    pcm16,
+    status_md,
+)
 
-AUTO_LANGUAGE, DEFAULT_VOICE = "auto", "default"
-LATENCY_HEADERS = [
-    "turn",
-    "answered by",
-    "speech s",
-    "transcript s",
-    "first token s",
-    "first audio s",
-    "total s",
-    "ASR RTF",
-]
 # Pause the answer that is playing (Stop, barge-in, a new question); returns the inputs.
 PAUSE_JS = (
     "(...args) => { document.querySelectorAll('#voice-answer audio')"
     ".forEach(a => { a.pause(); }); return args; }"
 )
-
-
-class VoiceSession:
-    """One browser session: its conversation and its live-microphone endpointer."""
-
-    def __init__(self, conversation: Conversation | None = None) -> None:
-        self.conversation = conversation or Conversation()
-        self.endpointer: Endpointer | None = None
-        self.pending: list[tuple[Any, float, float]] = []  # (audio, hangover s, detected at)
-        self.utterances = 0
-        self.barge_ins = 0
-
-    def __deepcopy__(self, memo: dict) -> VoiceSession:
-        return VoiceSession(copy.deepcopy(self.conversation, memo))
-
-
-def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def latency_rows(metrics: list[TurnMetrics]) -> list[list[str]]:
-    rows = []
-    for i, m in enumerate(metrics, 1):
-        rtf = m.asr_rtf
-        rows.append(
-            [
-                str(i),
-                m.responder,
-                _seconds(m.speech_s),
-                _seconds(m.transcript_s),
-                _seconds(m.first_token_s),
-                _seconds(m.first_audio_s),
-                _seconds(m.total_s),
-                "" if rtf is None else f"{rtf:.2f}",
-            ]
-        )
-    return rows
-
-
-def chat_messages(conversation: Conversation, live: TurnUpdate | None = None) -> list[dict]:
-    messages: list[dict] = []
-    for turn in conversation.turns:
-        messages.append({"role": "user", "content": turn.user + (" 🖼️" if turn.image else "")})
-        tail = " _(interrupted)_" if turn.interrupted else ""
-        messages.append({"role": "assistant", "content": turn.assistant + tail})
-    if live is not None and not live.done:
-        messages.append({"role": "user", "content": live.transcript})
-        messages.append({"role": "assistant", "content": live.answer or "…"})
-    return messages
-
-
-def status_md(update: TurnUpdate) -> str:
-    m = update.metrics
-    parts = [f"**heard** {m.speech_s:.1f} s of speech"]
-    if m.transcript_s is not None:
-        parts.append(f"transcript after {m.transcript_s:.2f} s")
-    if m.first_audio_s is not None:
-        parts.append(f"first audio after {m.first_audio_s:.2f} s")
-    if m.endpoint_s:
-        parts.append(f"end of speech detected after {m.endpoint_s:.2f} s of silence")
-    if update.done and m.total_s is not None:
-        parts.append(f"done in {m.total_s:.2f} s")
-    text = " · ".join(parts)
-    if update.notes:
-        text += "\n\n" + "\n".join(f"- {n}" for n in update.notes)
-    return text
-
-
-def pcm16(samples: Any) -> Any:
-    import numpy as np
-
-    return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-
-
-def options_from(voice: str | None, language: str | None, speed: float | None) -> VoiceOptions:
-    return VoiceOptions(
-        voice=None if voice in (None, "", DEFAULT_VOICE) else voice,
-        language=None if language in (None, "", AUTO_LANGUAGE) else str(language).strip(),
-        speed=float(speed or 1.0),
-    )
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
@@ -283,28 +196,22 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def respond_live(
         image: Any, voice: str, language: str, rate: float, sess: VoiceSession
     ) -> Iterator[tuple]:
-        if not sess.pending:
+        utterance = sess.live.take() if sess.live is not None else None
+        if utterance is None:
             return
-        audio, hangover, detected = sess.pending.pop(0)
-        sess.pending.clear()  # only the newest question matters
-        clip = Clip(audio, SAMPLE_RATE, 1, len(audio) / SAMPLE_RATE)
         options = options_from(voice, language, rate)
-        yield from run_turn(sess, clip, image, options, detected, hangover)
+        yield from run_turn(
+            sess, utterance.clip, image, options, utterance.detected_at, utterance.hangover_s
+        )
 
     @guarded
     def listen(chunk: Any, sess: VoiceSession) -> tuple[int, int]:
+        if sess.live is None:
+            sess.live = LiveListener(sess.conversation, assistant.vad)
         if chunk is None:
-            return sess.utterances, sess.barge_ins
+            return sess.live.utterances, sess.live.barge_ins
         rate, data = chunk
-        if sess.endpointer is None:
-            sess.endpointer = Endpointer(assistant.vad)
-        for event in sess.endpointer.feed(chunk_to_16k(data, rate)):
-            if event.kind == "speech_start" and sess.conversation.interrupt():
-                sess.barge_ins += 1
-            elif event.kind == "utterance":
-                sess.pending.append((event.audio, event.hangover_s, time.perf_counter()))
-                sess.utterances += 1
-        return sess.utterances, sess.barge_ins
+        return sess.live.hear(data, rate)
 
     def stop(sess: VoiceSession) -> str:
         if sess.conversation.interrupt():
@@ -313,9 +220,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     def clear(sess: VoiceSession) -> tuple:
         sess.conversation.clear()
-        sess.pending.clear()
-        if sess.endpointer is not None:
-            sess.endpointer.reset()
+        if sess.live is not None:
+            sess.live.reset()
         return [], None, [], "Conversation cleared.", None
 
     @guarded
