@@ -4,6 +4,7 @@ plain pipeline (ASR, whole answer, then TTS of the whole answer) measured in the
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -50,6 +51,7 @@ def run(quick: bool = False) -> Table:
     from mmdemo.flows.wer import word_errors
     from mmdemo.models.manager import ModelManager
 
+    load_before = os.getloadavg()[0]
     manager = ModelManager(Settings.load(profile="cpu", device="cpu"))
     asr, tts = manager.get("asr"), manager.get("tts")
     assistant = VoiceAssistant(manager)
@@ -152,7 +154,9 @@ def run(quick: bool = False) -> Table:
         "Plain pipeline = ASR, then the whole answer, then TTS of the whole answer: its first "
         "audio is its last step. Streamed = sentence by sentence, the first clause spoken while "
         "the rest is generated.",
-        "Measured on a 2-core machine shared with other jobs; latencies vary with its load.",
+        "Measured on a 2-core machine shared with other jobs (load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); "
+        "latencies vary with its load.",
     ]
     manager.unload_all()
     return table

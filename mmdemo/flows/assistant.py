@@ -287,8 +287,11 @@ class VoiceAssistant:
         words = speakable(sentence)
         if not words:
             return
+        voice = options.voice
+        if voice is None and options.language and hasattr(tts, "voice_for"):
+            voice = tts.voice_for(options.language)  # a voice of the spoken language
         try:
-            speech = tts.synthesize(words, voice=options.voice, speed=options.speed)
+            speech = tts.synthesize(words, voice=voice, speed=options.speed)
         except ValueError:  # e.g. only characters this voice has no sound for
             return
         if len(speech.audio) == 0:
