@@ -153,3 +153,64 @@ def test_browser_upload_a_question_hear_and_read_the_answer(
     page.locator("#voice-clear").click()
     expect(chat).not_to_contain_text("You asked", timeout=30_000)
     expect(status).to_contain_text("Conversation cleared")
+
+
+@pytest.fixture
+def mic_page(app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path) -> Iterator[Any]:
+    """A browser whose microphone plays a LibriVox question once, then silence."""
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed")
+    speech, rate = sf.read(str(librivox[1][0]), dtype="int16")
+    wav = tmp_path / "mic.wav"
+    sf.write(str(wav), np.concatenate([np.zeros(rate // 2, "int16"), speech]), rate)
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    ]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["microphone"])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(app_url)
+        page.wait_for_selector("#app-title", state="visible")
+        page.get_by_role("tab", name="Voice assistant").click()
+        yield page
+        browser.close()
+
+
+@pytest.mark.browser
+def test_browser_push_to_talk_answers_when_recording_stops(
+    mic_page: Any, scripted: ScriptedResponder
+) -> None:
+    from playwright.sync_api import expect
+
+    page = mic_page
+    page.locator("#voice-input").get_by_role("button", name="Record", exact=True).click()
+    page.wait_for_timeout(4500)  # the question plays into the microphone
+    page.locator("#voice-input").get_by_role("button", name="Stop", exact=True).first.click()
+    expect(page.locator("#voice-status")).to_contain_text("done in", timeout=180_000)
+    expect(page.locator("#voice-chat")).to_contain_text("You asked 0 questions")
+    assert len(scripted.calls) == 1, "one recording must start exactly one turn"
+
+
+@pytest.mark.browser
+def test_browser_hands_free_answers_at_the_pause(
+    mic_page: Any, scripted: ScriptedResponder
+) -> None:
+    from playwright.sync_api import expect
+
+    page = mic_page
+    page.get_by_text("Hands-free: answer when I stop talking").click()
+    page.locator("#voice-live").get_by_role("button", name="Record", exact=True).click()
+    expect(page.locator("#voice-status")).to_contain_text("end of speech detected", timeout=180_000)
+    expect(page.locator("#voice-chat")).to_contain_text("You asked 0 questions")
+    expect(page.locator("#voice-latency")).to_contain_text("scripted")
