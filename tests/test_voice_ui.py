@@ -32,11 +32,18 @@ def question(librivox: list[tuple[Path, str]]) -> str:
     return str(librivox[1][0])
 
 
-def ask(client: Any, audio: str | None, language: str = "auto") -> tuple[str, str, Any]:
+def ask(
+    client: Any, audio: str | None, language: str = "auto", image: str | None = None
+) -> tuple[str, str, Any]:
     from gradio_client import handle_file
 
     return client.predict(
-        handle_file(audio) if audio else None, None, "default", language, 1.0, api_name="/voice"
+        handle_file(audio) if audio else None,
+        handle_file(image) if image else None,
+        "default",
+        language,
+        1.0,
+        api_name="/voice",
     )
 
 
@@ -72,6 +79,18 @@ def test_users_at_the_same_time_keep_their_own_conversations(
     for t in threads:
         t.join(300)
     assert answers == {i: [ANSWER.format(n=0), ANSWER.format(n=1)] for i in range(3)}
+
+
+def test_a_question_with_an_image_goes_to_the_vision_model(
+    app_url: str, scripted: ScriptedResponder, question: str
+) -> None:
+    from gradio_client import Client
+
+    cat = str(Path(__file__).parents[1] / "assets" / "images" / "cat.jpg")
+    client = Client(app_url, verbose=False)
+    ask(client, question, image=cat)
+    ask(client, question)
+    assert [call[2] for call in scripted.calls] == [True, False]
 
 
 def bad_files(tmp: Path) -> dict[str, tuple[str | None, str, str]]:

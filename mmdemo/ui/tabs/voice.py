@@ -46,8 +46,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     gr.Markdown(
         "Ask by voice: record (the answer starts when you stop recording) or upload a file, "
-        "optionally with an image. Speaking or pressing **Stop** while it answers cuts the "
-        "answer. Each turn's latency is measured from the end of your speech."
+        "optionally with an image, or go hands-free. Pressing **Stop** (or, hands-free, just "
+        "speaking) while it answers cuts the answer. Each turn's latency is measured from the "
+        "end of your speech; the first turn also loads the models."
     )
     # Gradio streams audio out through an ffmpeg process; without ffmpeg the answer is
     # played once it is complete (plain audio output), so the tab works either way.
@@ -136,9 +137,16 @@ def build(ctx: AppContext) -> dict[str, Any]:
         options: VoiceOptions,
         speech_end: float,
         endpoint_s: float = 0.0,
+        progress: gr.Progress | None = None,
     ) -> Iterator[tuple]:
         import numpy as np
 
+        needed = ("asr", "tts", "vlm" if image is not None else "llm")
+        missing = [name for name in needed if not ctx.manager.is_loaded(name)]
+        for i, name in enumerate(missing):  # first use: say why the first answer is slow
+            if progress is not None:
+                progress(i / len(missing), desc=f"loading the {name} model (first use)")
+            ctx.manager.get(name)
         conv = sess.conversation
         last, spoken, rate = None, [], SAMPLE_RATE
         for update in assistant.turn(conv, clip, image, options, speech_end, endpoint_s):
@@ -187,21 +195,33 @@ def build(ctx: AppContext) -> dict[str, Any]:
         language: str,
         rate: float,
         sess: VoiceSession,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for one)
     ) -> Iterator[tuple]:
         speech_end = time.perf_counter()
         clip, options = clip_and_options(audio_path, voice, language, rate)
-        yield from run_turn(sess, clip, image, options, speech_end)
+        yield from run_turn(sess, clip, image, options, speech_end, progress=progress)
 
     @guarded_stream
     def respond_live(
-        image: Any, voice: str, language: str, rate: float, sess: VoiceSession
+        image: Any,
+        voice: str,
+        language: str,
+        rate: float,
+        sess: VoiceSession,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple]:
         utterance = sess.live.take() if sess.live is not None else None
         if utterance is None:
             return
         options = options_from(voice, language, rate)
         yield from run_turn(
-            sess, utterance.clip, image, options, utterance.detected_at, utterance.hangover_s
+            sess,
+            utterance.clip,
+            image,
+            options,
+            utterance.detected_at,
+            utterance.hangover_s,
+            progress,
         )
 
     @guarded
