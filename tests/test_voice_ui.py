@@ -175,15 +175,14 @@ def test_browser_upload_a_question_hear_and_read_the_answer(
 
 
 @pytest.fixture
-def mic_page(app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path) -> Iterator[Any]:
-    """A browser whose microphone plays a LibriVox question once, then silence."""
+def mic_page(
+    browser: Any, app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path
+) -> Iterator[Any]:
+    """A second Chromium (same Playwright) whose microphone plays a LibriVox question once."""
     import soundfile as sf
-    from playwright.sync_api import sync_playwright
 
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed")
     speech, rate = sf.read(str(librivox[1][0]), dtype="int16")
     wav = tmp_path / "mic.wav"
     sf.write(str(wav), np.concatenate([np.zeros(rate // 2, "int16"), speech]), rate)
@@ -193,9 +192,9 @@ def mic_page(app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path) -> 
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}%noloop",
     ]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    mic_browser = browser.browser_type.launch(executable_path=CHROMIUM, args=args, headless=True)
+    try:
+        context = mic_browser.new_context(viewport={"width": 1400, "height": 1000})
         context.grant_permissions(["microphone"])
         page = context.new_page()
         page.set_default_timeout(60_000)
@@ -203,7 +202,8 @@ def mic_page(app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path) -> 
         page.wait_for_selector("#app-title", state="visible")
         page.get_by_role("tab", name="Voice assistant").click()
         yield page
-        browser.close()
+    finally:
+        mic_browser.close()
 
 
 @pytest.mark.browser
