@@ -154,6 +154,10 @@ def run(quick: bool = False) -> Table:
         "Plain pipeline = ASR, then the whole answer, then TTS of the whole answer: its first "
         "audio is its last step. Streamed = sentence by sentence, the first clause spoken while "
         "the rest is generated.",
+        "Whisper encodes a fixed 30 s window, so ASR costs about the same for any utterance "
+        "up to 30 s: short clips have a worse RTF, and on this CPU that fixed cost plus the "
+        "LLM prefill and its first clause (fp32 SmolLM2-135M) are what keep the first audio "
+        "above the 1.5 s target.",
         "Measured on a 2-core machine shared with other jobs (load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); "
         "latencies vary with its load.",
