@@ -17,7 +17,7 @@ import pytest
 
 # Tests never read the developer's own MMDEMO_* settings.
 for _key in [k for k in os.environ if k.startswith("MMDEMO_") and k != "MMDEMO_TEST_HOME"]:
-    if _key not in ("MMDEMO_REQUIRE_BROWSER", "MMDEMO_UPDATE_SCREENSHOTS"):
+    if _key not in ("MMDEMO_REQUIRE_BROWSER", "MMDEMO_UPDATE_SCREENSHOTS", "MMDEMO_CI"):
         del os.environ[_key]
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -25,6 +25,7 @@ from mmdemo.config import Settings  # noqa: E402
 from mmdemo.models.manager import ModelManager  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -170,3 +171,23 @@ def screenshot_dir(tmp_path: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         return out
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def librivox() -> list[tuple[Path, str]]:
+    """Real recorded speech: (16 kHz WAV, transcript) pairs from Debian pocketsphinx-testdata.
+
+    Skips where the package is missing, except in CI (MMDEMO_CI=1), where it fails.
+    """
+    table = LIBRIVOX / "transcription"
+    if not table.is_file():
+        message = f"{LIBRIVOX} is missing; install it with apt-get install pocketsphinx-testdata"
+        if os.environ.get("MMDEMO_CI") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    clips = []
+    for line in table.read_text(encoding="utf-8").splitlines():
+        text, _, name = line.rpartition("(")
+        words = text.replace("<s>", "").replace("</s>", "").strip()
+        clips.append((LIBRIVOX / f"{name.strip(' )')}.wav", words))
+    return clips

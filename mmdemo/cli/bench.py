@@ -13,6 +13,7 @@ BENCHES = {
     "clip-embed": "mmdemo.bench.clip_embed",
     "clip-search": "mmdemo.bench.clip_search",
     "clip-add": "mmdemo.bench.clip_add",
+    "voice": "mmdemo.bench.voice",
 }
 
 

@@ -20,6 +20,7 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("Visual chat", "mmdemo.ui.tabs.chat", "tab-chat"),
     ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
     ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
+    ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
 

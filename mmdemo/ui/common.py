@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -37,11 +37,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def guarded_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``guarded`` for generator handlers (Gradio streams what they yield)."""
+def guarded_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """``guarded`` for generator handlers: errors raised while streaming become gr.Error."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
         try:
             yield from fn(*args, **kwargs)
         except gr.Error:

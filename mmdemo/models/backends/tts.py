@@ -1,12 +1,16 @@
-"""Text-to-speech backend: hibari (Kokoro-distilled ONNX, shipped in its package) or a
-transformers VITS model (MMS-TTS on the Hub, ``tiny:vits`` offline).
+"""Text-to-speech backend: hibari (Kokoro-distilled ONNX, shipped in its package), a
+transformers VITS model (MMS-TTS on the Hub, ``tiny:vits`` offline), or the espeak-ng
+formant synthesizer (``espeak-ng`` / ``espeak-ng:VOICE``: robotic, but ~100 languages).
 
-Both sit behind ``synthesize(text, voice, speed) -> (float32 mono audio, sample rate)``.
+All sit behind ``synthesize(text, voice, speed) -> (float32 mono audio, sample rate)``,
+with ``voices`` and ``languages``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ class Speech:
 
 class HibariTTS:
     engine = "hibari"
+    languages = ("en",)
 
     def __init__(self) -> None:
         from hibari import SAMPLE_RATE
@@ -67,6 +72,7 @@ class HibariTTS:
 class VitsTTS:
     engine = "transformers-vits"
     voices = ("default",)
+    languages = ()  # one language per MMS-TTS model, not recorded in its config
 
     def __init__(self, model: Any, tokenizer: Any, device: str):
         self.model, self.tokenizer, self.device = model, tokenizer, device
@@ -84,8 +90,68 @@ class VitsTTS:
         return Speech(wave.float().cpu().numpy(), self.sample_rate)
 
 
+class EspeakTTS:
+    """espeak-ng through its command line (Debian package ``espeak-ng``)."""
+
+    engine = "espeak-ng"
+    words_per_minute = 175  # espeak-ng's own default rate = speed 1.0
+
+    def __init__(self, default_voice: str = "en-us") -> None:
+        self.binary = shutil.which("espeak-ng")
+        if self.binary is None:
+            from mmdemo.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "the espeak-ng TTS needs the espeak-ng program", fix="apt-get install espeak-ng"
+            )
+        listing = subprocess.run(
+            [self.binary, "--voices"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.splitlines()[1:]
+        self.voices = tuple(dict.fromkeys(line.split()[1] for line in listing if line.split()))
+        self.languages = tuple(dict.fromkeys(v.split("-")[0] for v in self.voices))
+        if default_voice not in self.voices:
+            raise ValueError(f"espeak-ng has no voice {default_voice!r}")
+        self.default_voice = default_voice
+        self.sample_rate = 22050
+
+    def voice_for(self, language: str) -> str | None:
+        """A voice that speaks ``language`` (e.g. "fr" -> "fr-fr"), if there is one."""
+        preferred = {"en": "en-us"}.get(language, f"{language}-{language}")
+        for voice in (preferred, language):
+            if voice in self.voices:
+                return voice
+        return next((v for v in self.voices if v.split("-")[0] == language), None)
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Speech:
+        import io
+
+        import soundfile as sf
+
+        voice = voice or self.default_voice
+        if voice not in self.voices:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        wav = subprocess.run(
+            [self.binary, "-v", voice, "-s", str(round(self.words_per_minute * speed)), "--stdout"],
+            input=text.encode("utf-8"),  # on stdin: text never becomes command-line options
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        self.sample_rate = rate
+        return Speech(audio, rate)
+
+
 def load(ctx: LoadContext) -> LoadedModel:
     mid = ctx.model_id
+    if mid == "espeak-ng" or mid.startswith("espeak-ng:"):
+        handle = EspeakTTS(mid.partition(":")[2] or "en-us")
+        return LoadedModel(
+            handle=handle,
+            device="cpu",
+            dtype="n/a",
+            describe=lambda: {"engine": handle.engine, "voices": len(handle.voices)},
+        )
     if mid.startswith("embedded:"):
         if mid != "embedded:hibari":
             raise unavailable(

@@ -1,0 +1,223 @@
+"""The assistant's LLM stage: a ``Responder`` turns (history, user text, image) into streamed
+text deltas, and stops computing as soon as the user's stop event is set.
+
+Two responders live here: the text LLM (no image) and the VLM (with an image, base weights).
+``Responders`` is the seam where the visual-chat service (adapter selection) plugs in later:
+pass ``Responders(text=..., vision=<a responder backed by that service>)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mmdemo.errors import MMDemoError, OutOfMemoryError
+
+SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your answers are spoken aloud, so answer in one to "
+    "three short sentences of plain words: no lists, no markdown, no emoji."
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One finished exchange of a conversation."""
+
+    user: str
+    assistant: str
+    image: bool = False  # an image was shown with this question
+    interrupted: bool = False  # the answer was cut by the user
+
+
+class Responder(Protocol):
+    """Streams an answer. Implementations must stop soon after ``stop`` is set."""
+
+    name: str
+
+    def respond(
+        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+    ) -> Iterator[str]: ...
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding knobs shared by the built-in responders."""
+
+    # spoken answers are short; this bounds a turn's compute
+    max_new_tokens: int = 96
+    # older turns are dropped from the prompt beyond this many
+    max_history_turns: int = 6
+    system_prompt: str = SYSTEM_PROMPT
+    # greedy decoding keeps answers reproducible; repetition_penalty tames small models
+    repetition_penalty: float = 1.1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise MMDemoError(f"max_new_tokens={self.max_new_tokens} is outside 1..4096")
+        if self.max_history_turns < 0:
+            raise MMDemoError("max_history_turns must be >= 0")
+
+
+def chat_messages(
+    history: Sequence[Turn],
+    user_text: str,
+    config: GenerationConfig,
+    image: bool = False,
+    parts: bool = False,
+) -> list[dict[str, Any]]:
+    """Chat-template messages: system, the recent turns, the new question (with an image
+    part when ``image``). ``parts`` writes every content as a list of typed parts (VLMs)."""
+
+    def content(text: str, with_image: bool = False) -> Any:
+        if not parts:
+            return text
+        return [*([{"type": "image"}] if with_image else []), {"type": "text", "text": text}]
+
+    messages = [{"role": "system", "content": content(config.system_prompt)}]
+    recent = history[-config.max_history_turns :] if config.max_history_turns else []
+    for turn in recent:
+        messages.append({"role": "user", "content": content(turn.user)})
+        messages.append({"role": "assistant", "content": content(turn.assistant)})
+    messages.append({"role": "user", "content": content(user_text, image)})
+    return messages
+
+
+def stream_generate(
+    model: Any, tokenizer: Any, inputs: Any, stop: threading.Event, config: GenerationConfig
+) -> Iterator[str]:
+    """``model.generate`` in a thread with a ``TextIteratorStreamer``; yields text deltas.
+
+    A StoppingCriteria polls ``stop`` (and an internal flag set when the caller abandons the
+    generator), so a Stop ends the compute after the current token, not at max_new_tokens.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    abandoned = threading.Event()
+
+    class StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = stop.is_set() or abandoned.is_set()
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(
+                    **inputs,
+                    streamer=streamer,
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=False,
+                    repetition_penalty=config.repetition_penalty,
+                    stopping_criteria=StoppingCriteriaList([StopOnEvent()]),
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+        except BaseException as exc:
+            failure.append(exc)
+            streamer.end()  # unblock the consumer; generate did not get to end the stream
+
+    thread = threading.Thread(target=run, name="mmdemo-generate", daemon=True)
+    thread.start()
+    try:
+        for delta in streamer:
+            if stop.is_set():
+                break
+            if delta:
+                yield delta
+    finally:
+        abandoned.set()
+        thread.join()
+    if failure:
+        exc = failure[0]
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, by name
+            raise OutOfMemoryError(
+                "the device ran out of memory while answering",
+                fix="ask a shorter question, clear the conversation, or unload other models",
+            ) from exc
+        raise MMDemoError(f"the answer failed: {type(exc).__name__}: {exc}") from exc
+
+
+class TextLLMResponder:
+    """Answers with the text LLM backend (``manager.get("llm")``) through its chat template."""
+
+    name = "llm"
+
+    def __init__(self, manager: Any, config: GenerationConfig | None = None) -> None:
+        self.manager = manager
+        self.config = config or GenerationConfig()
+
+    def respond(
+        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+    ) -> Iterator[str]:
+        bundle = self.manager.get("llm")
+        messages = chat_messages(history, user_text, self.config)
+        inputs = bundle.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(bundle.device)
+        yield from stream_generate(bundle.model, bundle.tokenizer, inputs, stop, self.config)
+
+
+class VLMResponder:
+    """Answers about an image with the VLM backend (``manager.get("vlm")``), base weights."""
+
+    name = "vlm"
+
+    def __init__(
+        self, manager: Any, config: GenerationConfig | None = None, max_image_side: int = 2048
+    ) -> None:
+        self.manager = manager
+        self.config = config or GenerationConfig()
+        self.max_image_side = max_image_side
+
+    def respond(
+        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+    ) -> Iterator[str]:
+        bundle = self.manager.get("vlm")
+        picture = as_rgb_image(image, self.max_image_side)
+        messages = chat_messages(history, user_text, self.config, image=True, parts=True)
+        prompt = bundle.processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = bundle.processor(text=prompt, images=[picture], return_tensors="pt")
+        inputs = inputs.to(bundle.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(bundle.model.dtype)
+        yield from stream_generate(bundle.model, bundle.tokenizer, inputs, stop, self.config)
+
+
+def as_rgb_image(image: Any, max_side: int = 2048) -> Any:
+    """A PIL RGB image no larger than ``max_side`` (accepts PIL images and numpy arrays)."""
+    import numpy as np
+    from PIL import Image
+
+    from mmdemo.errors import BadInputError
+
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise BadInputError(f"an image array of shape {image.shape} is not a picture")
+        image = Image.fromarray(image.astype(np.uint8) if image.dtype != np.uint8 else image)
+    if not isinstance(image, Image.Image):
+        raise BadInputError(f"{type(image).__name__} is not an image", fix="upload a PNG or JPEG")
+    image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
+    return image
+
+
+@dataclass
+class Responders:
+    """Which responder answers: ``vision`` when the user gave an image, else ``text``."""
+
+    text: Responder
+    vision: Responder
+
+    @classmethod
+    def default(cls, manager: Any, config: GenerationConfig | None = None) -> Responders:
+        side = getattr(getattr(manager, "settings", None), "max_image_side", 2048)
+        return cls(TextLLMResponder(manager, config), VLMResponder(manager, config, side))
+
+    def pick(self, has_image: bool) -> Responder:
+        return self.vision if has_image else self.text

@@ -1,0 +1,68 @@
+"""Quality with the REAL embedded cpu-profile backends (offline): faster-whisper tiny.en on
+recorded LibriVox speech, hibari TTS fed back to the ASR, and one real spoken answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmdemo.config import Settings
+from mmdemo.flows.assistant import Conversation, VoiceAssistant
+from mmdemo.flows.audio import prepare, read_audio
+from mmdemo.flows.wer import word_errors
+from mmdemo.models.manager import ModelManager
+
+SENTENCES = (
+    "The weather today is sunny with a light breeze from the west.",
+    "Please remind me to call my sister at seven tonight.",
+    "How many minutes does it take to boil an egg?",
+    "Turn off the lights in the kitchen and lock the front door.",
+)
+
+
+@pytest.fixture(scope="module")
+def real(test_home: Path) -> Iterator[ModelManager]:
+    manager = ModelManager(Settings(profile="cpu", home=test_home, device="cpu"))
+    yield manager
+    manager.unload_all()
+
+
+def test_librivox_speech_is_transcribed_nearly_word_perfect(
+    real: ModelManager, librivox: list[tuple[Path, str]]
+) -> None:
+    asr = real.get("asr")
+    edits = words = 0
+    for path, reference in librivox:
+        result = asr.transcribe(read_audio(path).samples)
+        errors = word_errors(reference, result.text)
+        edits, words = edits + errors.edits, words + errors.words
+    # tiny.en hears "ill-disposed" as "old-sposed" in two clips: ~10% today
+    assert edits / words <= 0.15, f"corpus WER {edits / words:.1%} over {words} words"
+
+
+def test_speech_from_the_tts_comes_back_from_the_asr(real: ModelManager) -> None:
+    tts, asr = real.get("tts"), real.get("asr")
+    edits = words = 0
+    for sentence in SENTENCES:
+        speech = tts.synthesize(sentence)
+        heard = asr.transcribe(prepare(speech.audio, speech.sample_rate).samples).text
+        errors = word_errors(sentence, heard)
+        edits, words = edits + errors.edits, words + errors.words
+    assert edits / words <= 0.10, f"round-trip WER {edits / words:.1%}"
+
+
+def test_a_real_spoken_question_gets_a_spoken_answer(
+    real: ModelManager, librivox: list[tuple[Path, str]]
+) -> None:
+    assistant = VoiceAssistant(real)
+    assistant.responders.text.config.max_new_tokens = 40  # keep the test short
+    conv = Conversation()
+    updates: list[Any] = list(assistant.turn(conv, read_audio(librivox[1][0])))
+    done = updates[-1]
+    assert word_errors(librivox[1][1], done.transcript).rate <= 0.25
+    assert len(done.answer.split()) >= 3 and conv.turns[0].assistant == done.answer
+    assert sum(u.audio is not None for u in updates) >= 1 and done.metrics.first_audio_s
+    assert done.metrics.responder == "llm"
