@@ -15,7 +15,7 @@ import pytest
 from mmdemo.errors import BadInputError
 from mmdemo.flows.assistant import Conversation, VoiceAssistant, VoiceOptions
 from mmdemo.flows.audio import Clip, prepare, read_audio
-from mmdemo.flows.responders import Responders, TextLLMResponder, Turn, VLMResponder
+from mmdemo.flows.responders import Responders, TextLLMResponder, Turn
 from tests.voice_helpers import ANSWER, ScriptedResponder
 
 
@@ -166,7 +166,11 @@ def test_stop_really_stops_the_models_compute(shared_manager: Any, kind: str) ->
     from PIL import Image
 
     image = Image.open(Path(__file__).parents[1] / "assets" / "images" / "cat.jpg")
-    responder = (TextLLMResponder if kind == "llm" else VLMResponder)(shared_manager)
+    responder = (
+        TextLLMResponder(shared_manager)
+        if kind == "llm"
+        else Responders.default(shared_manager).vision  # the VLM through the chat service
+    )
     bundle = shared_manager.get(kind)
     counter = ForwardCounter(bundle.model)
     try:
@@ -180,3 +184,24 @@ def test_stop_really_stops_the_models_compute(shared_manager: Any, kind: str) ->
     assert full and full_calls >= 20, "without Stop the tiny model runs to max_new_tokens"
     assert stopped_calls <= 5, f"Stop let the model run {stopped_calls} steps"
     assert not [t for t in threading.enumerate() if t.name == "mmdemo-generate"]
+
+
+def test_vision_answers_go_through_the_chat_service_with_the_chosen_adapter(
+    shared_manager: Any,
+) -> None:
+    from PIL import Image
+
+    red = Image.open(Path(__file__).parents[1] / "assets" / "images" / "red-circle.png")
+    vision = Responders.default(shared_manager).vision
+    said = {
+        adapter: "".join(
+            vision.respond([], "What color is the shape?", red, threading.Event(), adapter=adapter)
+        ).strip()
+        for adapter in ("color-namer", "pirate", None)
+    }
+    assert said["color-namer"] == "The shape is red."
+    assert said["pirate"].startswith("Arr matey")
+    assert said[None] not in (said["color-namer"], said["pirate"])
+    responders = Responders.default(shared_manager)
+    assert responders.pick(False, "pirate") is responders.vision
+    assert responders.pick(False, None) is responders.text

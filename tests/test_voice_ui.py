@@ -33,7 +33,11 @@ def question(librivox: list[tuple[Path, str]]) -> str:
 
 
 def ask(
-    client: Any, audio: str | None, language: str = "auto", image: str | None = None
+    client: Any,
+    audio: str | None,
+    language: str = "auto",
+    image: str | None = None,
+    adapter: str = "base",
 ) -> tuple[str, str, Any]:
     from gradio_client import handle_file
 
@@ -43,6 +47,7 @@ def ask(
         "default",
         language,
         1.0,
+        adapter,
         api_name="/voice",
     )
 
@@ -233,3 +238,15 @@ def test_browser_hands_free_answers_at_the_pause(
     expect(page.locator("#voice-status")).to_contain_text("end of speech detected", timeout=180_000)
     expect(page.locator("#voice-chat")).to_contain_text("You asked 0 questions")
     expect(page.locator("#voice-latency")).to_contain_text("scripted")
+
+
+def test_voice_api_passes_the_chosen_adapter_to_the_vlm(
+    app: Any, app_url: str, scripted: ScriptedResponder, question: str
+) -> None:
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    ask(client, question, adapter="pirate")
+    assert scripted.adapters[-1] == "pirate"
+    ask(client, question)
+    assert scripted.adapters[-1] is None

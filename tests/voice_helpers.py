@@ -29,11 +29,18 @@ class ScriptedResponder:
         self.words_sent = 0
         self.finished_at: float | None = None
         self.started = threading.Event()
+        self.adapters: list[str | None] = []
 
     def respond(
-        self, history: Sequence[Any], user_text: str, image: Any, stop: threading.Event
+        self,
+        history: Sequence[Any],
+        user_text: str,
+        image: Any,
+        stop: threading.Event,
+        adapter: str | None = None,
     ) -> Iterator[str]:
         self.calls.append((len(history), user_text, image is not None))
+        self.adapters.append(adapter)
         self.words_sent, self.finished_at = 0, None
         self.started.set()
         for word in ANSWER.format(n=len(history)).split(" "):

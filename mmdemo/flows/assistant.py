@@ -31,6 +31,7 @@ class VoiceOptions:
     voice: str | None = None  # a TTS voice; None: the backend's default
     language: str | None = None  # spoken language; None: the ASR's default (or detection)
     speed: float = 1.0  # speaking rate of the answer
+    adapter: str | None = None  # a VLM adapter (the VLM then answers even without an image)
 
     def __post_init__(self) -> None:
         if not SPEEDS[0] <= self.speed <= SPEEDS[1]:
@@ -227,7 +228,7 @@ class VoiceAssistant:
         since = lambda: time.perf_counter() - t0  # noqa: E731
         text, metrics.speech_s, metrics.asr_compute_s = self.transcribe(clip, options.language)
         metrics.transcript_s = since()
-        responder = self.responders.pick(image is not None)
+        responder = self.responders.pick(image is not None, options.adapter)
         metrics.responder = responder.name
         update = TurnUpdate(text, "", metrics, notes=tuple(notes))
         yield update
@@ -235,7 +236,11 @@ class VoiceAssistant:
         answer = ""
         splitter = SentenceSplitter()
         deltas = responder.respond(
-            tuple(conv.turns), self._question(text, options), image, conv.stop
+            tuple(conv.turns),
+            self._question(text, options),
+            image,
+            conv.stop,
+            adapter=options.adapter,
         )
         try:
             for delta in deltas:

@@ -65,6 +65,7 @@ class ChatSession:
     """One browser session's conversation (kept in gr.State, never shared)."""
 
     turns: list[Turn] = field(default_factory=list)
+    system: str = ""  # an optional system prompt (the voice assistant sets one)
 
     def clear(self) -> None:
         self.turns.clear()
@@ -79,7 +80,9 @@ class ChatUpdate:
     metrics: AnswerMetrics | None = None  # set on the last update of an answer
 
 
-def build_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[Any]]:
+def build_messages(
+    turns: Sequence[Turn], system: str = ""
+) -> tuple[list[dict[str, Any]], list[Any]]:
     """Chat-template messages and the images they refer to, newest images first to keep."""
     budget = MAX_IMAGES_IN_CONTEXT
     keep: list[list[Any]] = []
@@ -89,7 +92,10 @@ def build_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[An
         budget -= len(kept)
         keep.append(kept)
     keep.reverse()
-    messages, images = [], []
+    messages: list[dict[str, Any]] = []
+    images: list[Any] = []
+    if system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
     for turn, kept in zip(turns, keep, strict=True):
         content: list[dict[str, Any]] = [{"type": "image"} for _ in kept]
         content.append(
@@ -221,7 +227,7 @@ class ChatService:
         info = self.adapter_info(adapter)
         turn.adapter = info.name if info else BASE_NAME
         bundle = self.manager.get("vlm")
-        messages, context_images = build_messages([*session.turns, turn])
+        messages, context_images = build_messages([*session.turns, turn], session.system)
         started = time.perf_counter()
         with bundle.adapters.pin((info,)) as pinned:
             inputs = model_inputs(bundle, messages, context_images)

@@ -1,9 +1,8 @@
 """The assistant's LLM stage: a ``Responder`` turns (history, user text, image) into streamed
 text deltas, and stops computing as soon as the user's stop event is set.
 
-Two responders live here: the text LLM (no image) and the VLM (with an image, base weights).
-``Responders`` is the seam where the visual-chat service (adapter selection) plugs in later:
-pass ``Responders(text=..., vision=<a responder backed by that service>)``.
+Two responders live here: the text LLM (no image, no adapter) and the VLM through the
+visual-chat service (with an image or a chosen adapter; the adapter is pinned per request).
 """
 
 from __future__ import annotations
@@ -37,7 +36,12 @@ class Responder(Protocol):
     name: str
 
     def respond(
-        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+        self,
+        history: Sequence[Turn],
+        user_text: str,
+        image: Any,
+        stop: threading.Event,
+        adapter: str | None = None,
     ) -> Iterator[str]: ...
 
 
@@ -152,7 +156,12 @@ class TextLLMResponder:
         self.config = config or GenerationConfig()
 
     def respond(
-        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+        self,
+        history: Sequence[Turn],
+        user_text: str,
+        image: Any,
+        stop: threading.Event,
+        adapter: str | None = None,  # adapters belong to the VLM; the text LLM has none
     ) -> Iterator[str]:
         bundle = self.manager.get("llm")
         messages = chat_messages(history, user_text, self.config)
@@ -162,30 +171,44 @@ class TextLLMResponder:
         yield from stream_generate(bundle.model, bundle.tokenizer, inputs, stop, self.config)
 
 
-class VLMResponder:
-    """Answers about an image with the VLM backend (``manager.get("vlm")``), base weights."""
+class ChatResponder:
+    """Answers with the visual-chat service: the shared VLM with the user's adapter, pinned for
+    the request like every chat answer (so voice and chat users never see each other's adapter).
+    """
 
     name = "vlm"
 
-    def __init__(
-        self, manager: Any, config: GenerationConfig | None = None, max_image_side: int = 2048
-    ) -> None:
-        self.manager = manager
+    def __init__(self, chat: Any, config: GenerationConfig | None = None) -> None:
+        self.chat = chat
         self.config = config or GenerationConfig()
-        self.max_image_side = max_image_side
 
     def respond(
-        self, history: Sequence[Turn], user_text: str, image: Any, stop: threading.Event
+        self,
+        history: Sequence[Turn],
+        user_text: str,
+        image: Any,
+        stop: threading.Event,
+        adapter: str | None = None,
     ) -> Iterator[str]:
-        bundle = self.manager.get("vlm")
-        picture = as_rgb_image(image, self.max_image_side)
-        messages = chat_messages(history, user_text, self.config, image=True, parts=True)
-        prompt = bundle.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = bundle.processor(text=prompt, images=[picture], return_tensors="pt")
-        inputs = inputs.to(bundle.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(bundle.model.dtype)
-        yield from stream_generate(bundle.model, bundle.tokenizer, inputs, stop, self.config)
+        from mmdemo.flows.chat import ChatSession
+        from mmdemo.flows.chat import Turn as ChatTurn
+        from mmdemo.flows.generation import GenerationSettings
+
+        recent = history[-self.config.max_history_turns :] if self.config.max_history_turns else ()
+        session = ChatSession(
+            [ChatTurn(t.user, [], [], t.assistant) for t in recent],
+            system=self.config.system_prompt,
+        )
+        gen = GenerationSettings(max_new_tokens=self.config.max_new_tokens, greedy=True)
+        images = (
+            [as_rgb_image(image, self.chat.settings.max_image_side)] if image is not None else []
+        )
+        sent = ""
+        for update in self.chat.stream(session, user_text, images, adapter, gen, stop):
+            if update.metrics is None and update.text.startswith(sent):
+                delta, sent = update.text[len(sent) :], update.text
+                if delta:
+                    yield delta
 
 
 def as_rgb_image(image: Any, max_side: int = 2048) -> Any:
@@ -215,9 +238,18 @@ class Responders:
     vision: Responder
 
     @classmethod
-    def default(cls, manager: Any, config: GenerationConfig | None = None) -> Responders:
-        side = getattr(getattr(manager, "settings", None), "max_image_side", 2048)
-        return cls(TextLLMResponder(manager, config), VLMResponder(manager, config, side))
+    def default(
+        cls, manager: Any, config: GenerationConfig | None = None, chat: Any = None
+    ) -> Responders:
+        """The text LLM, and the VLM through ``chat`` (a ChatService; one is made if None)."""
+        if chat is None:
+            from mmdemo.flows.chat import ChatService
+            from mmdemo.models.adapters import AdapterStore
 
-    def pick(self, has_image: bool) -> Responder:
-        return self.vision if has_image else self.text
+            chat = ChatService(manager, AdapterStore(manager.settings))
+        return cls(TextLLMResponder(manager, config), ChatResponder(chat, config))
+
+    def pick(self, has_image: bool, adapter: str | None = None) -> Responder:
+        """The VLM answers when there is an image or an adapter was chosen, else the text LLM."""
+        wants_adapter = adapter not in (None, "", "base")
+        return self.vision if has_image or wants_adapter else self.text

@@ -91,9 +91,12 @@ def pcm16(samples: Any) -> Any:
     return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
 
 
-def options_from(voice: str | None, language: str | None, speed: float | None) -> VoiceOptions:
+def options_from(
+    voice: str | None, language: str | None, speed: float | None, adapter: str | None = None
+) -> VoiceOptions:
     return VoiceOptions(
         voice=None if voice in (None, "", DEFAULT_VOICE) else voice,
         language=None if language in (None, "", AUTO_LANGUAGE) else str(language).strip(),
         speed=float(speed or 1.0),
+        adapter=None if adapter in (None, "", "base") else adapter,
     )

@@ -18,8 +18,10 @@ from mmdemo.errors import BadInputError
 from mmdemo.flows.assistant import VoiceAssistant, VoiceOptions
 from mmdemo.flows.audio import SAMPLE_RATE, Clip, read_audio, wav_bytes
 from mmdemo.flows.live import LiveListener
+from mmdemo.flows.responders import Responders
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs.chat import chat_service
 from mmdemo.ui.voice_view import (
     AUTO_LANGUAGE,
     DEFAULT_VOICE,
@@ -41,7 +43,10 @@ PAUSE_JS = (
 
 def build(ctx: AppContext) -> dict[str, Any]:
     settings = ctx.settings
-    assistant = ctx.services.get("voice") or VoiceAssistant(ctx.manager)
+    chat = chat_service(ctx)  # the VLM answers through it, with the user's adapter pinned
+    assistant = ctx.services.get("voice") or VoiceAssistant(
+        ctx.manager, Responders.default(ctx.manager, chat=chat)
+    )
     ctx.services["voice"] = assistant
 
     gr.Markdown(
@@ -95,7 +100,16 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     allow_custom_value=True,
                     elem_id="voice-language",
                 )
-            speed = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Speed", elem_id="voice-speed")
+            with gr.Row():
+                speed = gr.Slider(
+                    0.5, 2.0, value=1.0, step=0.1, label="Speed", elem_id="voice-speed"
+                )
+                adapter_dd = gr.Dropdown(
+                    chat.adapter_choices(),
+                    value="base",
+                    label="Adapter (the VLM answers with it)",
+                    elem_id="voice-adapter",
+                )
         with gr.Column(scale=2):
             chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="voice-chat")
             answer_audio = gr.Audio(
@@ -130,6 +144,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
             gr.update(choices=[AUTO_LANGUAGE, *languages]),
         )
 
+    def on_load() -> tuple[Any, Any, Any]:
+        return (*choices(), gr.update(choices=chat.adapter_choices()))
+
     def run_turn(
         sess: VoiceSession,
         clip: Clip,
@@ -141,7 +158,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     ) -> Iterator[tuple]:
         import numpy as np
 
-        needed = ("asr", "tts", "vlm" if image is not None else "llm")
+        uses_vlm = image is not None or options.adapter not in (None, "", "base")
+        needed = ("asr", "tts", "vlm" if uses_vlm else "llm")
         missing = [name for name in needed if not ctx.manager.is_loaded(name)]
         for i, name in enumerate(missing):  # first use: say why the first answer is slow
             if progress is not None:
@@ -174,14 +192,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
             yield gr.skip(), None, gr.skip(), gr.skip(), voices, languages
 
     def clip_and_options(
-        audio_path: str | None, voice: str, language: str, rate: float
+        audio_path: str | None, voice: str, language: str, rate: float, adapter: str
     ) -> tuple[Clip, VoiceOptions]:
         if not audio_path:
             raise BadInputError(
                 "there is no question to answer yet",
                 fix="record with the microphone or upload an audio file first",
             )
-        options = options_from(voice, language, rate)
+        options = options_from(voice, language, rate, adapter)
         assistant.check(options)  # before reading a long file
         return read_audio(audio_path, max_seconds=assistant.max_input_s), options
 
@@ -194,11 +212,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         voice: str,
         language: str,
         rate: float,
+        adapter: str,
         sess: VoiceSession,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for one)
     ) -> Iterator[tuple]:
         speech_end = time.perf_counter()
-        clip, options = clip_and_options(audio_path, voice, language, rate)
+        clip, options = clip_and_options(audio_path, voice, language, rate, adapter)
         yield from run_turn(sess, clip, image, options, speech_end, progress=progress)
 
     @guarded_stream
@@ -207,13 +226,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
         voice: str,
         language: str,
         rate: float,
+        adapter: str,
         sess: VoiceSession,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple]:
         utterance = sess.live.take() if sess.live is not None else None
         if utterance is None:
             return
-        options = options_from(voice, language, rate)
+        options = options_from(voice, language, rate, adapter)
         yield from run_turn(
             sess,
             utterance.clip,
@@ -251,13 +271,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
         voice: str,
         language: str,
         rate: float,
+        adapter: str,
         sess: VoiceSession,
     ) -> tuple[str, str, Any]:
         """Audio file in -> (transcript, answer text, answer audio); remembers the session."""
         import numpy as np
 
         speech_end = time.perf_counter()
-        clip, options = clip_and_options(audio_path, voice, language, rate)
+        clip, options = clip_and_options(audio_path, voice, language, rate, adapter)
         chunks, sample_rate, final = [], SAMPLE_RATE, None
         for update in assistant.turn(sess.conversation, clip, image, options, speech_end):
             if update.audio is not None:
@@ -269,7 +290,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         audio = (sample_rate, pcm16(np.concatenate(chunks)))
         return final.transcript, final.answer, audio
 
-    turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, session]
+    turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, adapter_dd, session]
     heavy = dict(
         concurrency_id="voice-turn",
         concurrency_limit=settings.concurrency,
@@ -294,7 +315,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     utterance_count.change(
         respond_live,
-        [image_in, voice_dd, language_dd, speed, session],
+        [image_in, voice_dd, language_dd, speed, adapter_dd, session],
         turn_outputs,
         js=PAUSE_JS,
         api_visibility="private",
@@ -319,7 +340,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         concurrency_limit=settings.concurrency,
     )
     return {
-        "on_load": (choices, [voice_dd, language_dd]),
+        "on_load": (on_load, [voice_dd, language_dd, adapter_dd]),
+        "adapter": adapter_dd,
         "audio_in": audio_in,
         "image_in": image_in,
         "chatbot": chatbot,
