@@ -34,6 +34,7 @@ def answer(chat: ChatService, text: str, images=(), adapter="base", session=None
 
 
 def test_answer_streams_token_by_token_and_ends_with_metrics(chat: ChatService) -> None:
+    chat.stream_interval = 0  # every token
     updates = answer(chat, "What is in this image?", [RED_CIRCLE])
     assert len(updates) >= 3, "several partial updates before the final one"
     assert all(u.metrics is None for u in updates[:-1])

@@ -11,7 +11,7 @@ import inspect
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.errors import BadInputError
@@ -141,117 +141,100 @@ class ArenaService:
             }
         ]
         labels = [i.label() if i else "base model, no adapter" for i in infos]
-        started = time.perf_counter()
-        if mixed:
-            yield from self._batched(
-                bundle, infos, names, labels, messages, images, gen, stop, started
-            )
-        else:
-            yield from self._sequential(
-                bundle, infos, names, labels, messages, images, gen, stop, started
-            )
+        board = _Board(names, labels, time.perf_counter())
+        run = self._batched if mixed else self._sequential
+        yield from run(bundle, infos, board, messages, images, gen, stop)
 
-    def _batched(self, bundle, infos, names, labels, messages, images, gen, stop, started):
+    def _batched(self, bundle, infos, board, messages, images, gen, stop):
         rows = len(infos)
         with bundle.adapters.pin(tuple(infos)) as pinned:
+            board.waited = pinned.queue_wait_s
             single = model_inputs(bundle, messages, images)
             shared = None
             if images and not any(touches_vision(i) for i in infos if i is not None):
                 shared = encode_image_once(pinned.model, single, rows)
             batch = shared if shared is not None else repeat_rows(single, rows)
-            mode = "one mixed-adapter batch" + (
-                ", image encoded once" if shared is not None else ""
-            )
+            board.mode = "one mixed-adapter batch" + (", image encoded once" if shared else "")
             kwargs = gen.generate_kwargs()
             if bundle.adapters.peft is not None:
                 kwargs["adapter_names"] = list(pinned.adapters)
             clock = TokenClock()
             streamer = RowStreamer(rows, eos_token_ids(pinned.model, bundle.tokenizer), clock)
             for _ in run_generation(pinned.model, batch, streamer, stop, kwargs):
-                yield self._result(
-                    bundle, names, labels, streamer, clock, mode, started, pinned, False
-                )
-        yield self._result(bundle, names, labels, streamer, clock, mode, started, pinned, True)
+                board.record_rows(bundle.tokenizer, streamer, clock, range(rows))
+                yield board.result(done=False)
+        board.record_rows(bundle.tokenizer, streamer, clock, range(rows))
+        board.peak = peak_memory_bytes(clock, bundle.device)
+        yield board.result(done=True)
 
-    def _sequential(self, bundle, infos, names, labels, messages, images, gen, stop, started):
-        texts = [""] * len(infos)
-        tokens = [0] * len(infos)
-        speeds = [0.0] * len(infos)
-        first_ttft, waited, peak = None, 0.0, 0
+    def _sequential(self, bundle, infos, board, messages, images, gen, stop):
+        board.mode = "one after another"
         for idx, info in enumerate(infos):
             with bundle.adapters.pin((info,)) as pinned:
-                waited += pinned.queue_wait_s
+                board.waited += pinned.queue_wait_s
                 inputs = model_inputs(bundle, messages, images)
                 clock = TokenClock()
                 streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
                 for _ in run_generation(
                     pinned.model, inputs, streamer, stop, gen.generate_kwargs()
                 ):
-                    texts[idx] = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
-                    yield self._columns_result(
-                        names,
-                        labels,
-                        texts,
-                        tokens,
-                        speeds,
-                        "one after another",
-                        started,
-                        first_ttft or clock.ttft,
-                        waited,
-                        peak,
-                        False,
-                    )
-            tokens[idx], speeds[idx] = (
-                (clock.tokens[0] if clock.tokens else 0),
-                clock.tokens_per_s(0),
-            )
-            first_ttft = first_ttft or clock.ttft
-            peak = max(peak, peak_memory_bytes(clock, bundle.device))
-        yield self._columns_result(
-            names,
-            labels,
-            texts,
-            tokens,
-            speeds,
-            "one after another",
-            started,
-            first_ttft or 0.0,
-            waited,
-            peak,
-            True,
-        )
+                    board.record_rows(bundle.tokenizer, streamer, clock, [0], column=idx)
+                    yield board.result(done=False)
+            board.record_rows(bundle.tokenizer, streamer, clock, [0], column=idx)
+            board.peak = max(board.peak, peak_memory_bytes(clock, bundle.device))
+        yield board.result(done=True)
 
-    @staticmethod
-    def _columns_result(
-        names, labels, texts, tokens, speeds, mode, started, ttft, waited, peak, done
-    ):
-        cols = tuple(
-            ArenaColumn(n, lab, t.strip(), k, s)
-            for n, lab, t, k, s in zip(names, labels, texts, tokens, speeds, strict=True)
-        )
-        return ArenaResult(cols, mode, time.perf_counter() - started, ttft, waited, peak, done)
 
-    @staticmethod
-    def _result(bundle, names, labels, streamer, clock, mode, started, pinned, done) -> ArenaResult:
-        cols = []
-        for i, (name, label) in enumerate(zip(names, labels, strict=True)):
-            text = bundle.tokenizer.decode(streamer.rows[i], skip_special_tokens=True)
-            cols.append(
-                ArenaColumn(
-                    name,
-                    label,
-                    text.strip(),
-                    clock.tokens[i] if clock.tokens else 0,
-                    clock.tokens_per_s(i),
-                )
+@dataclass
+class _Board:
+    """The columns as answers stream in."""
+
+    names: list[str]
+    labels: list[str]
+    started: float
+    mode: str = ""
+    waited: float = 0.0
+    peak: int = 0
+    ttft: float | None = None
+    texts: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    speeds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        self.texts, self.tokens, self.speeds = [""] * n, [0] * n, [0.0] * n
+
+    def record_rows(
+        self,
+        tokenizer: Any,
+        streamer: RowStreamer,
+        clock: TokenClock,
+        rows: Any,
+        column: int | None = None,
+    ) -> None:
+        """Copy the streamer's rows into the columns (``column``: where a single row goes)."""
+        for row in rows:
+            col = row if column is None else column
+            self.texts[col] = tokenizer.decode(streamer.rows[row], skip_special_tokens=True)
+            self.tokens[col] = clock.tokens[row] if clock.tokens else 0
+            self.speeds[col] = clock.tokens_per_s(row)
+        if self.ttft is None and clock.first_token is not None:
+            self.ttft = clock.ttft
+
+    def result(self, done: bool) -> ArenaResult:
+        columns = tuple(
+            ArenaColumn(n, label, t.strip(), k, v)
+            for n, label, t, k, v in zip(
+                self.names, self.labels, self.texts, self.tokens, self.speeds, strict=True
             )
+        )
         return ArenaResult(
-            tuple(cols),
-            mode,
-            time.perf_counter() - started,
-            clock.ttft,
-            pinned.queue_wait_s,
-            peak_memory_bytes(clock, bundle.device),
+            columns,
+            self.mode,
+            time.perf_counter() - self.started,
+            self.ttft or 0.0,
+            self.waited,
+            self.peak,
             done,
         )
 

@@ -125,6 +125,9 @@ class ChatService:
         self.store = store
         self.retrieval = retrieval  # IndexService for "similar cases" (optional)
         self.settings = manager.settings
+        # seconds between streamed updates: decoding text for every token would steal CPU
+        # from generation on small machines; 0 streams every token
+        self.stream_interval = 0.03
 
     # adapters -----------------------------------------------------------------------------
     def adapter_info(self, name: str | None) -> AdapterInfo | None:
@@ -233,7 +236,9 @@ class ChatService:
             inputs = model_inputs(bundle, messages, context_images)
             clock = TokenClock()
             streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
-            for _ in run_generation(pinned.model, inputs, streamer, stop, gen.generate_kwargs()):
+            for _ in run_generation(
+                pinned.model, inputs, streamer, stop, gen.generate_kwargs(), self.stream_interval
+            ):
                 turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
                 yield ChatUpdate(turn.answer)
         turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True).strip()

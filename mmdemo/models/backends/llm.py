@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import MissingDependencyError
 from mmdemo.models.device import module_footprint, torch_dtype
+from mmdemo.models.files import atomic_folder
 from mmdemo.models.hub import resolve_model_dir, unavailable
 from mmdemo.models.manager import LoadContext, LoadedModel
 
@@ -60,17 +59,9 @@ def embedded_smollm2(name: str, settings: Settings) -> Path:
     fresh = AutoModelForCausalLM.from_config(gguf_model.config)
     fresh.load_state_dict(gguf_model.state_dict())
     fresh.generation_config = gguf_model.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         fresh.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -7,18 +7,15 @@ processes, and rebuilt when ``TINY_VERSION`` changes.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from mmdemo.errors import MMDemoError
+from mmdemo.models.files import atomic_folder, file_lock
 
 TINY_VERSION = 2
 
@@ -48,17 +45,6 @@ def is_built(models_dir: Path, name: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_built(name: str, models_dir: Path, force: bool = False) -> Path:
     """The folder of tiny build ``name``, building it first if it is missing or stale."""
     if name not in TINY_MODELS:
@@ -69,24 +55,17 @@ def ensure_built(name: str, models_dir: Path, force: bool = False) -> Path:
     target = tiny_dir(models_dir, name)
     if not force and is_built(models_dir, name):
         return target
-    with _file_lock(target.parent / f".{name}.lock"):
+    with file_lock(target.parent / f".{name}.lock"):
         if not force and is_built(models_dir, name):
             return target  # another process built it while we waited
         builder_path, _ = TINY_MODELS[name]
         module_name, _, func = builder_path.partition(":")
         builder = getattr(importlib.import_module(module_name), func)
         start = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        try:
+        with atomic_folder(target) as tmp:
             builder(tmp)
             marker = {"name": name, "version": TINY_VERSION, "seconds": time.perf_counter() - start}
             (tmp / MARKER).write_text(json.dumps(marker), encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return target
 
 
