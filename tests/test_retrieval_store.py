@@ -187,3 +187,19 @@ def test_importing_retrieval_and_its_cli_loads_no_framework() -> None:
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_ann_calibrates_nprobe_until_recall_is_high_even_on_structureless_data(
+    tmp_path: Path,
+) -> None:
+    from mmdemo.bench.clip_search import uniform
+
+    data = uniform(8000, 64, seed=0)
+    queries = uniform(40, 64, seed=1)
+    _, snap = synthetic_store(tmp_path, "flat", data)
+    searcher = Searcher(SearchConfig(ann_threshold=1000, nprobe=2, min_recall=0.95))
+    _, truth, _ = searcher.search(snap, queries, 10, exact=True)
+    _, found, method = searcher.search(snap, queries, 10)
+    assert searcher.ann.nprobe(searcher.config) > 2, "nprobe 2 cannot find neighbours here"
+    assert "recall@10" in method
+    assert recall_at_k(truth, found) >= 0.9, "the calibration carries over to new queries"

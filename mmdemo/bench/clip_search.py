@@ -142,6 +142,11 @@ def run(quick: bool = False) -> Table:
                 kind,
                 f"IVF{ann.ann.index.nlist},SQ8 nprobe {nprobe}"
                 + (" (default)" if nprobe == default else "")
+                + (
+                    f" raised to {ann.ann.nprobe(config)} by calibration"
+                    if ann.ann.nprobe(config) != nprobe
+                    else ""
+                )
                 + " + exact rescoring",
                 f"{t_ann * 1000:.2f} ms",
                 f"{t_exact / t_ann:.1f}x faster",
@@ -158,7 +163,10 @@ def run(quick: bool = False) -> Table:
         "photos give.",
         "Targets: exact at 10k under 2 ms; under 10 ms per query at 1M with recall@10 >= 0.95. "
         "The app uses exact search up to 50k vectors and IVF past that (nprobe 24 by default); "
-        "the ANN index is cached in the index folder and kept in step on add/remove.",
+        "the ANN index is cached in the index folder and kept in step on add/remove. When it is "
+        "built, its recall@10 is measured against exact search on 64 sample queries near the "
+        "data, and nprobe is raised until that recall reaches 0.95 (uniform data: up to every "
+        "cell, i.e. slower but correct).",
         f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}.",
     ]
     return table

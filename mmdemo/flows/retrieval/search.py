@@ -44,6 +44,11 @@ class SearchConfig:
     retrain_growth: float = 4.0
     # write the ANN cache to disk when this share of it changed since it was last written
     save_every: float = 0.05
+    # recall@10 against exact search that a freshly built ANN must reach on sample queries;
+    # nprobe is raised (up to every cell) until it does
+    min_recall: float = 0.95
+    # sample queries used to measure that recall
+    calibration_queries: int = 64
 
     def __post_init__(self) -> None:
         from mmdemo.errors import SettingsError
@@ -57,6 +62,8 @@ class SearchConfig:
         ):
             if not low <= getattr(self, name) <= high:
                 raise SettingsError(f"{name}={getattr(self, name)} is outside {low}..{high}")
+        if not 0 < self.min_recall <= 1 or self.calibration_queries < 2:
+            raise SettingsError("min_recall must be in (0, 1] and calibration_queries >= 2")
         if self.retrain_growth < 1 or not 0 < self.save_every <= 1:
             raise SettingsError("retrain_growth must be >= 1 and save_every in (0, 1]")
 
@@ -111,8 +118,40 @@ class AnnIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
+    def nprobe(self, config: SearchConfig) -> int:
+        """The configured nprobe, or the higher one calibration found necessary."""
+        return max(config.nprobe, int(self.meta.get("nprobe", 0)))
+
     def describe(self, config: SearchConfig) -> str:
-        return f"ANN (faiss IVF{self.index.nlist},SQ8, nprobe {config.nprobe}, exact rescoring)"
+        recall = self.meta.get("recall")
+        measured = f", recall@10 {recall:.2f} on sample queries" if recall is not None else ""
+        return (
+            f"ANN (faiss IVF{self.index.nlist},SQ8, nprobe {self.nprobe(config)}, "
+            f"exact rescoring{measured})"
+        )
+
+    def calibrate(self, snapshot: Snapshot, config: SearchConfig, rescore: Any) -> None:
+        """Measure recall@10 against exact search on sample queries near the data (perturbed
+        and blended indexed vectors) and raise nprobe until it reaches ``min_recall``."""
+        rng = np.random.default_rng(0)
+        sample = _sample(snapshot, 4 * config.calibration_queries)
+        if len(sample) < 2:
+            return
+        half = config.calibration_queries // 2
+        near = sample[rng.integers(0, len(sample), half)]
+        near = near + rng.normal(0, 0.5 / np.sqrt(sample.shape[1]), near.shape)
+        blend = sample[rng.integers(0, len(sample), (half, 4))].mean(axis=1)
+        queries = np.concatenate([near, blend]).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True) + 1e-12
+        _, truth = exact_search(snapshot, queries, 10)
+        nprobe, recall = config.nprobe, 0.0
+        while True:
+            _, found = rescore(queries, 10, nprobe)
+            recall = recall_at_k(truth, found)
+            if recall >= config.min_recall or nprobe >= self.index.nlist:
+                break
+            nprobe = min(self.index.nlist, nprobe * 2)
+        self.meta["nprobe"], self.meta["recall"] = nprobe, round(recall, 3)
 
     @classmethod
     def build(cls, snapshot: Snapshot, config: SearchConfig) -> AnnIndex:
@@ -226,6 +265,11 @@ class Searcher:
                 ann = None  # left from an index of the same name that was replaced
             if ann is None or not ann.sync(snapshot, self.config):
                 ann = AnnIndex.build(snapshot, self.config)
+                ann.calibrate(
+                    snapshot,
+                    self.config,
+                    lambda q, k, nprobe: self._ann_search(ann, snapshot, q, k, nprobe),
+                )
                 ann.meta["changed"] = ann.ntotal
             self.ann = ann
             if ann.meta["changed"] > self.config.save_every * max(ann.ntotal, 1):
@@ -240,8 +284,15 @@ class Searcher:
             return (*exact_search(snapshot, queries, k), "exact")
         self.prepare(snapshot)
         assert self.ann is not None
+        s, i = self._ann_search(self.ann, snapshot, queries, k, self.ann.nprobe(self.config))
+        return s, i, self.ann.describe(self.config)
+
+    def _ann_search(
+        self, ann: AnnIndex, snapshot: Snapshot, queries: np.ndarray, k: int, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ANN candidates, rescored exactly against the snapshot's vectors."""
         n = max(k * self.config.rescore_factor, k + 16)
-        _, cand = self.ann.search(queries, n, self.config.nprobe)
+        _, cand = ann.search(queries, n, nprobe)
         scores = np.full(cand.shape, -np.inf, dtype=np.float32)
         for row in range(len(queries)):
             vectors, live = snapshot.vectors_of(np.maximum(cand[row], 0))
@@ -249,7 +300,7 @@ class Searcher:
             scores[row] = np.where(live, vectors @ queries[row], -np.inf)
         s, i = topk(scores, cand, k)
         keep = np.isfinite(s).all(0)  # drop columns no query could fill
-        return s[:, keep], i[:, keep], self.ann.describe(self.config)
+        return s[:, keep], i[:, keep]
 
 
 def recall_at_k(truth: np.ndarray, found: np.ndarray) -> float:
