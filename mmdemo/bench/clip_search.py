@@ -166,7 +166,7 @@ def run(quick: bool = False) -> Table:
         "the ANN index is cached in the index folder and kept in step on add/remove. When it is "
         "built, its recall@10 is measured against exact search on 64 sample queries near the "
         "data, and nprobe is raised until that recall reaches 0.95 (uniform data: up to every "
-        "cell, i.e. slower but correct).",
+        "cell; when that is every cell, search falls back to exact).",
         f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}.",
     ]
     return table

@@ -284,6 +284,11 @@ class Searcher:
             return (*exact_search(snapshot, queries, k), "exact")
         self.prepare(snapshot)
         assert self.ann is not None
+        if self.ann.nprobe(self.config) >= self.ann.index.nlist:  # no partition pays off here
+            return (
+                *exact_search(snapshot, queries, k),
+                "exact (an ANN index could not reach the recall target on this data)",
+            )
         s, i = self._ann_search(self.ann, snapshot, queries, k, self.ann.nprobe(self.config))
         return s, i, self.ann.describe(self.config)
 
