@@ -86,10 +86,6 @@ def test_browser_chat_switch_adapter_and_arena(page: Any, app: Any, tmp_path: Pa
     expect(page.locator("#chat-metrics")).to_contain_text("color-namer")
     page.screenshot(path=str(out / "chat.png"), full_page=True)
 
-    page.locator("#chat-input textarea").fill("   ")
-    page.locator("#chat-input textarea").press("Enter")
-    expect(page.get_by_text("the message is empty").first).to_be_visible(timeout=30_000)
-
     page.get_by_role("tab", name="Arena").click()
     page.locator("#arena-image input[type=file]").set_input_files(str(RED))
     page.locator("#arena-run").click()
@@ -98,6 +94,11 @@ def test_browser_chat_switch_adapter_and_arena(page: Any, app: Any, tmp_path: Pa
     expect(page.locator("#arena-col-2")).to_contain_text("Arr matey")
     expect(page.locator("#arena-summary")).to_contain_text("peak memory", timeout=60_000)
     page.screenshot(path=str(out / "arena.png"), full_page=True)
+
+    page.get_by_role("tab", name="Visual chat").click()
+    page.locator("#chat-input textarea").fill("   ")
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.get_by_text("the message is empty").first).to_be_visible(timeout=30_000)
 
 
 @pytest.mark.browser

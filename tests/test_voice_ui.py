@@ -165,7 +165,7 @@ def test_browser_upload_a_question_hear_and_read_the_answer(
     expect(status).to_contain_text("first audio after")
     player = page.locator("#voice-answer audio")
     expect(player).to_have_attribute("src", re.compile(r"^(blob|https?):"))  # the answer streamed
-    page.screenshot(path=str(screenshot_dir(tmp_path) / "voice.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "voice-scripted.png"), full_page=True)
 
     scripted.delay = 0.5  # a slow answer, cut by Stop while it is being spoken
     page.locator("#voice-send").click()

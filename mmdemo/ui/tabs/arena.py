@@ -33,11 +33,13 @@ def column_md(result: ArenaResult, i: int) -> str:
 
 
 def summary_md(result: ArenaResult) -> str:
-    return (
+    text = (
         f"{len(result.columns)} answers as {result.mode} · total {seconds(result.total_s)} · "
-        f"first token {seconds(result.ttft_s)} · queue {seconds(result.queue_wait_s)} · "
-        f"peak memory {human_bytes(result.peak_memory_bytes)}"
+        f"first token {seconds(result.ttft_s)} · queue {seconds(result.queue_wait_s)}"
     )
+    if result.done:
+        text += f" · peak memory {human_bytes(result.peak_memory_bytes)}"
+    return text
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
