@@ -25,7 +25,6 @@ from mmdemo.config import Settings  # noqa: E402
 from mmdemo.models.manager import ModelManager  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -179,15 +178,12 @@ def librivox() -> list[tuple[Path, str]]:
 
     Skips where the package is missing, except in CI (MMDEMO_CI=1), where it fails.
     """
-    table = LIBRIVOX / "transcription"
-    if not table.is_file():
-        message = f"{LIBRIVOX} is missing; install it with apt-get install pocketsphinx-testdata"
+    from mmdemo.bench.voice import librivox_clips
+    from mmdemo.errors import MMDemoError
+
+    try:
+        return librivox_clips()
+    except MMDemoError as exc:
         if os.environ.get("MMDEMO_CI") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    clips = []
-    for line in table.read_text(encoding="utf-8").splitlines():
-        text, _, name = line.rpartition("(")
-        words = text.replace("<s>", "").replace("</s>", "").strip()
-        clips.append((LIBRIVOX / f"{name.strip(' )')}.wav", words))
-    return clips
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
