@@ -205,8 +205,10 @@ class ChatResponder:
         )
         sent = ""
         for update in self.chat.stream(session, user_text, images, adapter, gen, stop):
-            if update.metrics is None and update.text.startswith(sent):
-                delta, sent = update.text[len(sent) :], update.text
+            # partial updates are raw text; the last one is the whole answer, stripped
+            done = sent.strip() if update.metrics is not None else sent
+            if update.text.startswith(done):
+                delta, sent = update.text[len(done) :], update.text
                 if delta:
                     yield delta
 
