@@ -200,9 +200,7 @@ class ChatResponder:
             system=self.config.system_prompt,
         )
         gen = GenerationSettings(max_new_tokens=self.config.max_new_tokens, greedy=True)
-        images = (
-            [as_rgb_image(image, self.chat.settings.max_image_side)] if image is not None else []
-        )
+        images = [image] if image is not None else []  # the chat service checks and bounds it
         sent = ""
         for update in self.chat.stream(session, user_text, images, adapter, gen, stop):
             # partial updates are raw text; the last one is the whole answer, stripped
@@ -211,25 +209,6 @@ class ChatResponder:
                 delta, sent = update.text[len(done) :], update.text
                 if delta:
                     yield delta
-
-
-def as_rgb_image(image: Any, max_side: int = 2048) -> Any:
-    """A PIL RGB image no larger than ``max_side`` (accepts PIL images and numpy arrays)."""
-    import numpy as np
-    from PIL import Image
-
-    from mmdemo.errors import BadInputError
-
-    if isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3) or image.size == 0:
-            raise BadInputError(f"an image array of shape {image.shape} is not a picture")
-        image = Image.fromarray(image.astype(np.uint8) if image.dtype != np.uint8 else image)
-    if not isinstance(image, Image.Image):
-        raise BadInputError(f"{type(image).__name__} is not an image", fix="upload a PNG or JPEG")
-    image = image.convert("RGB")
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side))
-    return image
 
 
 @dataclass
