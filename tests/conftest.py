@@ -144,8 +144,9 @@ def browser() -> Iterator[Any]:
                 f"{CHROMIUM} is missing; install Debian's chromium (apt-get install chromium)"
             )
         pytest.skip(f"{CHROMIUM} not installed")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=20_000)  # a loaded 2-core CI machine needs more than 5 s
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
