@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mmdemo.errors import MMDemoError, OutOfMemoryError
+from mmdemo.errors import MMDemoError
 
 SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Your answers are spoken aloud, so answer in one to "
@@ -91,58 +91,30 @@ def chat_messages(
 def stream_generate(
     model: Any, tokenizer: Any, inputs: Any, stop: threading.Event, config: GenerationConfig
 ) -> Iterator[str]:
-    """``model.generate`` in a thread with a ``TextIteratorStreamer``; yields text deltas.
+    """Stream text deltas of ``model.generate`` through the shared generation runner
+    (``flows.generation``: worker thread, a stop that halts the compute, OOM by name)."""
+    from mmdemo.flows.generation import RowStreamer, TokenClock, eos_token_ids, run_generation
 
-    A StoppingCriteria polls ``stop`` (and an internal flag set when the caller abandons the
-    generator), so a Stop ends the compute after the current token, not at max_new_tokens.
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-    abandoned = threading.Event()
-
-    class StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = stop.is_set() or abandoned.is_set()
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
-
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with torch.inference_mode():
-                model.generate(
-                    **inputs,
-                    streamer=streamer,
-                    max_new_tokens=config.max_new_tokens,
-                    do_sample=False,
-                    repetition_penalty=config.repetition_penalty,
-                    stopping_criteria=StoppingCriteriaList([StopOnEvent()]),
-                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                )
-        except BaseException as exc:
-            failure.append(exc)
-            streamer.end()  # unblock the consumer; generate did not get to end the stream
-
-    thread = threading.Thread(target=run, name="mmdemo-generate", daemon=True)
-    thread.start()
+    streamer = RowStreamer(1, eos_token_ids(model, tokenizer), TokenClock())
+    kwargs = {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": False,
+        "repetition_penalty": config.repetition_penalty,
+        "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+    }
+    sent = ""
     try:
-        for delta in streamer:
+        # every token (min_interval 0): the first clause goes to the TTS as soon as it exists
+        for _ in run_generation(model, dict(inputs), streamer, stop, kwargs, min_interval=0.0):
             if stop.is_set():
                 break
-            if delta:
+            text = tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+            if text.startswith(sent) and len(text) > len(sent):
+                delta, sent = text[len(sent) :], text
                 yield delta
-    finally:
-        abandoned.set()
-        thread.join()
-    if failure:
-        exc = failure[0]
-        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, by name
-            raise OutOfMemoryError(
-                "the device ran out of memory while answering",
-                fix="ask a shorter question, clear the conversation, or unload other models",
-            ) from exc
+    except MMDemoError:
+        raise
+    except Exception as exc:
         raise MMDemoError(f"the answer failed: {type(exc).__name__}: {exc}") from exc
 
 
