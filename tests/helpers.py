@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
-TEXT_ATTENTION = r".*(text_model|language_model).*\.(q_proj|k_proj|v_proj|o_proj)"
+from mmdemo.finetune.random_adapter import TEXT_ATTENTION, random_adapter
 
 
 def make_adapter(
@@ -20,27 +19,7 @@ def make_adapter(
     rank: int = 4,
 ) -> Path:
     """Save a randomly initialised adapter for ``model`` (left untouched) into ``out``."""
-    import torch
-    from peft import IA3Config, LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    if kind == "lora":
-        config = LoraConfig(
-            r=rank,
-            lora_alpha=2 * rank,
-            target_modules=target,
-            init_lora_weights=False,
-            task_type="CAUSAL_LM",
-        )
-    else:
-        config = IA3Config(target_modules=target, feedforward_modules=[], task_type="CAUSAL_LM")
-    peft_model = get_peft_model(copy.deepcopy(model), config)
-    if kind != "lora":  # IA3 starts as identity; make it change the output
-        with torch.no_grad():
-            for name, p in peft_model.named_parameters():
-                if "ia3_l" in name:
-                    p.mul_(torch.rand_like(p) + 0.5)
-    peft_model.save_pretrained(out, safe_serialization=True)
+    random_adapter(model, out, seed, kind, target, rank)
     if family:
         (Path(out) / "mmdemo.json").write_text(
             json.dumps(

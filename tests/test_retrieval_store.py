@@ -9,28 +9,13 @@ import numpy as np
 import pytest
 
 from mmdemo.bench.clip_search import synthetic, synthetic_store
+from mmdemo.bench.clip_search import synthetic_rows as rows
 from mmdemo.flows.retrieval import search as search_mod
 from mmdemo.flows.retrieval.identity import IndexCorruptError, IndexExistsError, ModelIdentity
 from mmdemo.flows.retrieval.search import SearchConfig, Searcher, exact_search, recall_at_k
 from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
 
 DIM = 32
-
-
-def rows(start: int, n: int) -> list[dict]:
-    return [
-        {
-            "path": f"/x/{i}.jpg",
-            "name": f"{i}.jpg",
-            "sha256": f"{i:064x}",
-            "bytes": 1,
-            "width": 1,
-            "height": 1,
-            "mtime": 0.0,
-            "added": 0.0,
-        }
-        for i in range(start, start + n)
-    ]
 
 
 IDENTITY = ModelIdentity("synthetic", "synthetic", DIM)

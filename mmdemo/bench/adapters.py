@@ -15,22 +15,12 @@ TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
 
 def _adapters(model: Any, root: Path, rank: int = 16, count: int = 2) -> list[Path]:
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from mmdemo.finetune.random_adapter import random_adapter
 
-    paths = []
-    for i in range(count):
-        torch.manual_seed(i)
-        config = LoraConfig(
-            r=rank,
-            lora_alpha=2 * rank,
-            target_modules=TARGETS,
-            init_lora_weights=False,
-            task_type="CAUSAL_LM",
-        )
-        path = root / f"adapter{i}"
-        get_peft_model(copy.deepcopy(model), config).save_pretrained(path)
-        paths.append(path)
+    paths = [
+        random_adapter(model, root / f"adapter{i}", seed=i, target=TARGETS, rank=rank)
+        for i in range(count)
+    ]
     return paths
 
 

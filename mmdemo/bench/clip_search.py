@@ -53,6 +53,23 @@ def uniform(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
     return _unit(np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32))
 
 
+def synthetic_rows(start: int, n: int) -> list[dict[str, Any]]:
+    """Made-up image metadata for rows ``start .. start+n-1`` (vectors without files)."""
+    return [
+        {
+            "path": f"/synthetic/{i}.jpg",
+            "name": f"{i}.jpg",
+            "sha256": f"{i:064x}",
+            "bytes": 1,
+            "width": 1,
+            "height": 1,
+            "mtime": 0.0,
+            "added": 0.0,
+        }
+        for i in range(start, start + n)
+    ]
+
+
 def synthetic_store(
     root: Path, name: str, vectors: np.ndarray, identity: Any = None, chunk: int = 250_000
 ) -> tuple[Any, Any]:
@@ -66,19 +83,7 @@ def synthetic_store(
     snapshot = store.create(name, identity, "float16")
     for start in range(0, len(vectors), chunk):
         part = vectors[start : start + chunk]
-        rows = [
-            {
-                "path": f"/synthetic/{i}.jpg",
-                "name": f"{i}.jpg",
-                "sha256": f"{i:064x}",
-                "bytes": 1,
-                "width": 1,
-                "height": 1,
-                "mtime": 0.0,
-                "added": 0.0,
-            }
-            for i in range(start, start + len(part))
-        ]
+        rows = synthetic_rows(start, len(part))
         snapshot, _ = store.append(name, part, rows, identity, reuse=snapshot)
     return store, snapshot
 
