@@ -105,6 +105,8 @@ class Settings:
     trust_remote_code: bool = False
     # never try the Hugging Face Hub, use only local files
     offline: bool = False
+    # the Fine-tune tab and the training API (hosted deployments may turn them off)
+    allow_training: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())

@@ -46,3 +46,11 @@ class AdapterError(MMDemoError):
 
 class OutOfMemoryError(MMDemoError):
     """The device ran out of memory for this request; the app itself is unharmed."""
+
+
+class MethodUnavailableError(MMDemoError):
+    """A fine-tuning method cannot run on this machine (missing package or hardware)."""
+
+
+class TrainingStopped(MMDemoError):
+    """A training run was stopped by the user before it finished."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from mmdemo.config import PROFILE_NAMES, Settings
 from mmdemo.errors import MMDemoError
+from mmdemo.logs import quiet_library_logs
 
 # Modules that add sub-commands; later features append theirs here.
 COMMANDS = (
@@ -17,6 +18,7 @@ COMMANDS = (
     "mmdemo.cli.models",
     "mmdemo.cli.adapters",
     "mmdemo.cli.index",
+    "mmdemo.cli.train",
     "mmdemo.cli.bench",
 )
 
@@ -44,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    quiet_library_logs()
     try:
         code = args.func(args) or 0
     except MMDemoError as exc:

@@ -25,6 +25,8 @@ class Example:
     prompt: str
     answer: str
     facts: tuple[tuple[str, str], ...] = ()  # e.g. (("color", "red"), ("shape", "circle"))
+    kind: str = "open"  # closed (fixed answer set: yes/no, a colour) | open | caption
+    qid: str = ""  # stable id, for per-question results
 
 
 def draw_shape(color: str, shape: str, size: int, rng: random.Random) -> Any:

@@ -49,10 +49,12 @@ class AdapterInfo:
     created: str = ""
     description: str = ""
     size_bytes: int = 0
+    use_dora: bool = False  # DoRA is a LoRA variant PEFT cannot run in mixed-adapter batches
 
     @property
     def is_lora(self) -> bool:
-        return self.peft_type == "LORA"
+        """Plain LoRA: the adapters PEFT can mix in one batch (``adapter_names=``)."""
+        return self.peft_type == "LORA" and not self.use_dora
 
     def label(self) -> str:
         """One line for dropdowns and arena columns: method, dataset, score."""
@@ -125,6 +127,7 @@ def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> 
         created=str(meta.get("created") or ""),
         description=str(meta.get("description") or ""),
         size_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
+        use_dora=bool(config.get("use_dora")),
     )
 
 

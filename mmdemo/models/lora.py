@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import AdapterError
+from mmdemo.models import bottleneck
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo
 
 BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
@@ -46,6 +47,9 @@ def check_compatible(info: AdapterInfo, model: Any, family: str) -> None:
             f"({info.base_model or 'unknown base'}); the loaded VLM is a {family} model",
             fix="load the matching base model in the System tab, or use another adapter",
         )
+    if info.peft_type == bottleneck.PEFT_TYPE:
+        _check_bottleneck(info, model)
+        return
     try:
         PeftConfig.from_pretrained(str(info.path))
     except Exception as exc:
@@ -84,6 +88,25 @@ def check_compatible(info: AdapterInfo, model: Any, family: str) -> None:
             )
 
 
+def _check_bottleneck(info: AdapterInfo, model: Any) -> None:
+    config = bottleneck.BottleneckConfig.load(info.path)
+    modules = dict(model.named_modules())
+    missing = [h for h in config.hosts if h not in modules]
+    if missing:
+        raise AdapterError(
+            f"adapter {info.name!r} sits on '{missing[0]}', which the loaded model does not have "
+            f"(it was made for {info.base_model or 'another model'})",
+            fix="use an adapter trained on this base model",
+        )
+    width = bottleneck.hidden_size_of(model)
+    if config.hidden_size != width:
+        raise AdapterError(
+            f"adapter {info.name!r} expects a language model {config.hidden_size} wide; the "
+            f"loaded one is {width} wide",
+            fix="use an adapter trained on this base model",
+        )
+
+
 def _has_rank_pattern(info: AdapterInfo) -> bool:
     import json
 
@@ -120,6 +143,8 @@ class AdapterRuntime:
         self._lock = threading.Lock()  # held for a whole request
         self._layers: list[Any] = []
         self._active: tuple[str, ...] | None = None
+        # adapters PEFT cannot hold (bottleneck), attached by hooks beside PEFT's layers
+        self.hooked = bottleneck.BottleneckSet(model)
 
     @property
     def model(self) -> Any:
@@ -143,6 +168,8 @@ class AdapterRuntime:
             names = tuple(self._ensure(a) if a is not None else BASE for a in adapters)
             if len(names) == 1:
                 self._activate(names[0])
+            else:  # a mixed PEFT batch: no hooked adapter may act on every row
+                self.hooked.activate(None)
             yield Pinned(self.model, names, waited, time.perf_counter() - start)
 
     def load(self, info: AdapterInfo) -> float:
@@ -162,7 +189,14 @@ class AdapterRuntime:
             self.resident.move_to_end(info.name)
             return info.name
         check_compatible(info, self.base, self.family)
-        if self.resident and next(iter(self.resident.values())).peft_type != info.peft_type:
+        if info.peft_type == bottleneck.PEFT_TYPE:
+            while len(self.resident) >= self.max_resident:
+                self._evict(next(iter(self.resident)))
+            self.hooked.add(info.name, bottleneck.BottleneckConfig.load(info.path), info.path)
+            self.resident[info.name] = info
+            return info.name
+        peft_resident = [i for i in self.resident.values() if i.peft_type != bottleneck.PEFT_TYPE]
+        if peft_resident and peft_resident[0].peft_type != info.peft_type:
             self._reset()  # PEFT keeps one adapter type per model: start afresh for this one
         while len(self.resident) >= self.max_resident:
             self._evict(next(iter(self.resident)))
@@ -183,6 +217,10 @@ class AdapterRuntime:
         return info.name
 
     def _evict(self, name: str) -> bool:
+        if name in self.hooked.configs:
+            self.hooked.remove(name)
+            del self.resident[name]
+            return True
         if name not in self.resident or self.peft is None:
             return False
         self.peft.delete_adapter(name)
@@ -195,7 +233,8 @@ class AdapterRuntime:
         if self.peft is not None:
             self.base = self.peft.unload()
         self.peft = None
-        self.resident.clear()
+        for name in [n for n in self.resident if n not in self.hooked.configs]:
+            del self.resident[name]
         self._layers, self._active = [], None
 
     def _refresh_layers(self) -> None:
@@ -211,7 +250,9 @@ class AdapterRuntime:
         calling the same public ``set_adapter`` on the cached tuner layers only does the same
         work without the walk. Base = no active adapter on any layer.
         """
-        target = () if name == BASE else (name,)
+        hooked = name in self.hooked.configs
+        self.hooked.activate(name if hooked else None)
+        target = () if name == BASE or hooked else (name,)
         if self.peft is None or self._active == target:
             return
         for layer in self._layers:

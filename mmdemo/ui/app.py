@@ -12,6 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from mmdemo.config import Settings
+from mmdemo.logs import quiet_library_logs
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.context import AppContext
 
@@ -21,6 +22,7 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
     ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
     ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
+    ("Fine-tune", "mmdemo.ui.tabs.train", "tab-train"),
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
 
@@ -46,7 +48,7 @@ def create_ui(
     with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
-            "CLIP search, voice assistant.",
+            "CLIP search, voice assistant, fine-tuning studio.",
             elem_id="app-title",
         )
         components: dict[str, dict[str, Any]] = {}
@@ -64,6 +66,7 @@ def create_ui(
 
 def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
     """Build the app and serve it (blocking unless ``prevent_thread_lock=True``)."""
+    quiet_library_logs()
     settings = settings or Settings.load()
     demo = create_ui(settings)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)

@@ -65,30 +65,40 @@ def embedded_smollm2(name: str, settings: Settings) -> Path:
     return target
 
 
-def load(ctx: LoadContext) -> LoadedModel:
+def load_parts(
+    model_id: str, settings: Settings, device: str, dtype: str, **model_kwargs: Any
+) -> tuple[Any, Any]:
+    """(model, tokenizer) through the one loading path the app, training and benchmarks share."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if ctx.model_id.startswith("embedded:"):
-        name = ctx.model_id.removeprefix("embedded:")
+    if model_id.startswith("embedded:"):
+        name = model_id.removeprefix("embedded:")
         if name not in EMBEDDED:
             raise unavailable(
-                ctx.backend,
-                ctx.model_id,
-                ctx.settings,
+                "llm",
+                model_id,
+                settings,
                 f"no embedded LLM called {name!r} (known: {', '.join(EMBEDDED)})",
             )
-        path = embedded_smollm2(name, ctx.settings)
+        path = embedded_smollm2(name, settings)
     else:
-        path = resolve_model_dir(ctx.model_id, ctx.backend, ctx.settings)
-    trust = ctx.settings.trust_remote_code
+        path = resolve_model_dir(model_id, "llm", settings)
+    trust = settings.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-    model = (
-        AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(ctx.dtype), trust_remote_code=trust, use_safetensors=True
-        )
-        .to(ctx.device)
-        .eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=torch_dtype(dtype),
+        trust_remote_code=trust,
+        use_safetensors=True,
+        **model_kwargs,
     )
+    if "device_map" not in model_kwargs:
+        model = model.to(device)
+    return model.eval(), tokenizer
+
+
+def load(ctx: LoadContext) -> LoadedModel:
+    model, tokenizer = load_parts(ctx.model_id, ctx.settings, ctx.device, ctx.dtype)
     params, nbytes = module_footprint(model)
     return LoadedModel(
         handle=LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype),

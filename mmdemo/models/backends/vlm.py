@@ -56,22 +56,39 @@ def configure_images(processor: Any, family: str, splitting: bool) -> None:
         image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
 
 
-def load(ctx: LoadContext) -> LoadedModel:
+def load_parts(
+    model_id: str, settings: Any, device: str, dtype: str, **model_kwargs: Any
+) -> tuple[Any, Any, str, bool]:
+    """(model, processor, family, image splitting) through the one loading path the app,
+    training and benchmarks share. ``model_kwargs`` go to ``from_pretrained`` (4-bit for
+    QLoRA); with a ``device_map`` the model is not moved afterwards."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    path = resolve_model_dir(ctx.model_id, ctx.backend, ctx.settings)
-    trust = ctx.settings.trust_remote_code
+    path = resolve_model_dir(model_id, "vlm", settings)
+    trust = settings.trust_remote_code
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
     family = config.model_type
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust)
     splitting = {"on": True, "off": False}.get(
-        ctx.settings.image_splitting, not ctx.device.startswith("cpu")
+        settings.image_splitting, not device.startswith("cpu")
     )
     configure_images(processor, family, splitting)
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=torch_dtype(ctx.dtype), trust_remote_code=trust, use_safetensors=True
+        path,
+        dtype=torch_dtype(dtype),
+        trust_remote_code=trust,
+        use_safetensors=True,
+        **model_kwargs,
     )
-    model = model.to(ctx.device).eval()
+    if "device_map" not in model_kwargs:
+        model = model.to(device)
+    return model.eval(), processor, family, splitting
+
+
+def load(ctx: LoadContext) -> LoadedModel:
+    model, processor, family, splitting = load_parts(
+        ctx.model_id, ctx.settings, ctx.device, ctx.dtype
+    )
     params, nbytes = module_footprint(model)
     bundle = VLMBundle(
         model,

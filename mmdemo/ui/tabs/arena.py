@@ -102,6 +102,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
     )
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
+    picks.focus(
+        lambda: gr.update(choices=chat.adapter_choices()),
+        None,
+        picks,
+        queue=False,
+        api_visibility="private",
+    )
     chat_api.build(chat, arena, ctx.settings.concurrency)
     return {
         "image": image,

@@ -252,6 +252,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
     clear_btn.click(clear, state, [bot, metrics, state], queue=False, api_visibility="private")
     adapter.change(show_adapter, adapter, adapter_info, api_visibility="private")
+    # adapters trained or uploaded since the page opened appear when the menu is opened
+    adapter.focus(
+        lambda: gr.update(choices=chat.adapter_choices()),
+        None,
+        adapter,
+        queue=False,
+        api_visibility="private",
+    )
     panel_fn, panel_outputs = panel.pop("on_load")
 
     def on_load():

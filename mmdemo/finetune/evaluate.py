@@ -1,0 +1,129 @@
+"""Evaluation as medical VQA papers report it: closed-question accuracy, open-question token
+recall (share of the reference answer's words found in the prediction), and overall (the
+mean of the per-question scores); captions are scored by token recall too."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mmdemo.finetune.collate import Collator
+from mmdemo.finetune.data import Example
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def closed_correct(prediction: str, answer: str) -> bool:
+    """Exact match after lower-casing and dropping punctuation; a one-word answer also counts
+    when it is the prediction's first word ("yes, there is" for "yes")."""
+    pred, ref = words(prediction), words(answer)
+    if not ref:
+        return False
+    return pred == ref or (len(ref) == 1 and pred[:1] == ref)
+
+
+def token_recall(prediction: str, answer: str) -> float:
+    ref = set(words(answer))
+    return len(ref & set(words(prediction))) / len(ref) if ref else 0.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    qid: str
+    kind: str
+    question: str
+    answer: str
+    prediction: str
+    score: float  # 1/0 for closed questions, token recall otherwise
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score(example: Example, prediction: str) -> Scored:
+    value = (
+        float(closed_correct(prediction, example.answer))
+        if example.kind == "closed"
+        else token_recall(prediction, example.answer)
+    )
+    return Scored(example.qid, example.kind, example.prompt, example.answer, prediction, value)
+
+
+def summarize(rows: Sequence[Scored]) -> dict[str, float]:
+    """closed_accuracy, open_recall, caption_recall (where present), overall, count."""
+    out: dict[str, float] = {}
+    for kind, key in (("closed", "closed_accuracy"), ("open", "open_recall")):
+        part = [r.score for r in rows if r.kind == kind]
+        if part:
+            out[key] = round(sum(part) / len(part), 4)
+    captions = [r.score for r in rows if r.kind == "caption"]
+    if captions:
+        out["caption_recall"] = round(sum(captions) / len(captions), 4)
+    if rows:
+        out["overall"] = round(sum(r.score for r in rows) / len(rows), 4)
+    out["count"] = len(rows)
+    return out
+
+
+def generate_answers(
+    model: Any,
+    collator: Collator,
+    examples: Sequence[Example],
+    device: str,
+    batch_size: int = 16,
+    max_new_tokens: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """Greedy answers, batched with left padding."""
+    import torch
+
+    if max_new_tokens is None:
+        longest = max((collator.answer_tokens(ex.answer) for ex in examples), default=8)
+        max_new_tokens = min(96, longest + 4)
+    tokenizer = collator.tokenizer
+    model.eval()
+    answers: list[str] = []
+    for start in range(0, len(examples), batch_size):
+        part = examples[start : start + batch_size]
+        inputs = {
+            k: v.to(device) if hasattr(v, "to") else v for k, v in collator.prompts(part).items()
+        }
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = out[:, inputs["input_ids"].shape[1] :]
+        answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        if progress is not None:
+            progress(len(answers), len(examples))
+    return answers
+
+
+def evaluate(
+    model: Any,
+    collator: Collator,
+    examples: Sequence[Example],
+    device: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, float], list[Scored]]:
+    """Metrics and per-question results of ``model`` on ``examples``."""
+    predictions = generate_answers(model, collator, examples, device, progress=progress)
+    rows = [score(ex, p) for ex, p in zip(examples, predictions, strict=True)]
+    return summarize(rows), rows
+
+
+def chance_level(examples: Sequence[Example]) -> float:
+    """Closed accuracy of always answering the most common closed answer (a baseline)."""
+    closed = [ex.answer.lower() for ex in examples if ex.kind == "closed"]
+    if not closed:
+        return 0.0
+    return max(closed.count(a) for a in set(closed)) / len(closed)

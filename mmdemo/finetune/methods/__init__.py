@@ -1,0 +1,125 @@
+"""Fine-tuning methods, registered by name, one small module each.
+
+Thin wrappers where PEFT or transformers already has the method (LoRA, DoRA, QLoRA, (IA)³,
+LoRA-FA, LOMO/AdaLomo); our own code where nothing maintained does (DyLoRA, bottleneck
+adapters, MeZO). A method prepares the model, says how the Trainer should optimise it (or asks
+for its own loop), and writes an adapter the chat tab can serve.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.targets import Targets
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    loader: str  # "module:Class"
+    family: str  # peft | own | full
+    summary: str
+
+
+METHODS: Mapping[str, MethodInfo] = MappingProxyType(
+    {
+        "lora": MethodInfo("mmdemo.finetune.methods.lora:LoRA", "peft", "LoRA (PEFT)"),
+        "dora": MethodInfo("mmdemo.finetune.methods.lora:DoRA", "peft", "DoRA (PEFT)"),
+        "qlora": MethodInfo(
+            "mmdemo.finetune.methods.lora:QLoRA", "peft", "LoRA on a 4-bit base (bitsandbytes)"
+        ),
+        "ia3": MethodInfo("mmdemo.finetune.methods.ia3:IA3", "peft", "(IA)³ (PEFT)"),
+        "lora-fa": MethodInfo(
+            "mmdemo.finetune.methods.lora:LoRAFA", "peft", "LoRA-FA: frozen A (PEFT optimizer)"
+        ),
+        "dylora": MethodInfo(
+            "mmdemo.finetune.methods.dylora:DyLoRA", "own", "DyLoRA: one adapter, every rank"
+        ),
+        "bottleneck": MethodInfo(
+            "mmdemo.finetune.methods.bottleneck:Bottleneck",
+            "own",
+            "bottleneck adapters (LLM-Adapters, series or parallel)",
+        ),
+        "lomo": MethodInfo(
+            "mmdemo.finetune.methods.full:LOMO", "full", "LOMO: full parameters, fused update"
+        ),
+        "adalomo": MethodInfo(
+            "mmdemo.finetune.methods.full:AdaLomo", "full", "AdaLomo: LOMO with adaptive rates"
+        ),
+        "mezo": MethodInfo(
+            "mmdemo.finetune.methods.full:MeZO", "full", "MeZO: zeroth-order, forward passes only"
+        ),
+        "full": MethodInfo(
+            "mmdemo.finetune.methods.full:FullAdamW",
+            "full",
+            "full fine-tuning with AdamW (the memory baseline for LOMO and MeZO)",
+        ),
+    }
+)
+
+
+@dataclass
+class Plan:
+    """How to train a prepared model."""
+
+    model: Any  # what the Trainer (or the method's own loop) trains
+    optim: str = "adamw_torch"  # TrainingArguments.optim
+    optimizer: Any = None  # a ready optimizer (LoRA-FA); the Trainer adds the schedule
+    callbacks: list[Any] = field(default_factory=list)
+    own_loop: bool = False  # MeZO: no backward pass, its own loop
+    trainable: int = 0
+    total: int = 0
+    extra: Any = None  # method-specific state (DyLoRA's rank mask, MeZO's parameters)
+
+
+class Method:
+    """Defaults shared by every method; each module overrides what differs."""
+
+    name = ""
+    default_lr = 1e-3
+
+    def check(self, device: str) -> None:
+        """Raise MethodUnavailableError when this device cannot run the method."""
+
+    def load_kwargs(self, device: str) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for the base model (QLoRA: 4-bit)."""
+        return {}
+
+    def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
+        raise NotImplementedError
+
+    def save(self, plan: Plan, cfg: TrainConfig, out: Path, work: Path) -> dict[str, Any]:
+        """Write a servable adapter into ``out``; returns facts for its metadata."""
+        raise NotImplementedError
+
+    def rank_variants(self, plan: Plan, cfg: TrainConfig) -> list[int]:
+        """Ranks to evaluate besides the trained one (DyLoRA)."""
+        return []
+
+    def set_rank(self, plan: Plan, rank: int) -> None:
+        """Serve the adapter truncated to ``rank`` (DyLoRA)."""
+
+
+def get_method(name: str) -> Method:
+    """The method registered under ``name``, imported only now."""
+    from mmdemo.errors import BadInputError
+
+    info = METHODS.get(name)
+    if info is None:
+        raise BadInputError(f"unknown method {name!r}", fix=f"use one of {', '.join(METHODS)}")
+    module, _, cls = info.loader.partition(":")
+    method = getattr(importlib.import_module(module), cls)()
+    method.name = name
+    return method
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())

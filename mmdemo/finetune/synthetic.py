@@ -1,0 +1,118 @@
+"""The built-in synthetic VQA set: scenes of two or three coloured shapes in a row, with a
+caption, closed questions (yes/no, which colour, how many) and open questions (what is left of
+the square?), in fixed train / validation / test splits. Needs no download and is the same on
+every machine (seeded), so scores from different runs and methods compare."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from mmdemo.finetune.data import COLORS, SHAPES, Example
+
+SCENE_SIZE = 96
+NUMBERS = {2: "two", 3: "three"}
+# split name -> (seed, number of scenes); every scene yields several questions
+SPLITS = {"train": (1, 400), "validation": (2, 40), "test": (3, 60)}
+TASKS = ("vqa", "caption")
+
+Scene = tuple[tuple[str, str], ...]  # ((colour, shape), ...) from left to right
+
+
+def draw_scene(scene: Scene, rng: random.Random, size: int = SCENE_SIZE) -> Any:
+    """The shapes from left to right on a light, slightly varied background."""
+    from PIL import Image, ImageDraw
+
+    bg = tuple(rng.randint(225, 255) for _ in range(3))
+    image = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(image)
+    slot = size / len(scene)
+    for i, (color, shape) in enumerate(scene):
+        half = slot * rng.uniform(0.30, 0.42)
+        cx = slot * (i + 0.5) + rng.uniform(-0.06, 0.06) * slot
+        cy = size / 2 + rng.uniform(-0.15, 0.15) * size
+        box = (cx - half, cy - half, cx + half, cy + half)
+        fill = COLORS[color]
+        if shape == "circle":
+            draw.ellipse(box, fill=fill)
+        elif shape == "square":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill)
+    return image
+
+
+def random_scene(rng: random.Random) -> Scene:
+    """Two or three objects; shapes differ and colours differ, so every question is clear."""
+    n = rng.choice((2, 3))
+    return tuple(zip(rng.sample(list(COLORS), n), rng.sample(SHAPES, n), strict=True))
+
+
+def phrase(objects: Scene) -> str:
+    words = [f"a {c} {s}" for c, s in objects]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def caption(scene: Scene) -> str:
+    return f"From left to right: {phrase(scene)}."
+
+
+def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
+    """(kind, question, answer) triples about one scene: closed first, then open."""
+    shapes = [s for _, s in scene]
+    color_of = {s: c for c, s in scene}
+    out: list[tuple[str, str, str]] = []
+    # yes/no, balanced: a present object, or a hard negative (present shape, other colour)
+    c, s = rng.choice(scene)
+    out.append(("closed", f"Is there a {c} {s}?", "yes"))
+    s = rng.choice(shapes)
+    other = rng.choice([x for x in COLORS if x != color_of[s]])
+    out.append(("closed", f"Is there a {other} {s}?", "no"))
+    s = rng.choice(shapes)
+    out.append(("closed", f"What colour is the {s}?", color_of[s]))
+    out.append(("closed", "How many shapes are there?", NUMBERS[len(scene)]))
+    i = rng.randrange(1, len(scene))
+    out.append(("open", f"What is left of the {shapes[i]}?", phrase(scene[i - 1 : i])))
+    i = rng.randrange(0, len(scene) - 1)
+    out.append(("open", f"What is right of the {shapes[i]}?", phrase(scene[i + 1 : i + 2])))
+    out.append(("open", "What shapes are in the image?", phrase(scene)))
+    return out
+
+
+def synthetic_split(
+    split: str,
+    task: str = "vqa",
+    scenes: int | None = None,
+    size: int = SCENE_SIZE,
+) -> list[Example]:
+    """One fixed split of the built-in set. ``task``: "vqa" (questions) or "caption"."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    seed, default = SPLITS[split]
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for n in range(scenes or default):
+        scene = random_scene(rng)
+        image = draw_scene(scene, rng, size)
+        facts = tuple(("object", f"{c} {s}") for c, s in scene)
+        qa = questions(scene, rng)  # drawn for caption too, so images match across tasks
+        if task == "caption":
+            out.append(
+                Example(
+                    image, "Describe the image.", caption(scene), facts, "caption", f"{split}-{n}"
+                )
+            )
+            continue
+        for j, (kind, question, answer) in enumerate(qa):
+            out.append(Example(image, question, answer, facts, kind, f"{split}-{n}-{j}"))
+    return out
+
+
+def synthetic_dataset(task: str = "vqa", scale: float = 1.0) -> dict[str, list[Example]]:
+    """All three splits (``scale`` shrinks or grows the number of scenes, for quick runs)."""
+    return {
+        split: synthetic_split(split, task, max(1, round(n * scale)))
+        for split, (_, n) in SPLITS.items()
+    }

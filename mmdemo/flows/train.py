@@ -1,0 +1,305 @@
+"""The training worker behind the Train tab and the training API: a queue of runs, one at a
+time, each in its own process (``python -m mmdemo train --job RUN_DIR``), so training never
+blocks chat and a run that runs out of memory never takes the app down.
+
+Status is read from the run's event log; a stop asks the job to end at its next step, then
+escalates to terminating it. Finished adapters are in the store the moment the job renames
+them into place, so the chat menu lists them at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmdemo.config import Settings
+from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.finetune.config import TrainConfig
+from mmdemo.finetune.job import EVENTS, STOP, write_spec
+from mmdemo.finetune.progress import read_events
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+STOP_GRACE_S = 30.0  # then the job is terminated
+TERMINAL = ("done", "error", "stopped")
+
+
+@dataclass
+class Run:
+    """One queued, running or finished job, as the status endpoint reports it."""
+
+    id: str
+    kind: str  # train | eval
+    folder: Path
+    request: dict[str, Any]
+    state: str = "queued"  # queued | running | done | error | stopped
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    phase: str = ""
+    step: int = 0
+    total_steps: int = 0
+    loss_history: list[list[float]] = field(default_factory=list)
+    tokens_per_s: float = 0.0
+    peak_memory_bytes: int = 0
+    eta_s: float | None = None
+    adapter: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # the start event (params, device, data)
+    error: str = ""
+    fix: str = ""
+    returncode: int | None = None
+    pid: int | None = None  # the job's process while it runs
+    offset: int = 0  # bytes of events.jsonl already read
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "phase":
+            self.phase = str(event.get("message", ""))
+        elif kind == "start":
+            self.info = {k: v for k, v in event.items() if k not in ("type", "time")}
+            self.total_steps = int(event.get("total_steps", 0))
+            self.adapter = str(event.get("adapter", ""))
+        elif kind == "step":
+            self.step = int(event["step"])
+            self.total_steps = int(event.get("total_steps", self.total_steps))
+            self.loss_history.append([self.step, float(event["loss"])])
+            self.tokens_per_s = float(event.get("tokens_per_s", 0.0))
+            self.peak_memory_bytes = int(event.get("peak_memory_bytes", 0))
+            self.eta_s = event.get("eta_s")
+        elif kind == "eval_progress":
+            self.phase = f"evaluating: {event['done']}/{event['of']}"
+        elif kind in TERMINAL:
+            self.state = kind
+            self.adapter = str(event.get("adapter") or self.adapter)
+            self.metrics = dict(event.get("metrics") or {})
+            self.error = str(event.get("message") or "") if kind != "done" else ""
+            self.fix = str(event.get("fix") or "")
+            self.phase = {"done": "finished", "stopped": "stopped"}.get(kind, "failed")
+
+    def as_dict(self, position: int | None) -> dict[str, Any]:
+        report = self.folder / "report.md"
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "position": position,
+            "phase": self.phase,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "loss_history": list(self.loss_history),
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "eta_s": None if self.eta_s is None else round(float(self.eta_s), 1),
+            "adapter": self.adapter if self.state == "done" or self.kind == "eval" else "",
+            "metrics": self.metrics,
+            "info": self.info,
+            "error": self.error,
+            "fix": self.fix,
+            "report": str(report) if report.is_file() else "",
+            "request": self.request,
+            "elapsed_s": round((self.finished or time.time()) - (self.started or time.time()), 1),
+        }
+
+
+class TrainService:
+    """Queue and run training/evaluation jobs one at a time (one service per app)."""
+
+    def __init__(self, settings: Settings, threads: int | None = None):
+        self.settings = settings
+        # threads per job: leave a core to the app's own requests when there are several
+        self.threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        self._runs: dict[str, Run] = {}
+        self._queue: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        self._proc: subprocess.Popen | None = None
+        self._counter = 0
+
+    # submitting ------------------------------------------------------------------------------
+    def submit(self, config: TrainConfig | dict[str, Any]) -> str:
+        """Queue a training run; returns its id. The config is checked now, not in the job."""
+        cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+        if cfg.name and (self.settings.adapters_dir / cfg.name).exists():
+            raise BadInputError(
+                f"an adapter called {cfg.name!r} already exists",
+                fix="choose another name or delete that adapter first",
+            )
+        if cfg.name and any(
+            r.request.get("name") == cfg.name and r.state in ("queued", "running")
+            for r in self._runs.values()
+        ):
+            raise BadInputError(f"a queued run already trains an adapter called {cfg.name!r}")
+        return self._enqueue("train", cfg.to_dict(), config=cfg.to_dict())
+
+    def submit_eval(self, adapter: str, dataset: str = "builtin") -> str:
+        if not (adapter or "").strip():
+            raise BadInputError("no adapter given", fix="name an adapter, or 'base'")
+        return self._enqueue(
+            "eval",
+            {"adapter": adapter, "dataset": dataset},
+            adapter=adapter.strip(),
+            dataset=dataset or "builtin",
+        )
+
+    def _enqueue(self, kind: str, request: dict[str, Any], **payload: Any) -> str:
+        with self._lock:
+            self._counter += 1
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self._counter}"
+            folder = self.settings.runs_dir / run_id
+            write_spec(folder, kind, self.settings, **payload)
+            self._runs[run_id] = Run(run_id, kind, folder, request)
+            self._queue.append(run_id)
+            self._ensure_worker()
+            self._wake.notify_all()
+        return run_id
+
+    # reading ---------------------------------------------------------------------------------
+    def status(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            run = self._get(run_id)
+            self._read(run)
+            position = self._queue.index(run_id) + 1 if run_id in self._queue else None
+            return run.as_dict(position)
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = list(self._runs)
+        return [self.status(i) for i in reversed(ids)]
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run ends (or ``timeout`` seconds pass); returns its status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(run_id)
+            if status["state"] in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Stop a queued run at once, a running one at its next step."""
+        with self._lock:
+            run = self._get(run_id)
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+                run.state, run.phase, run.finished = (
+                    "stopped",
+                    "stopped before it started",
+                    time.time(),
+                )
+            elif run.state == "running":
+                (run.folder / STOP).touch()
+                run.phase = "stopping…"
+        return self.status(run_id)
+
+    def _get(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise BadInputError(
+                f"no training run with id {run_id!r}", fix="use an id /train returned"
+            )
+        return run
+
+    def _read(self, run: Run) -> None:
+        events, run.offset = read_events(run.folder / EVENTS, run.offset)
+        for event in events:
+            run.apply(event)
+
+    # the worker ------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="mmdemo-train", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    if not self._wake.wait(timeout=60):
+                        self._worker = None
+                        return
+                run = self._runs[self._queue.popleft()]
+                run.state, run.started, run.phase = "running", time.time(), "starting"
+            try:
+                self._execute(run)
+            except Exception as exc:  # a broken launch must not kill the worker
+                with self._lock:
+                    run.state, run.error = "error", f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._read(run)
+                run.finished = time.time()
+                if run.state == "running" and (run.folder / STOP).exists():
+                    run.state, run.phase = "stopped", "stopped"
+                elif run.state == "running":
+                    run.state = "error"
+                    run.error, run.fix = _death_message(run.returncode, run.folder)
+
+    def _execute(self, run: Run) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env["MMDEMO_TRAIN_THREADS"] = str(self.threads)
+        with open(run.folder / "log.txt", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mmdemo", "train", "--job", str(run.folder)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(PACKAGE_ROOT),
+            )
+            run.pid = proc.pid
+            asked_stop: float | None = None
+            while proc.poll() is None:
+                time.sleep(0.2)
+                if (run.folder / STOP).exists():
+                    asked_stop = asked_stop or time.monotonic()
+                    if time.monotonic() - asked_stop > STOP_GRACE_S:
+                        proc.send_signal(signal.SIGTERM)
+                        try:
+                            proc.wait(10)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+            run.returncode = proc.returncode
+
+    def evaluate(self, adapter: str, dataset: str = "builtin", timeout: float = 3600) -> dict:
+        """Run an evaluation job and wait for its metrics."""
+        status = self.wait(self.submit_eval(adapter, dataset), timeout)
+        if status["state"] != "done":
+            raise MMDemoError(
+                f"evaluation of {adapter!r} {status['state']}: {status['error'] or 'timed out'}",
+                fix=status["fix"] or None,
+            )
+        return status["metrics"]
+
+
+def _death_message(code: int | None, folder: Path) -> tuple[str, str]:
+    """Why a job ended without saying so itself (killed, crashed)."""
+    if code is not None and code < 0:
+        sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
+        if code == -signal.SIGKILL:
+            return (
+                f"the training process was killed ({sig}), most likely because the machine ran "
+                "out of memory",
+                "lower the batch size or rank, or use QLoRA or MeZO",
+            )
+        return f"the training process ended on signal {sig}", ""
+    tail = ""
+    log = folder / "log.txt"
+    if log.is_file():
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        tail = lines[-1][-300:] if lines else ""
+    return (
+        f"the training process exited with code {code}" + (f": {tail}" if tail else ""),
+        f"see {log}",
+    )
