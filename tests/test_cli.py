@@ -85,8 +85,11 @@ def test_demo_adapters_can_be_rebuilt(
     monkeypatch.setenv("MMDEMO_HOME", str(tiny_settings.home))
     results = demo.build_demo_adapters(tmp_path, steps=4, eval_size=4, log=lambda *_: None)
     assert set(results) == {"color-namer", "pirate"}
-    for name in results:
+    from mmdemo.models.adapters import read_adapter
+
+    for name, scored in (("color-namer", "closed_accuracy"), ("pirate", "open_recall")):
         meta = json.loads((tmp_path / name / "mmdemo.json").read_text())
         assert meta["base_model_type"] == "idefics3" and meta["steps"] == 4
-        assert 0.0 <= meta["metrics"]["accuracy"] <= 1.0
-        assert (tmp_path / name / "adapter_model.safetensors").is_file()
+        assert meta["metrics"]["count"] == 4 and scored in meta["metrics"]
+        assert read_adapter(tmp_path / name).method == "lora"
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

@@ -1,15 +1,15 @@
 """The demo adapters shipped in assets/adapters, rebuilt by
-``python -m mmdemo adapters build-demo`` (trained on synthetic shapes, a minute on a CPU)."""
+``python -m mmdemo adapters build-demo`` (LoRA on synthetic shapes, a minute on a CPU), through
+the same training code as the Fine-tune tab."""
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmdemo.finetune.data import shapes_dataset
-from mmdemo.finetune.sft import SFTConfig, train_lora
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class DemoAdapter:
     description: str
     dataset: str
     answer: Callable[[str, str], str]
+    kind: str  # how answers are scored: closed (exact) or open (token recall)
 
 
 DEMOS = (
@@ -26,12 +27,14 @@ DEMOS = (
         "names the colour of the shape in the picture",
         "synthetic-shapes (colour questions)",
         lambda color, shape: f"The shape is {color}.",
+        "closed",
     ),
     DemoAdapter(
         "pirate",
         "describes the picture like a pirate",
         "synthetic-shapes (pirate captions)",
         lambda color, shape: f"Arr matey, I spy a {color} {shape}!",
+        "open",
     ),
 )
 
@@ -44,40 +47,52 @@ def build_demo_adapters(
     log=print,
 ) -> dict[str, dict[str, float]]:
     """Train every demo adapter on the tiny VLM and write it to ``out_root/<name>``."""
+    import dataclasses
+    import shutil
+
     from mmdemo.config import Settings
-    from mmdemo.models.manager import ModelManager
+    from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.progress import EventLog
+    from mmdemo.finetune.run import RunEnv, train_adapter
 
     settings = Settings.load(profile="tiny", vlm=base_model_id, device="cpu")
-    bundle = ModelManager(settings).get("vlm")
     results = {}
     for i, demo in enumerate(DEMOS):
-        train = shapes_dataset(512, demo.answer, seed=10 + i)
-        evalset = shapes_dataset(eval_size, demo.answer, seed=1000 + i)
-        target = Path(out_root) / demo.name
-        tmp = target.with_name(f".{demo.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        cfg = SFTConfig(steps=steps)
-        meta = {
-            "base_model": base_model_id,
-            "base_model_type": bundle.family,
-            "method": "lora",
-            "dataset": demo.dataset,
-            "description": demo.description,
+
+        def tagged(n: int, seed: int, kind: str = demo.kind, answer=demo.answer) -> list:
+            return [
+                dataclasses.replace(ex, kind=kind) for ex in shapes_dataset(n, answer, seed=seed)
+            ]
+
+        splits = {
+            "train": tagged(512, 10 + i),
+            "validation": [],
+            "test": tagged(eval_size, 1000 + i),
         }
-        metrics = train_lora(
-            bundle.model,
-            bundle.processor,
-            train,
-            evalset,
-            cfg,
-            tmp,
-            meta,
-            progress=lambda s, loss, n=demo.name: (
-                log(f"{n}: step {s} loss {loss:.3f}") if s % 50 == 0 else None
-            ),
+        cfg = TrainConfig(
+            method="lora",
+            steps=steps,
+            lr=3e-3,
+            warmup=20,
+            rank=8,
+            alpha=16,
+            batch_size=8,
+            name=demo.name,
+            description=demo.description,
         )
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        results[demo.name] = metrics
-        log(f"{demo.name}: {metrics}")
+        with tempfile.TemporaryDirectory() as tmp:
+            staging = Path(tmp) / "store"
+
+            def every_50(event: dict, name: str = demo.name) -> None:
+                if event["type"] == "step" and event["step"] % 50 == 0:
+                    log(f"{name}: step {event['step']} loss {event['loss']:.3f}")
+
+            env = RunEnv(settings, Path(tmp), EventLog(on_event=every_50), adapters_dir=staging)
+            result = train_adapter(cfg, env, {"vqa": (splits, demo.dataset)})
+            target = Path(out_root) / demo.name
+            shutil.rmtree(target, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(result.path), target)
+        results[demo.name] = result.metrics
+        log(f"{demo.name}: {result.metrics}")
     return results

@@ -20,10 +20,16 @@ class EventLog:
     """Appends one JSON object per line to ``events.jsonl`` (readers poll it) and keeps the
     events in memory for in-process callers."""
 
-    def __init__(self, path: Path | None = None, echo: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        path: Path | None = None,
+        echo: Callable[[str], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.path = path
         self.events: list[dict[str, Any]] = []
-        self.echo = echo
+        self.echo = echo  # gets a readable line per event
+        self.on_event = on_event  # gets the event itself
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -35,6 +41,8 @@ class EventLog:
                     f.write(json.dumps(event) + "\n")
         if self.echo is not None:
             self.echo(describe(event))
+        if self.on_event is not None:
+            self.on_event(event)
 
 
 def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:

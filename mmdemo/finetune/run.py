@@ -92,8 +92,15 @@ def load_base(cfg: TrainConfig, settings: Settings, device: str, extra: dict[str
     return model, processor, family, model_id
 
 
-def train_adapter(cfg: TrainConfig, env: RunEnv) -> RunResult:
-    """Train, evaluate and store one adapter; emits start/stage/step/eval/done events."""
+def train_adapter(
+    cfg: TrainConfig,
+    env: RunEnv,
+    data: dict[str, tuple[dict[str, list[Example]], str]] | None = None,
+) -> RunResult:
+    """Train, evaluate and store one adapter; emits start/stage/step/eval/done events.
+
+    ``data`` (task -> (splits, description)) replaces reading ``cfg.dataset`` (callers with
+    examples in memory, such as the demo adapters)."""
     from transformers import set_seed
 
     from mmdemo.finetune.evaluate import evaluate
@@ -119,7 +126,10 @@ def train_adapter(cfg: TrainConfig, env: RunEnv) -> RunResult:
     emit({"type": "phase", "phase": "data", "message": "reading the data"})
     stage_data, descriptions = {}, []
     for task, _ in cfg.stage_steps():
-        stage_data[task], described = load_stage_data(cfg, task, settings.max_image_side)
+        if data is not None and task in data:
+            stage_data[task], described = data[task]
+        else:
+            stage_data[task], described = load_stage_data(cfg, task, settings.max_image_side)
         descriptions.append(described)
     stop.check()
     emit({"type": "phase", "phase": "load", "message": "loading the base model"})

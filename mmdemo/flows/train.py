@@ -128,6 +128,11 @@ class TrainService:
     def submit(self, config: TrainConfig | dict[str, Any]) -> str:
         """Queue a training run; returns its id. The config is checked now, not in the job."""
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+        if cfg.dataset != "builtin" and not Path(cfg.dataset).expanduser().exists():
+            raise BadInputError(
+                f"dataset {cfg.dataset!r} does not exist",
+                fix="give builtin, a JSONL file, or a folder with a JSONL, VQA-RAD or SLAKE copy",
+            )
         if cfg.name and (self.settings.adapters_dir / cfg.name).exists():
             raise BadInputError(
                 f"an adapter called {cfg.name!r} already exists",
