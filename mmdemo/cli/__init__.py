@@ -18,6 +18,7 @@ COMMANDS = (
     "mmdemo.cli.adapters",
     "mmdemo.cli.index",
     "mmdemo.cli.bench",
+    "mmdemo.cli.gestures",
 )
 
 
