@@ -28,7 +28,7 @@ class HandResult:
 
     @property
     def caption(self) -> str:
-        return f"{self.handedness} · {self.gesture.replace('_', ' ')} {self.confidence:.0%}"
+        return f"{self.handedness} · {self.label} {self.confidence:.0%}"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -45,12 +45,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
     state = gr.State(GestureSession)
     with gr.Row():
         with gr.Column(scale=1):
-            image_in = gr.Image(
-                sources=["upload", "clipboard"],
-                type="filepath",
-                label="Image",
-                height=300,
-                elem_id="gest-image",
+            # files, not gr.Image/gr.Video: our decoders check every upload (gradio's would
+            # fail on a broken file with a generic message)
+            image_in = gr.File(
+                file_types=["image"], type="filepath", label="Image of a hand", elem_id="gest-image"
             )
             gr.Examples(sorted(str(p) for p in EXAMPLES.glob("*.png")), image_in, label="Try")
             with gr.Row():
@@ -59,7 +57,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     label="Second opinion from CLIP", value=False, elem_id="gest-clip"
                 )
             with gr.Accordion("Video file", open=False):
-                video_in = gr.Video(sources=["upload"], label="Video", elem_id="gest-video")
+                video_in = gr.File(
+                    file_types=["video"], type="filepath", label="Video", elem_id="gest-video"
+                )
                 with gr.Row():
                     fps = gr.Slider(1, 15, value=8, step=1, label="Frames analysed per second")
                     minutes = gr.Slider(0.5, 120, value=10, step=0.5, label="Analyse at most (min)")
@@ -89,7 +89,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 elem_id="gest-second",
             )
             with gr.Row():
-                mode = gr.Radio(MODES, value="spell", label="Transcript", elem_id="gest-mode")
+                mode = gr.Radio(MODES, value="spell", label="Transcript mode", elem_id="gest-mode")
                 hold = gr.Slider(1, 15, value=4, step=1, label="Hold frames for a letter")
             transcript = gr.Textbox(label="Transcript", lines=2, elem_id="gest-transcript")
             with gr.Row():
@@ -111,7 +111,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
         with gr.Row():
             teach_btn = gr.Button("Teach", variant="primary", elem_id="gest-teach")
-            delete_dd = gr.Dropdown([], label="Taught gesture", elem_id="gest-taught-pick")
+            delete_dd = gr.Dropdown(
+                [], label="Taught gesture", allow_custom_value=True, elem_id="gest-taught-pick"
+            )
             delete_btn = gr.Button("Delete", variant="stop", elem_id="gest-delete")
         taught = gr.Dataframe(
             headers=TAUGHT_HEADERS,
@@ -132,7 +134,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     # hidden: the API endpoints' inputs and outputs
     with gr.Column(visible=False):
-        api_image = gr.Image(type="filepath", label="image")
+        api_image = gr.File(type="filepath", label="image")
         api_video = gr.File(type="filepath", label="video")
         api_fps = gr.Number(8, label="fps")
         api_seconds = gr.Number(600, label="max_seconds")
