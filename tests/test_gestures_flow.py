@@ -356,3 +356,35 @@ def test_bad_teaching_sets_get_cause_and_fix(service: Any, tmp_path: Path) -> No
     with pytest.raises(BadInputError, match="not an mmdemo gesture set"):
         service.custom.import_json('{"format": "something else"}', "x.json")
     service.custom.delete("salute")
+
+
+# --- the landmarker bundle ----------------------------------------------------------------
+
+
+def test_the_landmarker_ships_and_a_path_override_is_checked(
+    tiny_settings: Any, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from mmdemo.errors import ModelUnavailableError
+    from mmdemo.models.backends.hands import EMBEDDED_TASK
+    from mmdemo.models.manager import ModelManager
+    from mmdemo.models.sources import availability
+
+    assert availability("hands", "embedded:hand-landmarker", tiny_settings)[0]
+    copy = tmp_path / "mine.task"  # another bundle by path works
+    copy.write_bytes(EMBEDDED_TASK.read_bytes())
+    manager = ModelManager(tiny_settings.replace(hands=str(copy)))
+    assert manager.get("hands").detect(np.asarray(hand_picture("call-me")))
+    manager.unload_all()
+    squeezed = tmp_path / "compressed.task"  # MediaPipe reads only uncompressed bundles
+    with (
+        zipfile.ZipFile(EMBEDDED_TASK) as src,
+        zipfile.ZipFile(squeezed, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    for bad, cause in ((squeezed, "uncompressed"), (tmp_path / "missing.task", "no .task file")):
+        with pytest.raises(ModelUnavailableError) as err:
+            ModelManager(tiny_settings.replace(hands=str(bad))).get("hands")
+        assert cause in str(err.value) and "MMDEMO_HANDS" in err.value.fix
