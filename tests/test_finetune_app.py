@@ -47,7 +47,12 @@ def test_api_trains_an_adapter_that_chat_serves_at_once(client: Any) -> None:
     assert listing["api-trained"]["method"] == "lora"
     assert "closed_accuracy" in listing["api-trained"]["metrics"]
     answer = client.predict(
-        "What color is the shape?", [handle_file(str(RED))], "api-trained", 8, True, api_name="/chat"
+        "What color is the shape?",
+        [handle_file(str(RED))],
+        "api-trained",
+        8,
+        True,
+        api_name="/chat",
     )
     assert isinstance(answer, str)
     metrics = client.predict("api-trained", "builtin", api_name="/evaluate")
@@ -67,7 +72,16 @@ def test_api_refuses_bad_requests_with_the_cause(client: Any) -> None:
 
 def test_api_stop_ends_a_run_without_an_adapter(client: Any) -> None:
     started = client.predict(
-        "lora", "builtin", "vqa", 100000, 2, 0.0, 4, "language", "api-stopped", 0,
+        "lora",
+        "builtin",
+        "vqa",
+        100000,
+        2,
+        0.0,
+        4,
+        "language",
+        "api-stopped",
+        0,
         api_name="/train",
     )
     deadline = time.monotonic() + 300
