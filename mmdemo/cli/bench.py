@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# benchmark name -> module with run(...) -> Table
+# benchmark name -> module with run(...) -> Table (or a list of tables)
 BENCHES = {
     "startup": "mmdemo.bench.startup",
     "adapters": "mmdemo.bench.adapters",
@@ -15,6 +15,7 @@ BENCHES = {
     "clip-add": "mmdemo.bench.clip_add",
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
+    "finetune": "mmdemo.bench.finetune",
 }
 
 
@@ -31,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     module = importlib.import_module(BENCHES[args.name])
     kwargs = {"quick": True} if args.quick and "quick" in module.run.__code__.co_varnames else {}
-    table = module.run(**kwargs)
-    print(table.markdown())
-    if args.write:
-        print(f"\nwritten to {write_section(table)}")
+    result = module.run(**kwargs)
+    for table in result if isinstance(result, list) else [result]:
+        print(table.markdown(), "\n")
+        if args.write:
+            print(f"written to {write_section(table)}\n")
     return 0

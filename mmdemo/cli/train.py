@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0, help="share of the built-in set to use")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on at most N questions")
-    p.add_argument("--out", type=Path, help="write the adapter here instead of the store")
+    p.add_argument(
+        "--out", type=Path, help="write the adapter here instead of the store (text base: the run)"
+    )
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # the app's worker process
     p.set_defaults(func=cmd_train)
@@ -84,8 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-cli"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = EventLog(run_dir / "events.jsonl", echo=_printer())
-    out = args.out or (settings.runs_dir / run_dir.name if args.base == "llm" else None)
-    result = train_adapter(cfg, RunEnv(settings, run_dir, log, StopSwitch(), adapters_dir=out))
+    result = train_adapter(cfg, RunEnv(settings, run_dir, log, StopSwitch(), adapters_dir=args.out))
     print(f"adapter {result.adapter} -> {result.path}")
     print(json.dumps(result.metrics))
     print(f"report: {result.report}")

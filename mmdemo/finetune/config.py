@@ -31,6 +31,7 @@ class TrainConfig:
     stages: str = "vqa"
     name: str = ""  # adapter name in the store; empty: method-dataset-time
     base: str = "vlm"  # vlm (image + text) or llm (the text model, no images)
+    model: str = ""  # base model id (a hub id, local folder or tiny:...); empty: the app's own
     # where adapters attach: the language model only, also the projector (trained in full, as
     # the published Med-VQA model does), or also the vision tower
     attach: str = "language"
@@ -91,6 +92,8 @@ class TrainConfig:
             raise BadInputError(f"caption_share {self.caption_share} is outside (0, 1)")
         if not 0 <= self.dropout < 1:
             raise BadInputError(f"dropout {self.dropout} is outside [0, 1)")
+        if self.model != self.model.strip():
+            raise BadInputError(f"model id {self.model!r} has surrounding spaces")
         if self.name and not NAME_RE.match(self.name):
             raise BadInputError(
                 f"adapter name {self.name!r} is not allowed",

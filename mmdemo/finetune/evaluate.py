@@ -121,9 +121,19 @@ def evaluate(
     return summarize(rows), rows
 
 
-def chance_level(examples: Sequence[Example]) -> float:
-    """Closed accuracy of always answering the most common closed answer (a baseline)."""
-    closed = [ex.answer.lower() for ex in examples if ex.kind == "closed"]
-    if not closed:
-        return 0.0
-    return max(closed.count(a) for a in set(closed)) / len(closed)
+def blind_baseline(train: Sequence[Example], test: Sequence[Example]) -> dict[str, float]:
+    """Scores of an image-blind answerer: for each test question, the most common training
+    answer to the same question text (the overall most common answer for unseen questions).
+    What a model that ignores the image reaches; a fine-tuned VLM must beat it."""
+    from collections import Counter
+
+    by_question: dict[str, Counter] = {}
+    for ex in train:
+        by_question.setdefault(ex.prompt, Counter())[ex.answer] += 1
+    overall = Counter(ex.answer for ex in train).most_common(1)
+    fallback = overall[0][0] if overall else ""
+    rows = []
+    for ex in test:
+        seen = by_question.get(ex.prompt)
+        rows.append(score(ex, seen.most_common(1)[0][0] if seen else fallback))
+    return summarize(rows)

@@ -112,11 +112,15 @@ def train_adapter(
 
     started = time.perf_counter()
     settings, emit, stop = env.settings, env.emit, env.stop
+    if cfg.model:
+        settings = settings.replace(**{cfg.base: cfg.model})
     method = get_method(cfg.method)
     device = pick_device(settings.device)
     method.check(device)
     name = cfg.name or default_name(cfg)
-    store_dir = env.adapters_dir or settings.adapters_dir
+    # text-only adapters stay with their run: the store serves the VLM
+    default_store = env.run_dir / "adapters" if cfg.base == "llm" else settings.adapters_dir
+    store_dir = env.adapters_dir or default_store
     if (store_dir / name).exists():
         raise BadInputError(
             f"an adapter called {name!r} already exists", fix="choose another name or delete it"
@@ -222,7 +226,16 @@ def train_adapter(
     stop.check()
     _store(plan, method, cfg, result, rows, env.run_dir, work, (model_id, family))
     shutil.rmtree(work, ignore_errors=True)
-    emit({"type": "done", "adapter": name, "metrics": metrics, "path": str(result.path)})
+    emit(
+        {
+            "type": "done",
+            "adapter": name,
+            "metrics": metrics,
+            "path": str(result.path),
+            "val_loss": val_loss,
+            "rank_scores": {str(k): v for k, v in rank_scores.items()},
+        }
+    )
     return result
 
 

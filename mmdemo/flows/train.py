@@ -53,6 +53,8 @@ class Run:
     adapter: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # the start event (params, device, data)
+    val_loss: float | None = None
+    rank_scores: dict[str, Any] = field(default_factory=dict)  # DyLoRA: metrics per rank
     error: str = ""
     fix: str = ""
     returncode: int | None = None
@@ -80,6 +82,8 @@ class Run:
             self.state = kind
             self.adapter = str(event.get("adapter") or self.adapter)
             self.metrics = dict(event.get("metrics") or {})
+            self.val_loss = event.get("val_loss")
+            self.rank_scores = dict(event.get("rank_scores") or {})
             self.error = str(event.get("message") or "") if kind != "done" else ""
             self.fix = str(event.get("fix") or "")
             self.phase = {"done": "finished", "stopped": "stopped"}.get(kind, "failed")
@@ -100,6 +104,8 @@ class Run:
             "eta_s": None if self.eta_s is None else round(float(self.eta_s), 1),
             "adapter": self.adapter if self.state == "done" or self.kind == "eval" else "",
             "metrics": self.metrics,
+            "val_loss": self.val_loss,
+            "rank_scores": self.rank_scores,
             "info": self.info,
             "error": self.error,
             "fix": self.fix,

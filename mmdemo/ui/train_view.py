@@ -56,7 +56,8 @@ def loss_rows(status: dict[str, Any] | None) -> Any:
     import pandas as pd
 
     history = (status or {}).get("loss_history") or []
-    return pd.DataFrame(history, columns=["step", "loss"])
+    # typed columns even when empty: the plot reads a number axis from the first value it gets
+    return pd.DataFrame(history, columns=["step", "loss"]).astype({"step": int, "loss": float})
 
 
 def result_md(status: dict[str, Any] | None) -> str:
@@ -134,4 +135,23 @@ def bakeoff_scores(statuses: list[dict[str, Any]]) -> Any:
         for s in statuses
         if s["state"] == "done"
     ]
-    return pd.DataFrame(rows, columns=["method", "overall"])
+    return pd.DataFrame(rows, columns=["method", "overall"]).astype(
+        {"method": str, "overall": float}
+    )
+
+
+def bakeoff_memory(statuses: list[dict[str, Any]]) -> Any:
+    """Peak training memory beside one inference forward's, per finished method (MB)."""
+    import pandas as pd
+
+    rows = []
+    for s in statuses:
+        if s["state"] != "done":
+            continue
+        method = (s.get("request") or {}).get("method", "?")
+        rows.append((method, "training peak", s["peak_memory_bytes"] / 2**20))
+        rows.append(
+            (method, "inference", (s.get("info") or {}).get("inference_memory_bytes", 0) / 2**20)
+        )
+    frame = pd.DataFrame(rows, columns=["method", "kind", "MB"])
+    return frame.astype({"method": str, "kind": str, "MB": float})

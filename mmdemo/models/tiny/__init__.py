@@ -17,7 +17,7 @@ from types import MappingProxyType
 from mmdemo.errors import MMDemoError
 from mmdemo.models.files import atomic_folder, file_lock
 
-TINY_VERSION = 2
+TINY_VERSION = 3
 
 # name -> (builder "module:function", what it is)
 TINY_MODELS: Mapping[str, tuple[str, str]] = MappingProxyType(

@@ -178,6 +178,9 @@ def qwen2vl_parts(real_size: bool = False) -> tuple[Any, Any]:
     return config, processor
 
 
+EMBEDDING_SCALE = 10.0
+
+
 def random_model(config: Any, seed: int = 0) -> Any:
     """Random-weight model for a VLM config (deterministic for a given seed and torch)."""
     import torch
@@ -185,6 +188,12 @@ def random_model(config: Any, seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
+    # With the default 0.02-std init, tied embeddings cap every logit near +-1.5, so the output
+    # distribution stays nearly uniform and adapters (which cannot change the frozen, tied
+    # output layer) barely learn. Trained checkpoints have far larger embeddings; scaling the
+    # random ones 10x gives the tiny build a real model's logit range.
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(EMBEDDING_SCALE)
     gen = model.generation_config
     eos = config.get_text_config().eos_token_id
     gen.eos_token_id, gen.pad_token_id = eos, config.get_text_config().pad_token_id

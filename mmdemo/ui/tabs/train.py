@@ -58,6 +58,12 @@ def stage_dataset(files: list[str], root: Path, max_bytes: int) -> Path:
     return folder
 
 
+def base_choices(ctx: AppContext) -> list[str]:
+    """The app's VLM first, then the offline tiny builds of both families."""
+    current = ctx.manager.model_id("vlm")
+    return list(dict.fromkeys([current, "tiny:smolvlm", "tiny:qwen2vl"]))
+
+
 def build(ctx: AppContext) -> dict[str, Any]:
     service = train_service(ctx)
     allowed = ctx.settings.allow_training
@@ -71,6 +77,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
     state = gr.State(TrainSession)
     with gr.Row(visible=allowed):
         with gr.Column(scale=2, min_width=320):
+            base_model = gr.Dropdown(
+                base_choices(ctx),
+                value=ctx.manager.model_id("vlm"),
+                label="Base model",
+                info="Adapters serve on this VLM; another one is loaded in the System tab",
+                allow_custom_value=True,
+                elem_id="train-base",
+            )
             method = gr.Dropdown(
                 [(f"{name} — {info.summary}", name) for name, info in METHODS.items()],
                 value="lora",
@@ -115,7 +129,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 rank = gr.Slider(1, 128, value=8, step=1, label="Rank (bottleneck: width)")
                 seed = gr.Number(0, precision=0, label="Seed")
                 scale = gr.Slider(
-                    0.05, 1.0, value=1.0, step=0.05, label="Share of the built-in set"
+                    0.05,
+                    1.0,
+                    value=1.0,
+                    step=0.05,
+                    label="Share of the built-in set",
+                    elem_id="train-scale",
                 )
                 placement = gr.Radio(
                     ["parallel", "series"], value="parallel", label="Bottleneck placement"
@@ -149,9 +168,18 @@ def build(ctx: AppContext) -> dict[str, Any]:
         bake_table = gr.Dataframe(
             headers=view.BAKEOFF_HEADERS, interactive=False, elem_id="train-bakeoff-table"
         )
-        bake_plot = gr.BarPlot(
-            view.bakeoff_scores([]), x="method", y="overall", title="Overall score", height=240
-        )
+        with gr.Row():
+            bake_plot = gr.BarPlot(
+                view.bakeoff_scores([]), x="method", y="overall", title="Overall score", height=240
+            )
+            bake_memory = gr.BarPlot(
+                view.bakeoff_memory([]),
+                x="method",
+                y="MB",
+                color="kind",
+                title="Peak memory: training vs. one inference forward",
+                height=240,
+            )
     with gr.Accordion("Evaluate an adapter", open=False, visible=allowed):
         with gr.Row():
             eval_adapter = gr.Textbox("base", label="Adapter (or base)")
@@ -172,7 +200,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
 
     def config_of(
-        m, src, files, path, stg, att, n_steps, n_batch, rate, r, sd, share, place, nm
+        model, m, src, files, path, stg, att, n_steps, n_batch, rate, r, sd, share, place, nm
     ) -> TrainConfig:
         if src == UPLOAD:
             max_bytes = ctx.settings.max_upload_mb * 2**20
@@ -186,6 +214,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         else:
             dataset = "builtin"
         return TrainConfig(
+            model="" if model == ctx.manager.model_id("vlm") else (model or "").strip(),
             method=m,
             dataset=dataset,
             stages=stg,
@@ -214,6 +243,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             *shown,
             view.bakeoff_rows(bake),
             view.bakeoff_scores(bake),
+            view.bakeoff_memory(bake),
             gr.Timer(active=bool(running or bake_running)),
         )
 
@@ -225,10 +255,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return show(st)
 
     @guarded
-    def bakeoff(st: TrainSession, methods: list[str], *values: Any):
+    def bakeoff(st: TrainSession, methods: list[str], model: str, *values: Any):
         if not methods:
             raise gr.Error("Tick at least one method.")
-        base = config_of("lora", *values)
+        base = config_of(model, "lora", *values)
         st.bakeoff = [
             service.submit(TrainConfig.from_dict({**base.to_dict(), "method": m, "name": ""}))
             for m in methods
@@ -259,14 +289,24 @@ def build(ctx: AppContext) -> dict[str, Any]:
     ]
     source.change(toggle, source, [upload, folder], queue=False, api_visibility="private")
     start_btn.click(
-        start, [state, method, *knobs], [state, *outputs, timer], api_visibility="private"
+        start,
+        [state, base_model, method, *knobs],
+        [state, *outputs, timer],
+        api_visibility="private",
     )
     stop_btn.click(stop, state, outputs, api_visibility="private")
     timer.tick(
-        poll, state, [*outputs, bake_table, bake_plot, timer], api_visibility="private", queue=False
+        poll,
+        state,
+        [*outputs, bake_table, bake_plot, bake_memory, timer],
+        api_visibility="private",
+        queue=False,
     )
     bake_btn.click(
-        bakeoff, [state, bake_methods, *knobs], [state, bake_table, timer], api_visibility="private"
+        bakeoff,
+        [state, bake_methods, base_model, *knobs],
+        [state, bake_table, timer],
+        api_visibility="private",
     )
     eval_btn.click(evaluate_ui, [eval_adapter, eval_data], eval_out, api_visibility="private")
     register_api(ctx, service)

@@ -1,0 +1,288 @@
+"""Fine-tuning studio: does training move the models, and what each method costs.
+
+Every run goes through the app's own training worker (one process per run, so each method's
+peak memory is measured in a fresh process) on a scratch data folder that shares the model
+builds. Four tables:
+
+1. the tiny VLM on the built-in synthetic set: untrained base and an image-blind baseline
+   vs. LoRA (held-out closed accuracy, open recall);
+2. two-stage (caption, then VQA) vs. VQA-only on the same total step budget;
+3. real weights: LoRA on the embedded SmolLM2-135M lowers held-out loss on a text task;
+4. the bake-off: every method on the same data and steps (tiny VLM: score, time, trainable
+   parameters; SmolLM2-135M: peak training memory against one inference forward).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mmdemo.bench.report import Table
+
+LORA_STEPS = 1500
+TWO_STAGE_STEPS = 1000
+REAL_STEPS = 60
+BAKEOFF_STEPS = 600
+MEMORY_STEPS = 8
+TARGET_CLOSED = 0.90
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.0f} MB"
+
+
+def _scratch(settings: Any, root: Path) -> Any:
+    """Settings whose data folder is ``root``, sharing the model builds of ``settings``."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    for sub in ("tiny", "embedded"):
+        src = settings.models_dir / sub
+        src.mkdir(parents=True, exist_ok=True)
+        if not (root / "models" / sub).exists():
+            (root / "models" / sub).symlink_to(src)
+    return settings.replace(home=root)
+
+
+def _train(service: Any, timeout: float = 7200, **knobs: Any) -> dict[str, Any]:
+    status = service.wait(service.submit(knobs), timeout=timeout)
+    if status["state"] != "done":
+        raise RuntimeError(f"{knobs.get('method')}: {status['state']}: {status['error']}")
+    return status
+
+
+def _blind(task: str = "vqa") -> dict[str, float]:
+    from mmdemo.finetune.evaluate import blind_baseline
+    from mmdemo.finetune.synthetic import synthetic_split
+
+    return blind_baseline(synthetic_split("train", task), synthetic_split("test", task))
+
+
+def run(quick: bool = False) -> list[Table]:
+    from mmdemo.config import Settings
+    from mmdemo.flows.train import TrainService
+    from mmdemo.models.tiny import build_all
+
+    base = Settings.load(profile="tiny", device="cpu")
+    build_all(base.models_dir)
+    load = os.getloadavg()[0]
+    scale = 0.2 if quick else 1.0
+    steps = {"lora": 200 if quick else LORA_STEPS, "two": 100 if quick else TWO_STAGE_STEPS}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = _scratch(base, Path(tmp))
+        tiny = TrainService(settings, threads=1)  # tiny models train fastest on one thread
+        tables = [
+            _headline(tiny, steps["lora"], scale),
+            _two_stage(tiny, steps["two"], scale),
+            _real_weights(settings, 10 if quick else REAL_STEPS),
+            _bakeoff(tiny, settings, 60 if quick else BAKEOFF_STEPS, scale, quick),
+        ]
+    for table in tables:
+        table.notes.append(f"Load average when the run started: {load:.2f}.")
+    return tables
+
+
+def _headline(service: Any, steps: int, scale: float) -> Table:
+    table = Table(
+        "finetune-lora",
+        "Fine-tuning: LoRA on the tiny VLM, built-in synthetic shapes (held-out test split)",
+        ["model", "closed accuracy", "open recall", "overall", "train time"],
+    )
+    untrained = service.evaluate("base", "builtin")
+    blind = _blind()
+    lora = _train(
+        service,
+        method="lora",
+        steps=steps,
+        attach="language+projector",
+        scale=scale,
+        name="bench-lora",
+    )
+    m = lora["metrics"]
+    table.add(
+        "untrained base",
+        untrained.get("closed_accuracy", 0),
+        untrained.get("open_recall", 0),
+        untrained.get("overall", 0),
+        "—",
+    )
+    table.add(
+        "image-blind baseline",
+        blind["closed_accuracy"],
+        blind["open_recall"],
+        blind["overall"],
+        "—",
+    )
+    table.add(
+        f"LoRA r=8, {steps} steps",
+        m["closed_accuracy"],
+        m["open_recall"],
+        m["overall"],
+        f"{lora['elapsed_s']:.0f} s",
+    )
+    verdict = "met" if m["closed_accuracy"] >= TARGET_CLOSED else "missed"
+    table.notes += [
+        f"Target: held-out closed accuracy >= {TARGET_CLOSED:.0%} — {verdict} "
+        f"({m['closed_accuracy']:.1%} on {m['count']} questions, closed and open).",
+        "Image-blind baseline: always the most common training answer to the same question "
+        "text (what a model that ignores the image can reach); chance for yes/no is 50%, for "
+        "a colour 17%.",
+        "LoRA on the language model's attention and MLP layers, projector trained in full "
+        "(attach=language+projector), batch 8, lr 2e-3, bf16 autocast, 1 thread. The tiny VLM "
+        "is the real SmolVLM/Idefics3 architecture with random weights: it learns the set "
+        "from scratch; real weights start far higher.",
+    ]
+    return table
+
+
+def _two_stage(service: Any, steps: int, scale: float) -> Table:
+    table = Table(
+        "finetune-two-stage",
+        "Fine-tuning: two-stage (captioning, then VQA) vs. VQA only, same total steps",
+        ["recipe", "steps (caption + VQA)", "closed accuracy", "open recall", "overall"],
+    )
+    for stages, label in (("vqa", "VQA only"), ("two-stage", "caption, then VQA")):
+        status = _train(
+            service,
+            method="lora",
+            stages=stages,
+            steps=steps,
+            attach="language+projector",
+            scale=scale,
+            name=f"bench-{stages}",
+        )
+        m = status["metrics"]
+        split = f"{steps // 2} + {steps - steps // 2}" if stages == "two-stage" else f"0 + {steps}"
+        table.add(label, split, m["closed_accuracy"], m["open_recall"], m["overall"])
+    table.notes.append(
+        "Both on the tiny VLM and the built-in set; the two-stage recipe spends half the "
+        "budget on captions of the same training images (the medical VQA recipe: learn to "
+        "describe, then to answer)."
+    )
+    return table
+
+
+def _real_weights(settings: Any, steps: int) -> Table:
+    """LoRA on the embedded SmolLM2-135M (real weights) on the text version of the set."""
+    from mmdemo.flows.train import TrainService
+
+    real = settings.replace(profile="cpu", llm="embedded:smollm2-135m-instruct")
+    service = TrainService(real, threads=os.cpu_count() or 1)
+    table = Table(
+        "finetune-real",
+        "Fine-tuning real weights: LoRA on the embedded SmolLM2-135M-Instruct (text task)",
+        ["model", "held-out loss", "closed accuracy", "open recall", "train time"],
+    )
+    before = _base_text_scores(real)
+    after = _train(service, method="lora", base="llm", steps=steps, scale=0.2, eval_limit=140)
+    table.add(
+        "base (no training)",
+        _fmt(before["val_loss"]),
+        before.get("closed_accuracy"),
+        before.get("open_recall"),
+        "—",
+    )
+    m = after["metrics"]
+    table.add(
+        f"LoRA r=8, {steps} steps",
+        _fmt(after["val_loss"]),
+        m.get("closed_accuracy"),
+        m.get("open_recall"),
+        f"{after['elapsed_s']:.0f} s",
+    )
+    table.notes.append(
+        'The scenes of the built-in set written out in words ("Scene, from left to right: a '
+        'red circle and a blue square. Question: ..."), answers of a few words. Held-out loss '
+        "on the validation split's answer tokens; scores on 140 test questions. Both rows "
+        "through the same evaluation code. Proof that training moves a real model, not only "
+        "random ones."
+    )
+    return table
+
+
+def _base_text_scores(settings: Any) -> dict[str, Any]:
+    """The untrained SmolLM2's held-out loss and scores, as a training run measures them."""
+    from mmdemo.finetune.collate import Collator
+    from mmdemo.finetune.evaluate import evaluate
+    from mmdemo.finetune.loop import validation_loss
+    from mmdemo.finetune.textdata import text_dataset
+    from mmdemo.models.backends.llm import load_parts
+
+    model, tokenizer = load_parts(settings.model_id("llm"), settings, "cpu", "float32")
+    collator = Collator(tokenizer, with_images=False)
+    data = text_dataset(0.2)
+    metrics, _ = evaluate(model, collator, data["test"][:140], "cpu")
+    return {**metrics, "val_loss": validation_loss(model, collator, data["validation"], "cpu")}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _bakeoff(tiny: Any, settings: Any, steps: int, scale: float, quick: bool) -> Table:
+    from mmdemo.errors import MMDemoError
+    from mmdemo.finetune.methods import METHODS, get_method
+    from mmdemo.flows.train import TrainService
+
+    real = settings.replace(profile="cpu", llm="embedded:smollm2-135m-instruct")
+    memory = TrainService(real, threads=os.cpu_count() or 1)
+    table = Table(
+        "finetune-bakeoff",
+        "Fine-tuning bake-off: every method, same data and step budget",
+        [
+            "method",
+            "trainable params (tiny VLM)",
+            "closed acc.",
+            "overall",
+            "train time",
+            "SmolLM2-135M peak memory",
+            "inference forward",
+            "peak / inference",
+        ],
+    )
+    dylora_ranks: dict[str, Any] = {}
+    for method in METHODS:
+        try:
+            get_method(method).check("cpu")
+        except MMDemoError as exc:
+            table.add(method, "—", "—", "—", "—", "—", "—", f"cannot run here: {exc.message}")
+            continue
+        status = _train(tiny, method=method, steps=steps, scale=scale, attach="language")
+        m, info = status["metrics"], status["info"]
+        mem = _train(
+            memory,
+            method=method,
+            base="llm",
+            steps=2 if quick else MEMORY_STEPS,
+            batch_size=8,
+            scale=0.2,
+            eval_limit=8,
+        )
+        peak, infer = mem["peak_memory_bytes"], mem["info"]["inference_memory_bytes"]
+        table.add(
+            method,
+            f"{info['trainable']:,}",
+            m.get("closed_accuracy"),
+            m.get("overall"),
+            f"{status['elapsed_s']:.0f} s",
+            _mb(peak),
+            _mb(infer),
+            f"{peak / infer:.2f}x",
+        )
+        if method == "dylora":
+            dylora_ranks = status.get("rank_scores") or {}
+    if dylora_ranks:
+        ranks = ", ".join(f"r={r}: {s.get('overall', 0):.3f}" for r, s in dylora_ranks.items())
+        table.notes.append(f"DyLoRA, one adapter served at every rank (overall): {ranks}.")
+    table.notes += [
+        f"Score columns: tiny VLM, built-in set, {steps} steps, batch 8, each method's default "
+        "learning rate, attach=language; same seed and data order for all.",
+        "Memory columns: peak resident memory of the training process (sampled every 20 ms) "
+        "on the embedded SmolLM2-135M (real weights, text task, batch 8), against the peak of "
+        "one no-grad forward of the same batch in the same process; each method in a fresh "
+        "process. Both include the Python/torch runtime (~0.5 GB).",
+        "full = full fine-tuning with AdamW, the baseline LOMO and MeZO are measured against. "
+        "Full-parameter methods are served as a LoRA extracted from their weight change "
+        "(truncated SVD, rank 64: exact on the tiny VLM).",
+    ]
+    return table
