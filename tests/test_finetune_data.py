@@ -23,6 +23,16 @@ def write_png(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path:
     return path
 
 
+def test_held_out_scenes_never_repeat_a_training_arrangement() -> None:
+    from mmdemo.finetune.synthetic import training_arrangements
+
+    seen = training_arrangements()
+    for split in ("validation", "test"):
+        for ex in synthetic_split(split, scenes=20)[::5]:
+            arrangement = tuple(tuple(obj.split()) for _, obj in ex.facts)
+            assert arrangement not in seen
+
+
 def test_builtin_splits_are_fixed_and_answers_match_the_drawn_scene() -> None:
     first, again = synthetic_split("test", scenes=5), synthetic_split("test", scenes=5)
     assert [(e.prompt, e.answer) for e in first] == [(e.prompt, e.answer) for e in again]
@@ -35,8 +45,11 @@ def test_builtin_splits_are_fixed_and_answers_match_the_drawn_scene() -> None:
     from mmdemo.finetune.data import COLORS
 
     for ex in first:
-        if ex.prompt.startswith("What colour is the"):
-            pixels = set(ex.image.getdata())
+        if ex.prompt.startswith("What colour is the shape on the"):
+            # the colour answer is drawn at that end of the picture
+            width = ex.image.width
+            side = (0, width // 2) if "left" in ex.prompt else (width // 2, width)
+            pixels = set(ex.image.crop((side[0], 0, side[1], ex.image.height)).getdata())
             assert COLORS[ex.answer] in pixels
         if ex.prompt == "How many shapes are there?":
             objects = [v for k, v in ex.facts if k == "object"]
@@ -47,7 +60,7 @@ def test_yes_no_questions_are_balanced_and_captions_describe_every_object() -> N
     data = synthetic_dataset("vqa", scale=0.2)["train"]
     yes = sum(e.answer == "yes" for e in data)
     no = sum(e.answer == "no" for e in data)
-    assert yes == no > 0
+    assert 0.4 <= yes / (yes + no) <= 0.6
     captions = synthetic_split("validation", "caption", scenes=6)
     assert all(e.kind == "caption" for e in captions)
     for ex in captions:

@@ -24,6 +24,7 @@ SPLIT_NAMES |= {"valid": "validation", "validate": "validation", "dev": "validat
 SPLIT_NAMES |= {"test": "test"}
 CLOSED_ANSWERS = frozenset({"yes", "no"})
 MAX_PROBLEMS_SHOWN = 8
+MIN_IMAGES_TO_SPLIT = 10  # fewer distinct images: everything trains, nothing is held out
 
 
 @dataclass
@@ -258,6 +259,9 @@ def _split(tagged: list[Any]) -> dict[str, list[Example]]:
     untagged = []
     for split, ex in tagged:
         (splits[split] if split else untagged).append(ex)
+    if len({str(ex.image) for ex in untagged}) < MIN_IMAGES_TO_SPLIT:
+        splits["train"] += untagged  # too few images to hold any out
+        untagged = []
     for ex in untagged:
         bucket = int(hashlib.sha256(str(ex.image).encode()).hexdigest(), 16) % 10
         splits["test" if bucket == 0 else "validation" if bucket == 1 else "train"].append(ex)

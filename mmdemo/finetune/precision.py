@@ -15,11 +15,17 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def use_bf16(setting: str, device: str) -> bool:
-    """Resolve the run's ``bf16`` knob (auto | on | off) for ``device``."""
+# Below this many parameters ``auto`` stays in float32: autocast's casts cost more than the
+# bf16 matrix products save on tiny matrices, and bf16's 8-bit mantissa blurs the small
+# image-dependent differences a tiny random model has to learn from.
+BF16_MIN_PARAMS = 50_000_000
+
+
+def use_bf16(setting: str, device: str, params: int = BF16_MIN_PARAMS) -> bool:
+    """Resolve the run's ``bf16`` knob (auto | on | off) for ``device`` and a model size."""
     if setting == "on":
         return True
-    if setting == "off":
+    if setting == "off" or params < BF16_MIN_PARAMS:
         return False
     if device.startswith("cuda"):
         import torch

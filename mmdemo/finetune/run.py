@@ -158,13 +158,16 @@ def train_adapter(
         stages.append(Stage(task, kept, steps, cfg.lr or method.default_lr))
     final = stage_data[stages[-1].name]
     test = final["test"] or final["validation"]
+    if not test:
+        test = final["train"]
+        notes.append("the data has no held-out split: the scores are on training examples")
     if cfg.eval_limit:
         test = test[: cfg.eval_limit]
     inference_memory = _inference_memory(model, collator, stages[0].examples, cfg, device)
     stop.check()
     targets = find_targets(model, cfg.attach)
     plan = method.prepare(model, cfg, targets, work)
-    bf16 = use_bf16(cfg.bf16, device)
+    bf16 = use_bf16(cfg.bf16, device, plan.total)
     total_steps = sum(s.steps for s in stages)
     emit(
         {

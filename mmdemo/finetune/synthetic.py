@@ -48,8 +48,12 @@ def random_scene(rng: random.Random) -> Scene:
     return tuple(zip(rng.sample(list(COLORS), n), rng.sample(SHAPES, n), strict=True))
 
 
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def phrase(objects: Scene) -> str:
-    words = [f"a {c} {s}" for c, s in objects]
+    words = [f"{article(c)} {c} {s}" for c, s in objects]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
@@ -58,25 +62,51 @@ def caption(scene: Scene) -> str:
 
 
 def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
-    """(kind, question, answer) triples about one scene: closed first, then open."""
+    """(kind, question, answer) triples about one scene: closed first, then open.
+
+    Closed questions ask what a small VLM can see at a glance (the colour at one end, the
+    count); open ones ask for relations between objects (what is left of the
+    square?) and the whole inventory, scored by token recall.
+    """
+    colors = [c for c, _ in scene]
     shapes = [s for _, s in scene]
-    color_of = {s: c for c, s in scene}
     out: list[tuple[str, str, str]] = []
-    # yes/no, balanced: a present object, or a hard negative (present shape, other colour)
-    c, s = rng.choice(scene)
-    out.append(("closed", f"Is there a {c} {s}?", "yes"))
-    s = rng.choice(shapes)
-    other = rng.choice([x for x in COLORS if x != color_of[s]])
-    out.append(("closed", f"Is there a {other} {s}?", "no"))
-    s = rng.choice(shapes)
-    out.append(("closed", f"What colour is the {s}?", color_of[s]))
+    # yes/no, balanced: the shape at one end has this colour, or another one
+    end, index = rng.choice((("left", 0), ("right", -1)))
+    asked = (
+        colors[index]
+        if rng.random() < 0.5
+        else rng.choice([c for c in COLORS if c != colors[index]])
+    )
+    answer = "yes" if asked == colors[index] else "no"
+    out.append(("closed", f"Is the shape on the {end} {asked}?", answer))
+    out.append(("closed", "What colour is the shape on the left?", colors[0]))
+    out.append(("closed", "What colour is the shape on the right?", colors[-1]))
     out.append(("closed", "How many shapes are there?", NUMBERS[len(scene)]))
     i = rng.randrange(1, len(scene))
     out.append(("open", f"What is left of the {shapes[i]}?", phrase(scene[i - 1 : i])))
-    i = rng.randrange(0, len(scene) - 1)
-    out.append(("open", f"What is right of the {shapes[i]}?", phrase(scene[i + 1 : i + 2])))
     out.append(("open", "What shapes are in the image?", phrase(scene)))
     return out
+
+
+def _scenes(split: str, count: int, size: int, avoid: frozenset[Scene] = frozenset()):
+    """(scene, image, questions) for ``count`` scenes of a split, skipping ``avoid``."""
+    seed, _ = SPLITS[split]
+    rng = random.Random(seed)
+    made = 0
+    while made < count:
+        scene = random_scene(rng)
+        image = draw_scene(scene, rng, size)
+        qa = questions(scene, rng)
+        if scene in avoid:
+            continue
+        made += 1
+        yield scene, image, qa
+
+
+def training_arrangements() -> frozenset[Scene]:
+    """Every arrangement of objects the full training split shows (held out of the others)."""
+    return frozenset(scene for scene, _, _ in _scenes("train", SPLITS["train"][1], 8))
 
 
 def synthetic_split(
@@ -85,19 +115,19 @@ def synthetic_split(
     scenes: int | None = None,
     size: int = SCENE_SIZE,
 ) -> list[Example]:
-    """One fixed split of the built-in set. ``task``: "vqa" (questions) or "caption"."""
+    """One fixed split of the built-in set. ``task``: "vqa" (questions) or "caption".
+
+    Validation and test scenes never repeat an arrangement of objects (colours, shapes, order)
+    that the training split shows, so held-out scores measure seeing, not remembering.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-    seed, default = SPLITS[split]
-    rng = random.Random(seed)
+    avoid = frozenset() if split == "train" else training_arrangements()
     out: list[Example] = []
-    for n in range(scenes or default):
-        scene = random_scene(rng)
-        image = draw_scene(scene, rng, size)
+    for n, (scene, image, qa) in enumerate(_scenes(split, scenes or SPLITS[split][1], size, avoid)):
         facts = tuple(("object", f"{c} {s}") for c, s in scene)
-        qa = questions(scene, rng)  # drawn for caption too, so images match across tasks
         if task == "caption":
             out.append(
                 Example(

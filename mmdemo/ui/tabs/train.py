@@ -41,7 +41,7 @@ def stage_dataset(files: list[str], root: Path, max_bytes: int) -> Path:
     """Put an uploaded dataset (a zip, or a JSONL with its images) into its own folder."""
     if not files:
         raise BadInputError("no dataset files uploaded", fix="upload a zip or a JSONL + images")
-    folder = root / time.strftime("%Y%m%d-%H%M%S-%f")
+    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}"
     folder.mkdir(parents=True)
     paths = [Path(f) for f in files]
     for path in paths:
