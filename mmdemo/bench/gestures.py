@@ -9,10 +9,14 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmdemo.bench.report import Table
+
+if TYPE_CHECKING:
+    from mmdemo.bench.gestures_holdout import Scored
 
 ACCURACY_TARGET = 0.95
 FPS_TARGET = 15.0
@@ -51,7 +55,7 @@ def _confusion(truth: np.ndarray, answer: np.ndarray, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _landmarks(service: object, quick: bool) -> tuple[object, Counter, object]:
+def _landmarks(service: Any, quick: bool) -> tuple[Scored, Counter, np.ndarray]:
     """Features of the largest hand on every benchmark picture where one is found."""
     from mmdemo.bench.emoji_hands import samples
     from mmdemo.bench.gestures_holdout import Scored
@@ -159,7 +163,7 @@ def run(quick: bool = False) -> Table:
     return table
 
 
-def _notes(quick: bool, n_pics: int, emoji: object, config: object, epochs: int) -> list[str]:
+def _notes(quick: bool, n_pics: int, emoji: Any, config: Any, epochs: int) -> list[str]:
     from mmdemo.bench.emoji_hands import LABELLED, UNNAMED
 
     return [
@@ -202,7 +206,7 @@ def _notes(quick: bool, n_pics: int, emoji: object, config: object, epochs: int)
     ]
 
 
-def _throughput(service: object, n: int) -> tuple[float, float]:
+def _throughput(service: Any, n: int) -> tuple[float, float]:
     """(bare landmarker frames/s, full pipeline frames/s) on the same 640x480 frames."""
     from mmdemo.bench.emoji_hands import samples
 
