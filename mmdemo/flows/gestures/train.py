@@ -105,7 +105,7 @@ def emoji_landmarks(
     finally:
         manager.unload_all()
     log(f"{len(data)} hands in {data.info['pictures']} pictures; saved {data.save(path)}")
-    return data
+    return EmojiLandmarks.load(path)  # as stored (float16), so a later plain train matches
 
 
 def train_builtin(
