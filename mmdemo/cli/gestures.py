@@ -45,10 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("file")
     m.set_defaults(func=cmd_import)
 
-    tr = gsub.add_parser("train", help="retrain the built-in classifier (synthetic, offline)")
+    tr = gsub.add_parser(
+        "train", help="retrain the built-in classifier (synthetic + emoji landmarks, offline)"
+    )
     tr.add_argument("--per-class", type=int, default=1500, help="synthetic hands per class")
     tr.add_argument("--epochs", type=int, default=20)
     tr.add_argument("--seed", type=int, default=0)
+    source = tr.add_mutually_exclusive_group()
+    source.add_argument(
+        "--extract",
+        action="store_true",
+        help="re-extract the emoji landmarks from the npm emoji packages (about 20 min) and "
+        "rewrite assets/models/gestures-emoji-landmarks.npz first",
+    )
+    source.add_argument(
+        "--synthetic-only", action="store_true", help="train on the kinematic hand model alone"
+    )
     tr.add_argument("--out", help="weights file (default: assets/models/gestures.safetensors)")
     tr.set_defaults(func=cmd_train)
 
@@ -151,8 +163,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmdemo.flows.gestures.train import BUILTIN_WEIGHTS, train_builtin
+    from mmdemo.flows.gestures.train import (
+        BUILTIN_WEIGHTS,
+        DataConfig,
+        emoji_landmarks,
+        train_builtin,
+    )
 
     out = Path(args.out) if args.out else BUILTIN_WEIGHTS
-    train_builtin(out, args.per_class, args.epochs, args.seed)
+    emoji = None if args.synthetic_only else emoji_landmarks(extract=args.extract)
+    config = DataConfig(per_class=args.per_class, seed=args.seed)
+    train_builtin(out, config, args.epochs, emoji)
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmdemo.errors import ModelUnavailableError
 from mmdemo.flows.gestures.features import FEATURE_SIZE, FEATURE_VERSION
+from mmdemo.flows.gestures.vocabulary import NONE
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class GestureModel:
         h = h - h.max(-1, keepdims=True)
         e = np.exp(h)
         return e / e.sum(-1, keepdims=True)
+
+    def predict(self, x: np.ndarray, threshold: float = 0.5) -> list[str]:
+        """The most likely class of each row of features; NONE below ``threshold``."""
+        probs = self.probabilities(x)
+        best = probs.argmax(-1)
+        return [self.classes[k] if probs[i, k] >= threshold else NONE for i, k in enumerate(best)]
 
     def save(self, path: Path) -> Path:
         from safetensors.numpy import save_file

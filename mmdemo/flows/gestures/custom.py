@@ -18,7 +18,7 @@ import numpy as np
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.gestures.classifier import GestureModel, TrainConfig, train
-from mmdemo.flows.gestures.features import features
+from mmdemo.flows.gestures.features import augment, features
 from mmdemo.flows.gestures.motion import MOVING
 from mmdemo.flows.gestures.vocabulary import BUILTIN_NAMES, NONE
 
@@ -57,21 +57,6 @@ def check_name(name: str, existing: tuple[str, ...], replace: bool = False) -> s
             fix="pick another name, or tick 'replace' to teach it again",
         )
     return name
-
-
-def _augment(rng: np.random.Generator, pts: np.ndarray, copies: int) -> np.ndarray:
-    """Copies of normalised hands (N, 21, 3), tilted ±15°, rescaled, jittered, mirrored."""
-    reps = np.repeat(pts, copies, 0)
-    angle = np.radians(rng.uniform(-15, 15, len(reps)))
-    c, s = np.cos(angle), np.sin(angle)
-    x, y = reps[..., 0].copy(), reps[..., 1].copy()
-    reps[..., 0] = c[:, None] * x - s[:, None] * y
-    reps[..., 1] = s[:, None] * x + c[:, None] * y
-    reps *= rng.uniform(0.9, 1.1, (len(reps), 1, 1))
-    reps += rng.normal(0, 0.025, reps.shape)
-    flip = rng.random(len(reps)) < 0.5
-    reps[flip, :, 0] *= -1
-    return reps
 
 
 class CustomGestures:
@@ -197,7 +182,7 @@ class CustomGestures:
         rng = np.random.default_rng(0)
         parts, labels = [], []
         for name, ex in self._examples.items():
-            parts.append(_augment(rng, ex, 60))
+            parts.append(augment(rng, ex, 60))
             labels += [name] * (len(ex) * 60)
         positives = np.concatenate(parts)
         negatives = self._other_hands(rng)

@@ -51,3 +51,21 @@ def features(points: np.ndarray) -> np.ndarray:
     dist = np.linalg.norm(pts[:, pairs[:, 0]] - pts[:, pairs[:, 1]], axis=-1)
     out = np.concatenate([coords, cos, dist], -1).astype(np.float32)
     return out[0] if single else out
+
+
+def augment(
+    rng: np.random.Generator, pts: np.ndarray, copies: int, tilt: float = 15.0
+) -> np.ndarray:
+    """``copies`` of each normalised hand (N, 21, 3), tilted up to ``tilt`` degrees either
+    way, rescaled, jittered and (half of them) mirrored."""
+    reps = np.repeat(pts, copies, 0)
+    angle = np.radians(rng.uniform(-tilt, tilt, len(reps)))
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = reps[..., 0].copy(), reps[..., 1].copy()
+    reps[..., 0] = c[:, None] * x - s[:, None] * y
+    reps[..., 1] = s[:, None] * x + c[:, None] * y
+    reps *= rng.uniform(0.9, 1.1, (len(reps), 1, 1))
+    reps += rng.normal(0, 0.025, reps.shape)
+    flip = rng.random(len(reps)) < 0.5
+    reps[flip, :, 0] *= -1
+    return reps
