@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from mmdemo.finetune.config import ATTACH, BASES, STAGES
+from mmdemo.finetune.config import ATTACH, BASES, SCHEDULES, STAGES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.0, help="0: the method's default")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="after warm-up")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--placement", choices=("series", "parallel"), default="parallel")
@@ -74,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        schedule=args.schedule,
         rank=args.rank,
         alpha=args.alpha,
         placement=args.placement,

@@ -16,6 +16,7 @@ from mmdemo.errors import BadInputError
 ATTACH = ("language", "language+projector", "all")
 STAGES = ("vqa", "caption", "two-stage")
 BASES = ("vlm", "llm")
+SCHEDULES = ("cosine", "linear", "constant")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -39,7 +40,8 @@ class TrainConfig:
     caption_share: float = 0.5  # two-stage: share of the steps spent on captioning
     batch_size: int = 8
     lr: float = 0.0  # peak learning rate; 0: the method's default
-    warmup: int = 10  # linear warm-up steps (then cosine decay)
+    warmup: int = 10  # linear warm-up steps
+    schedule: str = "cosine"  # learning rate after warm-up: cosine or linear decay, or constant
     rank: int = 8  # LoRA-family rank (DyLoRA: the largest rank); bottleneck: its width
     alpha: float = 16.0  # LoRA scaling numerator
     dropout: float = 0.0
@@ -67,6 +69,7 @@ class TrainConfig:
             ("base", BASES),
             ("placement", ("series", "parallel")),
             ("bf16", ("auto", "on", "off")),
+            ("schedule", SCHEDULES),
         ):
             if getattr(self, name) not in allowed:
                 raise BadInputError(

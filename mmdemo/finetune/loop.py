@@ -19,6 +19,9 @@ from mmdemo.finetune.data import Example
 from mmdemo.finetune.methods import Plan
 from mmdemo.finetune.progress import StepMeter, StopSwitch
 
+# TrainConfig.schedule -> TrainingArguments.lr_scheduler_type (all with linear warm-up)
+SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
 
 @dataclass
 class Stage:
@@ -43,12 +46,16 @@ class ExampleList:
         return self.examples[i]
 
 
-def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up, then cosine decay to 0 (the Trainer's "cosine" schedule)."""
+def schedule_lr(step: int, total: int, warmup: int, peak: float, kind: str = "cosine") -> float:
+    """Linear warm-up, then cosine or linear decay to 0, or constant (as the Trainer's)."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "constant":
+        return peak
+    if kind == "linear":
+        return peak * (1 - progress)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def trainer_stage(
@@ -85,7 +92,7 @@ def trainer_stage(
         max_steps=stage.steps,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=stage.lr,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=SCHEDULERS[cfg.schedule],
         warmup_steps=min(cfg.warmup, stage.steps // 2),
         weight_decay=0.0,
         max_grad_norm=0.0 if lomo else 1.0,  # LOMO clips inside its fused update, if at all
@@ -180,7 +187,7 @@ def mezo_stage(
         minus = loss_of(batch)
         nudge(seed, eps)
         grad = (plus - minus) / (2 * eps)
-        lr = cosine_lr(step, stage.steps, warmup, stage.lr)
+        lr = schedule_lr(step, stage.steps, warmup, stage.lr, cfg.schedule)
         nudge(seed, -lr * grad)
         tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
         meter.step(stage.name, (plus + minus) / 2, tokens, lr)

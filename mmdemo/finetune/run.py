@@ -78,7 +78,13 @@ def load_base(cfg: TrainConfig, settings: Settings, device: str, extra: dict[str
     """(model, processor or tokenizer, family, model id) loaded like the app loads it."""
     from mmdemo.models.device import pick_dtype
 
-    dtype = pick_dtype(device, settings.dtype)
+    # CPU training keeps float32 weights (bf16 enters through autocast); a GPU trains on the
+    # serving dtype (PEFT keeps the adapter's own weights in float32)
+    dtype = (
+        "float32"
+        if device == "cpu" and settings.dtype == "auto"
+        else pick_dtype(device, settings.dtype)
+    )
     if cfg.base == "llm":
         from mmdemo.models.backends.llm import load_parts
 

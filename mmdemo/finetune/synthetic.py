@@ -71,15 +71,8 @@ def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
     colors = [c for c, _ in scene]
     shapes = [s for _, s in scene]
     out: list[tuple[str, str, str]] = []
-    # yes/no, balanced: the shape at one end has this colour, or another one
-    end, index = rng.choice((("left", 0), ("right", -1)))
-    asked = (
-        colors[index]
-        if rng.random() < 0.5
-        else rng.choice([c for c in COLORS if c != colors[index]])
-    )
-    answer = "yes" if asked == colors[index] else "no"
-    out.append(("closed", f"Is the shape on the {end} {asked}?", answer))
+    # yes/no: two- and three-shape scenes are equally likely, so yes and no are too
+    out.append(("closed", "Is there a shape in the middle?", "yes" if len(scene) == 3 else "no"))
     out.append(("closed", "What colour is the shape on the left?", colors[0]))
     out.append(("closed", "What colour is the shape on the right?", colors[-1]))
     out.append(("closed", "How many shapes are there?", NUMBERS[len(scene)]))
