@@ -1,61 +1,33 @@
 """Train tab: pick a method, data and a few knobs; watch the loss, tokens/s, memory and ETA;
 stop; chat with the adapter a moment later. A bake-off trains several methods on the same data
-and step budget. The work is done by ``TrainService`` (mmdemo.flows.train)."""
+and step budget. Layout and wiring only: the handlers are in ``ui/train_actions.py``, the API
+in ``ui/train_api.py``, the work in ``TrainService`` (mmdemo.flows.train)."""
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from mmdemo.errors import BadInputError
-from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import METHODS
-from mmdemo.flows.train import TERMINAL, TrainService
-from mmdemo.models.archive import safe_extract
+from mmdemo.flows.train import TrainService
 from mmdemo.ui import train_view as view
-from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.train_actions import (
+    BUILTIN,
+    DATA_SUFFIXES,
+    FOLDER,
+    UPLOAD,
+    TrainActions,
+    TrainSession,
+)
+from mmdemo.ui.train_api import register_api
 
-BUILTIN, UPLOAD, FOLDER = "Built-in shapes (synthetic)", "Upload", "Folder on this server"
 BAKEOFF_DEFAULT = ["lora", "dora", "ia3", "lora-fa", "dylora", "bottleneck", "lomo", "mezo"]
-DATA_SUFFIXES = (".jsonl", ".json", ".zip", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-
-
-class TrainSession:
-    """Per-browser state: the run on screen and the bake-off's runs."""
-
-    def __init__(self) -> None:
-        self.run_id = ""
-        self.bakeoff: list[str] = []
 
 
 def train_service(ctx: AppContext) -> TrainService:
     return ctx.services.setdefault("train", TrainService(ctx.settings))
-
-
-def stage_dataset(files: list[str], root: Path, max_bytes: int) -> Path:
-    """Put an uploaded dataset (a zip, or a JSONL with its images) into its own folder."""
-    if not files:
-        raise BadInputError("no dataset files uploaded", fix="upload a zip or a JSONL + images")
-    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}"
-    folder.mkdir(parents=True)
-    paths = [Path(f) for f in files]
-    for path in paths:
-        if path.suffix.lower() not in DATA_SUFFIXES:
-            raise BadInputError(
-                f"{path.name} is not a dataset file",
-                fix="upload a .zip, or a .jsonl with its images (.png, .jpg, ...)",
-            )
-    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
-        safe_extract(paths[0], folder, max_bytes=max_bytes, max_files=50_000)
-    else:
-        for path in paths:
-            shutil.copy2(path, folder / path.name)
-    return folder
 
 
 def base_choices(ctx: AppContext) -> list[str]:
@@ -66,6 +38,7 @@ def base_choices(ctx: AppContext) -> list[str]:
 
 def build(ctx: AppContext) -> dict[str, Any]:
     service = train_service(ctx)
+    act = TrainActions(ctx, service)
     allowed = ctx.settings.allow_training
     gr.Markdown(
         "Adapt the VLM to your data: pick a method, the data and a few knobs, press **Train**. "
@@ -189,89 +162,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
     timer = gr.Timer(1.0, active=False)
     outputs = [status, loss, result, report, pictures]
 
-    def show(st: TrainSession) -> tuple[Any, ...]:
-        s = service.status(st.run_id) if st.run_id else None
-        return (
-            view.status_md(s),
-            view.loss_rows(s),
-            view.result_md(s),
-            view.report_text(s),
-            view.report_images(s),
-        )
-
-    def config_of(
-        model, m, src, files, path, stg, att, n_steps, n_batch, rate, r, sd, share, place, nm
-    ) -> TrainConfig:
-        if src == UPLOAD:
-            max_bytes = ctx.settings.max_upload_mb * 2**20
-            dataset = str(stage_dataset(files or [], ctx.settings.runs_dir / "uploads", max_bytes))
-        elif src == FOLDER:
-            if not (path or "").strip():
-                raise BadInputError(
-                    "no dataset folder given", fix="type the path of a folder or JSONL"
-                )
-            dataset = path.strip()
-        else:
-            dataset = "builtin"
-        return TrainConfig(
-            model="" if model == ctx.manager.model_id("vlm") else (model or "").strip(),
-            method=m,
-            dataset=dataset,
-            stages=stg,
-            attach=att,
-            steps=int(n_steps),
-            batch_size=int(n_batch),
-            lr=float(rate or 0),
-            rank=int(r),
-            seed=int(sd or 0),
-            scale=float(share),
-            placement=place,
-            name=(nm or "").strip(),
-        )
-
-    @guarded
-    def start(st: TrainSession, *values: Any):
-        st.run_id = service.submit(config_of(*values))
-        return (st, *show(st), gr.Timer(active=True))
-
-    def poll(st: TrainSession):
-        shown = show(st)
-        running = st.run_id and service.status(st.run_id)["state"] not in TERMINAL
-        bake = [service.status(i) for i in st.bakeoff]
-        bake_running = any(s["state"] not in TERMINAL for s in bake)
-        return (
-            *shown,
-            view.bakeoff_rows(bake),
-            view.bakeoff_scores(bake),
-            view.bakeoff_memory(bake),
-            gr.Timer(active=bool(running or bake_running)),
-        )
-
-    @guarded
-    def stop(st: TrainSession):
-        if not st.run_id:
-            raise gr.Error("No run to stop.")
-        service.stop(st.run_id)
-        return show(st)
-
-    @guarded
-    def bakeoff(st: TrainSession, methods: list[str], model: str, *values: Any):
-        if not methods:
-            raise gr.Error("Tick at least one method.")
-        base = config_of(model, "lora", *values)
-        st.bakeoff = [
-            service.submit(TrainConfig.from_dict({**base.to_dict(), "method": m, "name": ""}))
-            for m in methods
-        ]
-        return st, view.bakeoff_rows([service.status(i) for i in st.bakeoff]), gr.Timer(active=True)
-
-    @guarded
-    def evaluate_ui(adapter: str, dataset: str) -> dict:
-        return service.evaluate(adapter.strip() or "base", dataset.strip() or "builtin")
-
-    def toggle(src: str):
-        return gr.update(visible=src == UPLOAD), gr.update(visible=src == FOLDER)
-
     knobs = [
         source,
         upload,
@@ -287,92 +177,29 @@ def build(ctx: AppContext) -> dict[str, Any]:
         placement,
         name,
     ]
-    source.change(toggle, source, [upload, folder], queue=False, api_visibility="private")
+    source.change(
+        act.toggle_source, source, [upload, folder], queue=False, api_visibility="private"
+    )
     start_btn.click(
-        start,
+        act.start,
         [state, base_model, method, *knobs],
         [state, *outputs, timer],
         api_visibility="private",
     )
-    stop_btn.click(stop, state, outputs, api_visibility="private")
+    stop_btn.click(act.stop, state, outputs, api_visibility="private")
     timer.tick(
-        poll,
+        act.poll,
         state,
         [*outputs, bake_table, bake_plot, bake_memory, timer],
         api_visibility="private",
         queue=False,
     )
     bake_btn.click(
-        bakeoff,
+        act.bakeoff,
         [state, bake_methods, base_model, *knobs],
         [state, bake_table, timer],
         api_visibility="private",
     )
-    eval_btn.click(evaluate_ui, [eval_adapter, eval_data], eval_out, api_visibility="private")
+    eval_btn.click(act.evaluate, [eval_adapter, eval_data], eval_out, api_visibility="private")
     register_api(ctx, service)
     return {"method": method, "start": start_btn, "status": status, "state": state, "timer": timer}
-
-
-def register_api(ctx: AppContext, service: TrainService) -> None:
-    """Named endpoints with plain values in and data out."""
-    allowed = ctx.settings.allow_training
-
-    def check() -> None:
-        if not allowed:
-            raise BadInputError("training is turned off on this server", fix="ask its operator")
-
-    @guarded
-    def train(
-        method: str = "lora",
-        dataset: str = "builtin",
-        stages: str = "vqa",
-        steps: int = 200,
-        batch_size: int = 8,
-        learning_rate: float = 0.0,
-        rank: int = 8,
-        attach: str = "language",
-        adapter_name: str = "",
-        seed: int = 0,
-    ) -> dict:
-        """Queue a training run; returns {"id", "state", "position"}."""
-        check()
-        cfg = TrainConfig(
-            method=method,
-            dataset=dataset,
-            stages=stages,
-            steps=int(steps),
-            batch_size=int(batch_size),
-            lr=float(learning_rate),
-            rank=int(rank),
-            attach=attach,
-            name=adapter_name,
-            seed=int(seed),
-        )
-        status = service.status(service.submit(cfg))
-        return {"id": status["id"], "state": status["state"], "position": status["position"]}
-
-    @guarded
-    def train_status(run_id: str) -> dict:
-        """Step, loss history, memory, state, and the adapter's name once done."""
-        return service.status(run_id)
-
-    @guarded
-    def train_stop(run_id: str) -> dict:
-        """Stop a queued or running run (nothing is written to the adapter store)."""
-        return service.stop(run_id)
-
-    @guarded
-    def evaluate(adapter: str, dataset: str = "builtin") -> dict:
-        """Metrics of an adapter (or "base") on a dataset's test split."""
-        check()
-        return service.evaluate(adapter, dataset)
-
-    def train_methods() -> list:
-        """The training methods: name, family (peft | own | full), summary."""
-        return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
-
-    gr.api(train, api_name="train", concurrency_limit=None)
-    gr.api(train_status, api_name="train_status", concurrency_limit=None, queue=False)
-    gr.api(train_stop, api_name="train_stop", concurrency_limit=None, queue=False)
-    gr.api(evaluate, api_name="evaluate", concurrency_limit=None)
-    gr.api(train_methods, api_name="train_methods", queue=False)
