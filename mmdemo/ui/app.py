@@ -21,6 +21,7 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
     ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
     ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
+    ("Video summary", "mmdemo.ui.tabs.video", "tab-video"),
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
 
