@@ -17,6 +17,7 @@ COMMANDS = (
     "mmdemo.cli.models",
     "mmdemo.cli.adapters",
     "mmdemo.cli.index",
+    "mmdemo.cli.video",
     "mmdemo.cli.bench",
 )
 

@@ -14,6 +14,7 @@ BENCHES = {
     "clip-search": "mmdemo.bench.clip_search",
     "clip-add": "mmdemo.bench.clip_add",
     "voice": "mmdemo.bench.voice",
+    "video": "mmdemo.bench.video",
 }
 
 

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mmdemo.flows.video.config import VideoConfig
 from mmdemo.flows.video.probe import is_still, sample_interval
-from mmdemo.flows.video.types import Sample, VideoInfo, check
+from mmdemo.flows.video.types import Sample, VideoInfo, check, clock
 
 
 @dataclass
@@ -79,3 +80,27 @@ def sample_frames(
                 next_time = t + interval
         except av.error.FFmpegError as exc:
             stats.damaged = str(exc).split(";")[0][:120] or type(exc).__name__
+
+
+def frame_notes(stats: dict[str, Any], info: VideoInfo) -> list[str]:
+    s = FrameStats(**stats)
+    notes = []
+    if s.sampled == 0:
+        notes.append(
+            "no frame of the picture could be decoded: the summary draws on the sound only"
+        )
+        return notes
+    if info.rotation:
+        notes.append(f"the video asks to be turned by {info.rotation}°: frames are shown upright")
+    if s.damaged or (info.duration > 0 and s.last_time < info.duration - max(2.0, 2 * s.interval)):
+        why = f" ({s.damaged})" if s.damaged else ""
+        notes.append(
+            f"the picture stops at {clock(s.last_time)} of {clock(info.duration)}{why}: the file "
+            "is truncated or damaged after that; what came before is summarised"
+        )
+    if s.keyframes_only:
+        notes.append(
+            f"a long video: only the stream's own key frames were decoded ({s.sampled} frames "
+            "looked at), so shot boundaries are as precise as those"
+        )
+    return notes

@@ -17,7 +17,8 @@ import numpy as np
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.video.cache import VideoCache, sha256_blocks, stable_hash
 from mmdemo.flows.video.captions import PROMPT, caption_stage
-from mmdemo.flows.video.frames import FrameStats
+from mmdemo.flows.video.frames import frame_notes
+from mmdemo.flows.video.progress import Tracker
 from mmdemo.flows.video.shots import shots_stage
 from mmdemo.flows.video.speech import speech_stage
 from mmdemo.flows.video.summary import summary_stage
@@ -32,13 +33,11 @@ from mmdemo.flows.video.types import (
     VideoInfo,
     VideoResult,
     check,
-    clock,
 )
 from mmdemo.flows.video.vectors import embed_frames, refine
 
 log = logging.getLogger("mmdemo.video")
 VERSION = 1  # bump when a stage's output changes meaning: old caches are then recomputed
-WEIGHTS = {"open": 0.03, "shots": 0.3, "speech": 0.4, "captions": 0.12, "summary": 0.15}
 STEP_OF = {"shots": "shots", "vectors": "shots", "speech": "speech", "captions": "captions"}
 SHOT_FIELDS = (
     "max_samples",
@@ -61,61 +60,6 @@ SUMMARY_FIELDS = (
     "chapter_tokens",
     "summary_tokens",
 )
-
-
-class Tracker:
-    """Overall progress (steps weighted by their usual cost; cached steps weigh nothing) and
-    an ETA from the time spent so far."""
-
-    def __init__(self, steps: set[str]) -> None:
-        self.weights = {s: WEIGHTS[s] for s in steps}
-        self.done = 0.0
-        self.start = time.perf_counter()
-        self.last = 0.0
-
-    def skip(self, step: str) -> None:
-        self.weights.pop(step, None)
-
-    def finish(self, step: str) -> None:
-        self.done += self.weights.pop(step, 0.0)
-
-    def progress(
-        self, step: str, fraction: float, detail: str, force: bool = False
-    ) -> Progress | None:
-        now = time.perf_counter()
-        if not force and now - self.last < 0.2:
-            return None
-        self.last = now
-        total = self.done + sum(self.weights.values()) or 1.0
-        overall = min(1.0, (self.done + self.weights.get(step, 0.0) * fraction) / total)
-        elapsed = now - self.start
-        eta = elapsed * (1 - overall) / overall if overall > 0.02 and elapsed > 1.0 else None
-        index = next(i for i, (name, _) in enumerate(STEPS, 1) if name == step)
-        return Progress(step, index, min(1.0, fraction), overall, eta, detail)
-
-
-def frame_notes(stats: dict[str, Any], info: VideoInfo) -> list[str]:
-    s = FrameStats(**stats)
-    notes = []
-    if s.sampled == 0:
-        notes.append(
-            "no frame of the picture could be decoded: the summary draws on the sound only"
-        )
-        return notes
-    if info.rotation:
-        notes.append(f"the video asks to be turned by {info.rotation}°: frames are shown upright")
-    if s.damaged or (info.duration > 0 and s.last_time < info.duration - max(2.0, 2 * s.interval)):
-        why = f" ({s.damaged})" if s.damaged else ""
-        notes.append(
-            f"the picture stops at {clock(s.last_time)} of {clock(info.duration)}{why}: the file "
-            "is truncated or damaged after that; what came before is summarised"
-        )
-    if s.keyframes_only:
-        notes.append(
-            f"a long video: only the stream's own key frames were decoded ({s.sampled} frames "
-            "looked at), so shot boundaries are as precise as those"
-        )
-    return notes
 
 
 class VideoRun:

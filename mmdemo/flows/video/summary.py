@@ -20,6 +20,7 @@ from mmdemo.errors import MMDemoError
 from mmdemo.flows.video.chapters import chapter_spans, frames_inside, inside
 from mmdemo.flows.video.config import VideoConfig
 from mmdemo.flows.video.text import (
+    STOPWORDS,
     clip_words,
     content_words,
     first_sentence,
@@ -58,9 +59,12 @@ def material(frames: Sequence[KeyFrame], segments: Sequence[Segment]) -> list[st
     return [line for _, line in sorted(items, key=lambda item: item[0])]
 
 
-def grounded(text: str, vocabulary: set[str], need: int) -> bool:
-    """Whether ``text`` uses at least ``need`` content words of the video's own."""
-    return len(set(content_words(text)) & vocabulary) >= need
+def grounded(text: str, vocabulary: set[str], need: int, share: float = 0.4) -> bool:
+    """Whether ``text`` uses at least ``need`` content words of the video's own, and they
+    are at least ``share`` of its content words (the rest is what the model made up)."""
+    words = set(content_words(text))
+    known = words & vocabulary
+    return len(known) >= need and len(known) >= share * len(words)
 
 
 def representative(said: Sequence[str], top: int = 1) -> list[str]:
@@ -71,42 +75,68 @@ def representative(said: Sequence[str], top: int = 1) -> list[str]:
     return [said[i] for _, i in sorted(best, key=lambda si: si[1])]
 
 
-def fallback_title(index: int, frames: Sequence[KeyFrame], segments: Sequence[Segment]) -> str:
-    for s in segments:
-        first = first_sentence(s.text, 6)
-        if usable(first, 2):
-            return title_case_start(first)
+def keywords(said: Sequence[str], rarity: Counter, top: int = 3) -> list[str]:
+    """The chapter's most telling words: frequent here, rare in the rest of the video;
+    names (capitalised inside a sentence) first."""
+    counts: Counter = Counter()
+    names: set[str] = set()
+    for sentence in said:
+        for i, word in enumerate(sentence.split()):
+            bare = word.strip(".,;:!?\"'()")
+            if i and bare[:1].isupper() and bare.lower() not in STOPWORDS:
+                names.add(bare.lower())
+        counts.update(content_words(sentence))
+    score = {w: n / (1 + rarity[w]) + (1.0 if w in names else 0.0) for w, n in counts.items()}
+    return sorted(score, key=lambda w: -score[w])[:top]
+
+
+def fallback_title(
+    index: int, frames: Sequence[KeyFrame], said: Sequence[str], rarity: Counter
+) -> str:
+    """Keywords of what is said, else the VLM's caption, else "Part N"."""
+    words = keywords(said, rarity)
+    if words:
+        words = [w.capitalize() for w in words]
+        return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
     for f in frames:
         if f.source == "vlm" and f.caption:
             return title_case_start(first_sentence(f.caption, 6))
     return f"Part {index + 1}"
 
 
-def fallback_summary(duration: float, chapters: Sequence[Chapter], said: Sequence[str]) -> str:
-    titles = "; ".join(c.title for c in chapters[:8])
+def fallback_summary(
+    duration: float, chapters: Sequence[Chapter], said: Sequence[str], seen: Sequence[str]
+) -> str:
+    """What the video says in its own most representative sentences, and what it shows."""
     plural = "s" if len(chapters) != 1 else ""
-    text = f"A {clock(duration)} video in {len(chapters)} chapter{plural}: {titles}."
-    best = representative(said, 2)
+    text = f"A {clock(duration)} video in {len(chapters)} chapter{plural}."
+    best = representative(said, 3)
     if best:
-        text += " It says: " + " ".join(f'"{clip_words(s, 30)}"' for s in best)
+        text += " It says: " + " ".join(f"\u201c{clip_words(s, 30)}\u201d" for s in best)
+    if seen:
+        text += " It shows " + "; ".join(dict.fromkeys(s.rstrip(".") for s in seen[:3])) + "."
     return text
 
 
 class Summariser:
     """Chapters and summary for one video with one ``Writer`` (or none: extracts only)."""
 
-    def __init__(self, writer: Writer | None, config: VideoConfig) -> None:
+    def __init__(self, writer: Writer | None, config: VideoConfig, rarity: Counter) -> None:
         self.writer = writer
         self.config = config
+        self.rarity = rarity  # in how many chapters each word is said
         self.kept = 0  # LLM texts used
         self.rejected = 0  # LLM texts left out (unreadable or not about the video)
         self.mapped = 0
         self.described: list[str] = []  # VLM captions seen so far (the summary's vocabulary)
 
-    def _llm(self, user: str, max_new: int, vocabulary: set[str], need: int, **kw: Any) -> str:
+    def _llm(
+        self, user: str, max_new: int, vocab: set[str], need: int, share: float = 0.4, **kw: Any
+    ) -> str:
+        """The LLM's text if it is readable and grounded in ``vocab``, else ""."""
         text = self.writer.write(SYSTEM, user, max_new, **kw)
         text = text.removeprefix(kw.get("prefix", "")).strip().strip("\"'")
-        if usable(text, max(1, need)) and grounded(text, vocabulary, need):
+        if usable(text, max(1, need)) and grounded(text, vocab, need, share):
             self.kept += 1
             return text
         self.rejected += 1
@@ -159,7 +189,8 @@ class Summariser:
             bullets.append("Said: " + clip_words(sentence, 30))
         if seen:
             bullets.append("Seen: " + clip_words(seen[0], 20))
-        return Chapter(start, end, title or fallback_title(index, frames, segments), tuple(bullets))
+        title = title or fallback_title(index, frames, said, self.rarity)
+        return Chapter(start, end, title, tuple(bullets))
 
     def summary(self, duration: float, chapters: list[Chapter], segments: list[Segment]) -> str:
         said = [p for s in segments for p in sentences(s.text)]
@@ -172,7 +203,7 @@ class Summariser:
             user = header + "\n" + "\n".join(lines) + "\n\n" + SUMMARY_ASK
             text = self._llm(user, self.config.summary_tokens, vocab, 3)
             text = " ".join(sentences(text)[:3])
-        return text or fallback_summary(duration, chapters, said)
+        return text or fallback_summary(duration, chapters, said, self.described)
 
 
 def summary_stage(
@@ -193,9 +224,13 @@ def summary_stage(
         writer = Writer(get_llm(), config.llm_context, stop)
     except MMDemoError as exc:
         notes.append(f"the text LLM is unavailable, so titles and summary are extracts: {exc}")
-    work = Summariser(writer, config)
     talk = list(speech) or [(s.start, s.end) for s in segments]
     spans = chapter_spans(duration, shots, talk, config)
+    rarity: Counter = Counter()
+    for i, (start, end) in enumerate(spans):
+        until = float("inf") if i == len(spans) - 1 else end
+        rarity.update({w for s in inside(start, until, segments) for w in content_words(s.text)})
+    work = Summariser(writer, config, rarity)
     chapters = []
     for i, (start, end) in enumerate(spans):
         check(stop)
