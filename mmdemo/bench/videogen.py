@@ -106,6 +106,8 @@ def write_video(
             v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
             if video_codec == "libx264":
                 v.options = {"preset": preset, "crf": "26"}
+            else:  # libvpx: real-time settings, else VP8 encodes slower than real time here
+                v.options = {"deadline": "realtime", "cpu-used": "8"}
             if variable_rate:
                 v.codec_context.time_base = F(1, 1000)
                 v.time_base = F(1, 1000)
@@ -114,6 +116,7 @@ def write_video(
         if audio is not None:
             a = out.add_stream(audio_codec, rate=48000 if audio_codec == "libopus" else AUDIO_RATE)
             a.layout = "mono"
+        out.start_encoding()  # the header, even for a video without a single frame
         pcm = np.asarray(audio if audio is not None else [], np.float32)
         sent = 0  # audio samples encoded so far
 

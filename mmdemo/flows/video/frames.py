@@ -82,6 +82,17 @@ def sample_frames(
             stats.damaged = str(exc).split(";")[0][:120] or type(exc).__name__
 
 
+def cut_short(stats: FrameStats, info: VideoInfo) -> bool:
+    """Whether the picture stops well before the length the container claims."""
+    gap = max(2.0, 2 * stats.interval)
+    return bool(stats.damaged) or (info.duration > 0 and stats.last_time < info.duration - gap)
+
+
+def picture_end(stats: FrameStats, info: VideoInfo) -> float:
+    """Where the picture really ends: the claimed length, or the last frame if cut short."""
+    return stats.last_time + stats.interval if cut_short(stats, info) else info.duration
+
+
 def frame_notes(stats: dict[str, Any], info: VideoInfo) -> list[str]:
     s = FrameStats(**stats)
     notes = []
@@ -92,7 +103,7 @@ def frame_notes(stats: dict[str, Any], info: VideoInfo) -> list[str]:
         return notes
     if info.rotation:
         notes.append(f"the video asks to be turned by {info.rotation}°: frames are shown upright")
-    if s.damaged or (info.duration > 0 and s.last_time < info.duration - max(2.0, 2 * s.interval)):
+    if cut_short(s, info):
         why = f" ({s.damaged})" if s.damaged else ""
         notes.append(
             f"the picture stops at {clock(s.last_time)} of {clock(info.duration)}{why}: the file "

@@ -165,6 +165,7 @@ class VideoRun:
     def _shots(self, cache: VideoCache, result: VideoResult) -> Generator[Progress, None, None]:
         info, cfg = self.info, self.config
         if not info.has_video:
+            result.notes.append("the file has no picture (sound only): there are no key frames")
             return
         key = {"v": VERSION, **cfg.key(*SHOT_FIELDS)}
         data = cache.load("shots", key)

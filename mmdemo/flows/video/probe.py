@@ -42,6 +42,11 @@ def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -
         )
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except av.error.EOFError:
+        raise BadInputError(
+            f"{name} ends before any picture or sound: it is empty (0 seconds) or cut off",
+            fix="export or record the video again, and upload the whole file",
+        ) from None
     except av.error.FFmpegError as exc:
         raise BadInputError(
             f"{name} cannot be read as a video: it is corrupt, truncated or not a media file "
@@ -56,8 +61,9 @@ def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -
         audios = list(container.streams.audio)
         if not videos and not audios:
             raise BadInputError(
-                f"{name} holds no picture and no sound track (streams: "
-                f"{', '.join(s.type for s in container.streams) or 'none'})",
+                f"{name} holds no picture and no sound (streams: "
+                f"{', '.join(s.type for s in container.streams) or 'none'}): it is empty "
+                "(0 seconds) or not a video",
                 fix=FIX,
             )
         start = container.start_time / 1e6 if container.start_time is not None else 0.0

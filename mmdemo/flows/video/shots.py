@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmdemo.flows.video.config import VideoConfig
-from mmdemo.flows.video.frames import FrameStats, sample_frames
+from mmdemo.flows.video.frames import FrameStats, picture_end, sample_frames
 from mmdemo.flows.video.types import Sample, Shot, VideoInfo
 
 BINS = 8  # levels per colour channel: 8 x 8 x 8 = 512 bins
@@ -47,6 +47,7 @@ class _Built:
     shot: Shot
     mean: np.ndarray
     count: int
+    flash: bool = False  # opened by a flash: it soon looked like the shot before again
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Open:
     soft: bool
     total: np.ndarray
     count: int = 0
+    flash: bool = False
     stride: int = 1
     candidates: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
 
@@ -115,8 +117,13 @@ class ShotDetector:
             age = sample.time - self.open.start
             baseline = statistics.median(self.recent) if self.recent else 0.0
             self.recent.append(change)
+            big = change >= cfg.cut_threshold and change >= cfg.cut_ratio * baseline
+            # back to how the shot before looked within moments: the cut was a flash
+            back = self.built and distance(hist, self.built[-1].mean) < cfg.cut_threshold
+            if age < cfg.min_shot_s and big and back:
+                self.open.flash = True
             if age >= cfg.min_shot_s:
-                if change >= cfg.cut_threshold and change >= cfg.cut_ratio * baseline:
+                if big:
                     self._close((prev_time + sample.time) / 2, change, soft=False, hist=hist)
                 elif self.open.count and distance(hist, self.open.mean) >= cfg.drift_threshold:
                     cut = (prev_time + sample.time) / 2
@@ -131,7 +138,12 @@ class ShotDetector:
         key_time, pixels = shot.key()
         name = self.save(key_time, pixels)
         self.built.append(
-            _Built(Shot(shot.start, at, shot.cut, key_time, name, shot.soft), shot.mean, shot.count)
+            _Built(
+                Shot(shot.start, at, shot.cut, key_time, name, shot.soft),
+                shot.mean,
+                shot.count,
+                shot.flash,
+            )
         )
         self.open = _Open(at, cut, soft, np.zeros_like(hist))
 
@@ -142,18 +154,19 @@ class ShotDetector:
             o = self.open
             last = max(end, self.previous[0] + self.interval / 2) if self.previous else end
             self.built.append(
-                _Built(Shot(o.start, last, o.cut, key_time, name, o.soft), o.mean, o.count)
+                _Built(Shot(o.start, last, o.cut, key_time, name, o.soft), o.mean, o.count, o.flash)
             )
         self.open = None
         return self.built
 
 
 def merge_similar(built: list[_Built], max_distance: float) -> list[_Built]:
-    """Join neighbours whose average colours barely differ (a flash, a lighting change);
-    splits of long shots stay apart (they exist to spread key frames over time)."""
+    """Join neighbours whose average colours barely differ (a lighting change) and shots
+    opened by a flash; splits of long shots stay apart (they spread key frames over time)."""
     out: list[_Built] = []
     for b in built:
-        if out and not b.shot.soft and distance(out[-1].mean, b.mean) < max_distance:
+        close = out and distance(out[-1].mean, b.mean) < max_distance
+        if out and not b.shot.soft and (close or b.flash):
             out[-1] = _join(out[-1], b)
         else:
             out.append(b)
@@ -230,7 +243,7 @@ def shots_stage(
             yield min(1.0, sample.time / info.duration), f"{sample.time:.0f} s decoded"
     if detector is None:
         return ShotsResult([], [], stats)
-    built = merge_similar(detector.finish(info.duration), config.merge_distance)
+    built = merge_similar(detector.finish(picture_end(stats, info)), config.merge_distance)
     shots = [b.shot for b in built]
     key_frames = strongest(shots, config.max_key_frames)
     used = {s.key_file for s in key_frames}
