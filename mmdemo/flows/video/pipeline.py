@@ -200,13 +200,6 @@ class VideoRun:
     def _vectors(self, cache: VideoCache, result: VideoResult) -> Generator[Progress, None, None]:
         if not self.stretches:
             return
-        try:
-            bundle = self.manager.get("clip")
-        except MMDemoError as exc:
-            result.notes.append(
-                f"CLIP is unavailable, so key frames cannot be searched by text: {exc}"
-            )
-            return
         model = self.manager.model_id("clip")
         key = {
             "v": VERSION,
@@ -216,6 +209,13 @@ class VideoRun:
         }
         data = cache.load("vectors", key)
         if data is None:
+            try:
+                bundle = self.manager.get("clip")
+            except MMDemoError as exc:
+                result.notes.append(
+                    f"CLIP is unavailable, so key frames cannot be searched by text: {exc}"
+                )
+                return
             yield self.tracker.progress("shots", 1.0, "CLIP looks at the key frames", force=True)
             paths = [k.path for k in result.key_frames]
             vectors = embed_frames(bundle, paths, self.stop)
@@ -276,17 +276,18 @@ class VideoRun:
         if not result.key_frames:
             return
         paths = [k.path for k in result.key_frames]
-        clip_labels = self.service.clip_labels(self.vectors) if self.vectors is not None else None
         key = {
             "v": VERSION,
             "vlm": self.manager.model_id("vlm"),
-            "clip": self.manager.model_id("clip") if clip_labels else None,
+            "clip": self.manager.model_id("clip") if self.vectors is not None else None,
             "frames": [Path(p).name for p in paths],
             "prompt": PROMPT,
             **self.config.key("caption_batch", "caption_tokens"),
         }
         data = cache.load("captions", key)
         if data is None:
+            vectors = self.vectors
+            clip_labels = self.service.clip_labels(vectors) if vectors is not None else None
             res = yield from self._forward(
                 "captions",
                 caption_stage(
