@@ -96,7 +96,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     frames = gr.Gallery(
         label="Key frames (click to jump)",
         columns=6,
-        height=260,
+        height="auto",
         object_fit="contain",
         allow_preview=False,
         elem_id="video-frames",
@@ -139,7 +139,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     hits = gr.Gallery(
         label="Matching key frames (click to jump)",
         columns=6,
-        height=200,
+        height="auto",
         object_fit="contain",
         allow_preview=False,
         elem_id="video-hits",
