@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.video.config import VideoConfig
-from mmdemo.flows.video.text import clip_words, content_words, sentences, usable
+from mmdemo.flows.video.text import clip_words, content_words, grounded, sentences, usable
 from mmdemo.flows.video.types import Answer, VideoResult, clock
 from mmdemo.flows.video.writer import Writer
 
@@ -125,10 +125,15 @@ def answer_question(
         text = " ".join(writer.write(SYSTEM, user, config.answer_tokens).split())
         text = " ".join(sentences(text)[:4])
     cites = cited_times(text, context) if text else []
-    if not usable(text, 3):
+    vocab = set(content_words(" ".join(n.text for n in context) + " " + question))
+    if not (usable(text, 3) and grounded(text, vocab, 2, 0.3)):
         top = best_first[0]
+        if writer is not None:
+            remarks.append(
+                "the LLM's answer was empty, unreadable or not about the video; the "
+                "best-matching note stands in"
+            )
         text = f"The closest the video comes: [{clock(top.time)}] {clip_words(top.text, 40)}"
-        remarks.append("the LLM wrote no readable answer; the best-matching note stands in")
         cites = []
     if not cites:
         cites = [n.time for n in best_first[:3]]

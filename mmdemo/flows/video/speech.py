@@ -127,6 +127,15 @@ def pack(spans: list[tuple[int, int]]) -> Iterator[list[tuple[int, int, int]]]:
         yield piece
 
 
+def span_end(piece: list[tuple[int, int, int]], seconds: float) -> float:
+    """End (block seconds) of the span that holds packed time ``seconds``."""
+    x = float(seconds) * RATE
+    for offset, origin, length in reversed(piece):
+        if x >= offset:
+            return float(origin + length) / RATE
+    return float(piece[0][1] + piece[0][2]) / RATE
+
+
 def to_block_time(piece: list[tuple[int, int, int]], seconds: float, end: bool = False) -> float:
     """A time in the packed piece -> seconds in the block (silences put back). At a join of
     two spans, a start maps to the later span and an ``end`` to the earlier one."""
@@ -146,7 +155,9 @@ def timed_parts(
     if result.words:
         part: list[tuple[float, float, str]] = []
         for s, e, word in result.words:
-            a, b = to_block_time(piece, s), to_block_time(piece, max(s, e), end=True)
+            a = to_block_time(piece, s)
+            # a word ends in the span it starts in (its end may overshoot a join slightly)
+            b = min(to_block_time(piece, max(s, e), end=True), span_end(piece, s))
             long = part and part[-1][1] - part[0][0] > LONG_PART_S
             if part and (a - part[-1][1] >= SPLIT_PAUSE_S or (long and _ends(part[-1][2]))):
                 yield part[0][0], part[-1][1], "".join(w for _, _, w in part).strip()

@@ -24,6 +24,7 @@ from mmdemo.flows.video.text import (
     clip_words,
     content_words,
     first_sentence,
+    grounded,
     sentences,
     title_case_start,
     usable,
@@ -57,14 +58,6 @@ def material(frames: Sequence[KeyFrame], segments: Sequence[Segment]) -> list[st
     items = [(f.time, f"[{clock(f.time)}] seen: {f.caption}") for f in frames if f.source == "vlm"]
     items += [(s.start, f"[{clock(s.start)}] said: {s.text}") for s in segments]
     return [line for _, line in sorted(items, key=lambda item: item[0])]
-
-
-def grounded(text: str, vocabulary: set[str], need: int, share: float = 0.4) -> bool:
-    """Whether ``text`` uses at least ``need`` content words of the video's own, and they
-    are at least ``share`` of its content words (the rest is what the model made up)."""
-    words = set(content_words(text))
-    known = words & vocabulary
-    return len(known) >= need and len(known) >= share * len(words)
 
 
 def representative(said: Sequence[str], top: int = 1) -> list[str]:

@@ -68,3 +68,11 @@ def clip_words(text: str, max_words: int) -> str:
 def title_case_start(text: str) -> str:
     text = text.strip().strip("\"'*#:- ").rstrip(".")
     return text[:1].upper() + text[1:] if text else text
+
+
+def grounded(text: str, vocabulary: set[str], need: int, share: float = 0.4) -> bool:
+    """Whether ``text`` uses at least ``need`` content words of the video's own, and they
+    are at least ``share`` of its content words (the rest is what the model made up)."""
+    words = set(content_words(text))
+    known = words & vocabulary
+    return len(known) >= need and len(known) >= share * len(words)
