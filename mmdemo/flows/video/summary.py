@@ -122,6 +122,7 @@ class Summariser:
         self.rejected = 0  # LLM texts left out (unreadable or not about the video)
         self.mapped = 0
         self.described: list[str] = []  # VLM captions seen so far (the summary's vocabulary)
+        self.summary_by_llm = False
 
     def _llm(
         self, user: str, max_new: int, vocab: set[str], need: int, share: float = 0.4, **kw: Any
@@ -196,6 +197,7 @@ class Summariser:
             user = header + "\n" + "\n".join(lines) + "\n\n" + SUMMARY_ASK
             text = self._llm(user, self.config.summary_tokens, vocab, 3)
             text = " ".join(sentences(text)[:3])
+        self.summary_by_llm = bool(text)
         return text or fallback_summary(duration, chapters, said, self.described)
 
 
@@ -240,6 +242,8 @@ def summary_stage(
                 f"{work.rejected} of {work.kept + work.rejected} texts from the LLM were left out "
                 "as unreadable or not about the video; extracts from the transcript stand in"
             )
+        if not work.summary_by_llm:
+            notes.append("the summary is an extract: the LLM's was left out or not written")
         if work.mapped:
             notes.append(
                 f"the material was longer than the LLM's {writer.limit}-token context, so it "
