@@ -182,3 +182,16 @@ def test_an_unknown_video_id_is_refused_with_a_fix(settings: Settings, manager: 
     assert info.value.fix
     with pytest.raises(BadInputError, match="not a video id"):
         service.load("../../etc/passwd")
+
+
+def test_frames_summarised_without_clip_can_be_searched_once_clip_is_back(
+    talk: dict[str, Any], settings: Settings, manager: ModelManager
+) -> None:
+    no_clip = ModelManager(settings, {**LOADERS, "clip": failing("clip")})
+    result = final(service_for(settings, no_clip), talk["path"])
+    assert any("CLIP is unavailable" in n for n in result.notes)
+    service = service_for(settings, manager)
+    assert not (service.root / result.video_id / "vectors").exists()
+    hits = service.search(result, "a coloured wall", k=2)  # ranked by IndexService.rank_images
+    assert [h.rank for h in hits] == [1, 2]
+    assert hits[0].score >= hits[1].score

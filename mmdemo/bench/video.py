@@ -88,20 +88,27 @@ def child(path: str, home: str, warm: str) -> None:
     for backend in ("asr", "llm", "vlm", "clip"):
         manager.get(backend)
     VideoService(settings, manager).summarize(warm)
+    from mmdemo.flows.video.types import Progress
+
     proc = psutil.Process()
     base = proc.memory_info().rss
-    peak = [base]
+    peaks: dict[str, int] = {}  # step -> peak RSS while it ran
+    step = ["open"]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], proc.memory_info().rss)
+            peaks[step[0]] = max(peaks.get(step[0], base), proc.memory_info().rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     service = VideoService(settings, manager)
     start = time.perf_counter()
-    result = service.summarize(path)
+    for message in service.run(path):
+        if isinstance(message, Progress):
+            step[0] = message.stage
+        else:
+            result = message
     total = time.perf_counter() - start
     done.set()
     sampler.join()
@@ -124,7 +131,8 @@ def child(path: str, home: str, warm: str) -> None:
                 "reused": again.reused,
                 "asks": asks,
                 "base_rss": base,
-                "peak_rss": peak[0],
+                "peak_rss": max(peaks.values(), default=base),
+                "step_peaks": peaks,
                 "result": result.to_json(),
                 "key_frame_starts": [k.start for k in result.key_frames],
                 "llm_calls": len(calls),
@@ -220,6 +228,10 @@ def run(quick: bool = False) -> Table:
                 f"{linear(m) / minutes / linear_base:.2f}x the {base_minutes:g}-min rate",
             )
             over = m["peak_rss"] - m["base_rss"]
+            steps = " · ".join(
+                f"{name} +{mb(peak - m['base_rss'])}" for name, peak in m["step_peaks"].items()
+            )
+            table.add(label, "peak RSS above the loaded models, by step", steps, "")
             table.add(
                 label,
                 "peak RSS / above the loaded models",

@@ -83,7 +83,9 @@ class VideoRun:
     def _forward(
         self, step: str, stage: Generator[tuple[float, str], None, Any]
     ) -> Generator[Progress, None, Any]:
-        """Run a stage generator, turning its (fraction, detail) into Progress messages."""
+        """Run a stage generator, turning its (fraction, detail) into Progress messages
+        (the first at once, so the step shows as soon as it starts)."""
+        yield self.tracker.progress(step, 0.0, "starting", force=True)
         while True:
             try:
                 fraction, detail = next(stage)
