@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.video.config import VideoConfig
-from mmdemo.flows.video.text import clip_words, content_words, grounded, sentences, usable
+from mmdemo.flows.video.text import (
+    clip_words,
+    content_words,
+    grounded,
+    sentences,
+    stem,
+    stems,
+    usable,
+)
 from mmdemo.flows.video.types import Answer, VideoResult, clock
 from mmdemo.flows.video.writer import Writer
 
@@ -70,8 +78,8 @@ def retrieve(
 ) -> list[tuple[Note, float]]:
     """The ``k`` notes that best match the question: shared content words weighted by rarity,
     plus a bonus for the key frames CLIP ranks best (``frame_ranks``: their times, best first)."""
-    asked = set(content_words(question))
-    docs = [Counter(content_words(n.text)) for n in notes]
+    asked = stems(question)
+    docs = [Counter(stem(w) for w in content_words(n.text)) for n in notes]
     df = Counter(w for d in docs for w in d)
     total = max(1, len(notes))
     scored = []

@@ -127,13 +127,16 @@ def pack(spans: list[tuple[int, int]]) -> Iterator[list[tuple[int, int, int]]]:
         yield piece
 
 
-def span_end(piece: list[tuple[int, int, int]], seconds: float) -> float:
-    """End (block seconds) of the span that holds packed time ``seconds``."""
-    x = float(seconds) * RATE
-    for offset, origin, length in reversed(piece):
-        if x >= offset:
-            return float(origin + length) / RATE
-    return float(piece[0][1] + piece[0][2]) / RATE
+def word_times(piece: list[tuple[int, int, int]], start: float, end: float) -> tuple[float, float]:
+    """A word's (start, end) in block seconds, both inside the span that holds the word's
+    middle (word times straddle the joins of the packed spans a little)."""
+    mid = (float(start) + float(end)) / 2 * RATE
+    offset, origin, length = next((p for p in reversed(piece) if mid >= p[0]), piece[0])
+
+    def place(x: float) -> float:
+        return float(origin + min(max(x * RATE - offset, 0), length)) / RATE
+
+    return place(float(start)), place(float(end))
 
 
 def to_block_time(piece: list[tuple[int, int, int]], seconds: float, end: bool = False) -> float:
@@ -155,9 +158,7 @@ def timed_parts(
     if result.words:
         part: list[tuple[float, float, str]] = []
         for s, e, word in result.words:
-            a = to_block_time(piece, s)
-            # a word ends in the span it starts in (its end may overshoot a join slightly)
-            b = min(to_block_time(piece, max(s, e), end=True), span_end(piece, s))
+            a, b = word_times(piece, s, max(s, e))
             long = part and part[-1][1] - part[0][0] > LONG_PART_S
             if part and (a - part[-1][1] >= SPLIT_PAUSE_S or (long and _ends(part[-1][2]))):
                 yield part[0][0], part[-1][1], "".join(w for _, _, w in part).strip()

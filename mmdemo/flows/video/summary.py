@@ -41,6 +41,7 @@ GIST_ASK = "In one short sentence, what is said and shown in this part?"
 MAP_ASK = "Summarise these notes in two sentences."
 SUMMARY_ASK = "Summarise the whole video in two or three sentences."
 TITLE_TOKENS = 16
+TITLES = ("mr.", "mrs.", "ms.", "dr.", "prof.", "st.")
 
 
 @dataclass
@@ -68,19 +69,48 @@ def representative(said: Sequence[str], top: int = 1) -> list[str]:
     return [said[i] for _, i in sorted(best, key=lambda si: si[1])]
 
 
+def names(sentence: str) -> list[str]:
+    """Runs of capitalised words that do not open a sentence ("John Dashwood")."""
+    found: list[str] = []
+    run: list[str] = []
+    previous = ""
+    for token in sentence.split():
+        bare = token.strip(".,;:!?\"'()")
+        opens = not previous or (
+            previous.endswith((".", "!", "?")) and previous.lower() not in TITLES
+        )
+        if bare[:1].isupper() and bare.isalpha() and not opens and bare.lower() not in STOPWORDS:
+            run.append(bare)
+        elif run:
+            found.append(" ".join(run))
+            run = []
+        if token.lower() in TITLES:  # "Mr." is part of no keyword
+            run = []
+        previous = token
+        if run and token != bare:  # punctuation ends a name
+            found.append(" ".join(run))
+            run = []
+    if run:
+        found.append(" ".join(run))
+    return found
+
+
 def keywords(said: Sequence[str], rarity: Counter, top: int = 3) -> list[str]:
-    """The chapter's most telling words: frequent here, rare in the rest of the video;
-    names (capitalised inside a sentence) first."""
+    """The chapter's most telling words: frequent here, rare in the rest of the video; names
+    (capitalised words inside a sentence, "John Dashwood" kept together) first."""
     counts: Counter = Counter()
-    names: set[str] = set()
     for sentence in said:
-        for i, word in enumerate(sentence.split()):
-            bare = word.strip(".,;:!?\"'()")
-            if i and bare[:1].isupper() and bare.lower() not in STOPWORDS:
-                names.add(bare.lower())
         counts.update(content_words(sentence))
-    score = {w: n / (1 + rarity[w]) + (1.0 if w in names else 0.0) for w, n in counts.items()}
-    return sorted(score, key=lambda w: -score[w])[:top]
+        for name in names(sentence):
+            counts[name] += 2
+    score = {w: n / (1 + rarity[w.lower()]) for w, n in counts.items()}
+    chosen: list[str] = []
+    for word in sorted(score, key=lambda w: (-score[w], -len(w))):
+        if not any(word.lower() in c.lower().split() or c.lower() in word.lower() for c in chosen):
+            chosen.append(word)
+        if len(chosen) == top:
+            break
+    return chosen
 
 
 def fallback_title(
@@ -89,7 +119,7 @@ def fallback_title(
     """Keywords of what is said, else the VLM's caption, else "Part N"."""
     words = keywords(said, rarity)
     if words:
-        words = [w.capitalize() for w in words]
+        words = [w if w[:1].isupper() else w.capitalize() for w in words]
         return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
     for f in frames:
         if f.source == "vlm" and f.caption:

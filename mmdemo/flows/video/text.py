@@ -27,6 +27,18 @@ def content_words(text: str) -> list[str]:
     return [w for w in words(text) if len(w) >= 3 and w not in STOPWORDS]
 
 
+def stem(word: str) -> str:
+    """A crude English stem, enough to match "considering" with "consider" or "built" not."""
+    for suffix in ("ing", "ed", "es", "ly", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def stems(text: str) -> set[str]:
+    return {stem(w) for w in content_words(text)}
+
+
 def usable(text: str, min_words: int = 2) -> bool:
     """Whether a model's output reads as text: enough real words, not one word repeated,
     mostly letters (random-weight models produce runs of symbols or a single token)."""
@@ -73,6 +85,6 @@ def title_case_start(text: str) -> str:
 def grounded(text: str, vocabulary: set[str], need: int, share: float = 0.4) -> bool:
     """Whether ``text`` uses at least ``need`` content words of the video's own, and they
     are at least ``share`` of its content words (the rest is what the model made up)."""
-    words = set(content_words(text))
-    known = words & vocabulary
+    words = stems(text)
+    known = words & {stem(w) for w in vocabulary}
     return len(known) >= need and len(known) >= share * len(words)
