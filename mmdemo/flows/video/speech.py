@@ -127,16 +127,23 @@ def pack(spans: list[tuple[int, int]]) -> Iterator[list[tuple[int, int, int]]]:
         yield piece
 
 
-def word_times(piece: list[tuple[int, int, int]], start: float, end: float) -> tuple[float, float]:
-    """A word's (start, end) in block seconds, both inside the span that holds the word's
-    middle (word times straddle the joins of the packed spans a little)."""
-    mid = (float(start) + float(end)) / 2 * RATE
-    offset, origin, length = next((p for p in reversed(piece) if mid >= p[0]), piece[0])
+def word_times(
+    piece: list[tuple[int, int, int]], start: float, end: float, new_sentence: bool = False
+) -> tuple[float, float]:
+    """A word's (start, end) in block seconds, both inside one span: the one that holds the
+    word's middle, or, for the first word of a sentence that straddles a join, the later one
+    (word times straddle the joins of the packed spans a little)."""
+    start, end = float(start), float(end)
+    mid = (start + end) / 2 * RATE
+    index = max((i for i, p in enumerate(piece) if mid >= p[0]), default=0)
+    if new_sentence and index + 1 < len(piece) and start * RATE < piece[index + 1][0] < end * RATE:
+        index += 1
+    offset, origin, length = piece[index]
 
     def place(x: float) -> float:
         return float(origin + min(max(x * RATE - offset, 0), length)) / RATE
 
-    return place(float(start)), place(float(end))
+    return place(start), place(end)
 
 
 def to_block_time(piece: list[tuple[int, int, int]], seconds: float, end: bool = False) -> float:
@@ -158,7 +165,7 @@ def timed_parts(
     if result.words:
         part: list[tuple[float, float, str]] = []
         for s, e, word in result.words:
-            a, b = word_times(piece, s, max(s, e))
+            a, b = word_times(piece, s, max(s, e), not part or _ends(part[-1][2]))
             long = part and part[-1][1] - part[0][0] > LONG_PART_S
             if part and (a - part[-1][1] >= SPLIT_PAUSE_S or (long and _ends(part[-1][2]))):
                 yield part[0][0], part[-1][1], "".join(w for _, _, w in part).strip()
