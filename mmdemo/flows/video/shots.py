@@ -19,6 +19,7 @@ import numpy as np
 
 from mmdemo.flows.video.config import VideoConfig
 from mmdemo.flows.video.frames import FrameStats, picture_end, sample_frames
+from mmdemo.flows.video.memory import release_memory
 from mmdemo.flows.video.types import Sample, Shot, VideoInfo
 
 BINS = 8  # levels per colour channel: 8 x 8 x 8 = 512 bins
@@ -234,6 +235,8 @@ def shots_stage(
     stats = FrameStats()
     detector: ShotDetector | None = None
     for sample in sample_frames(path, info, config, stop, stats):
+        if stats.sampled % 500 == 0:
+            release_memory()
         if detector is None:
             detector = ShotDetector(
                 config, stats.interval, max_shot_seconds(info.duration, config), save

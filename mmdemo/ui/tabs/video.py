@@ -57,10 +57,11 @@ def upload_path(video: Any) -> str:
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    clip_index = ctx.services.setdefault("clip_index", IndexService(ctx.settings, ctx.manager))
-    service: VideoService = ctx.services.setdefault(
-        "video", VideoService(ctx.settings, ctx.manager, clip_index)
-    )
+    if "clip_index" not in ctx.services:  # the CLIP tab's index service, shared
+        ctx.services["clip_index"] = IndexService(ctx.settings, ctx.manager)
+    if "video" not in ctx.services:
+        ctx.services["video"] = VideoService(ctx.settings, ctx.manager, ctx.services["clip_index"])
+    service: VideoService = ctx.services["video"]
     limit = ctx.settings.max_upload_mb * 2**20
     heavy = dict(concurrency_id="video", concurrency_limit=ctx.settings.concurrency)
 
