@@ -19,6 +19,7 @@ COMMANDS = (
     "mmdemo.cli.adapters",
     "mmdemo.cli.index",
     "mmdemo.cli.train",
+    "mmdemo.cli.video",
     "mmdemo.cli.bench",
     "mmdemo.cli.gestures",
 )

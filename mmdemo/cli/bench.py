@@ -16,6 +16,7 @@ BENCHES = {
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
     "finetune": "mmdemo.bench.finetune",
+    "video": "mmdemo.bench.video",
 }
 
 

@@ -23,6 +23,7 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
     ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
     ("Gestures", "mmdemo.ui.tabs.gestures", "tab-gestures"),
+    ("Video summary", "mmdemo.ui.tabs.video", "tab-video"),
     ("Fine-tune", "mmdemo.ui.tabs.train", "tab-train"),
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
@@ -49,7 +50,7 @@ def create_ui(
     with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
-            "CLIP search, voice assistant, gestures to text, fine-tuning studio.",
+            "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning studio.",
             elem_id="app-title",
         )
         components: dict[str, dict[str, Any]] = {}

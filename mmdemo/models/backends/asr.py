@@ -27,6 +27,8 @@ class Transcript:
     language: str
     seconds: float  # compute time
     segments: tuple[tuple[float, float, str], ...] = field(default_factory=tuple)
+    # (start, end, word) when asked for and the engine gives them (faster-whisper)
+    words: tuple[tuple[float, float, str], ...] = field(default_factory=tuple)
 
 
 class FasterWhisperASR:
@@ -40,7 +42,9 @@ class FasterWhisperASR:
     def languages(self) -> tuple[str, ...]:
         return ("en",) if self.english_only else tuple(self.model.supported_languages)
 
-    def transcribe(self, audio: Any, language: str | None = None) -> Transcript:
+    def transcribe(
+        self, audio: Any, language: str | None = None, words: bool = False
+    ) -> Transcript:
         start = time.perf_counter()
         segments, info = self.model.transcribe(
             audio,
@@ -48,10 +52,13 @@ class FasterWhisperASR:
             beam_size=1,
             vad_filter=False,
             condition_on_previous_text=False,
+            word_timestamps=words,
         )
+        segments = list(segments)
         parts = tuple((s.start, s.end, s.text.strip()) for s in segments)
         text = " ".join(p[2] for p in parts).strip()
-        return Transcript(text, info.language, time.perf_counter() - start, parts)
+        timed = tuple((w.start, w.end, w.word) for s in segments for w in (s.words or ()))
+        return Transcript(text, info.language, time.perf_counter() - start, parts, timed)
 
 
 class TransformersASR:
@@ -65,7 +72,10 @@ class TransformersASR:
         lang_to_id = getattr(self.model.generation_config, "lang_to_id", None) or {}
         return tuple(k.strip("<|>") for k in lang_to_id) or ("en",)
 
-    def transcribe(self, audio: Any, language: str | None = None) -> Transcript:
+    def transcribe(
+        self, audio: Any, language: str | None = None, words: bool = False
+    ) -> Transcript:
+        """``words`` is accepted for a common interface; this engine gives no word times."""
         import torch
 
         start = time.perf_counter()
