@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.0, help="0: the method's default")
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="after warm-up")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--placement", choices=("series", "parallel"), default="parallel")
@@ -76,6 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         schedule=args.schedule,
+        warmup=args.warmup,
         rank=args.rank,
         alpha=args.alpha,
         placement=args.placement,
