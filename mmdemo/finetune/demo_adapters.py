@@ -73,7 +73,7 @@ def build_demo_adapters(
             method="lora",
             steps=steps,
             lr=3e-3,
-            warmup=20,
+            warmup=0,
             rank=8,
             alpha=16,
             batch_size=8,

@@ -148,6 +148,7 @@ def train_adapter(
         cfg, settings, device, method.load_kwargs(device)
     )
     collator = Collator(processor, with_images=cfg.base == "vlm", max_side=settings.max_image_side)
+    model_params = sum(p.numel() for p in model.parameters())
     stages, notes = [], []
     for task, steps in cfg.stage_steps():
         kept, dropped = drop_too_long(collator, stage_data[task]["train"], cfg.max_length)
@@ -161,7 +162,7 @@ def train_adapter(
                 f"(e.g. {dropped[0]})",
                 fix="raise max_length or shorten the answers",
             )
-        stages.append(Stage(task, kept, steps, cfg.lr or method.default_lr))
+        stages.append(Stage(task, kept, steps, cfg.lr or method.lr_for(model_params)))
     final = stage_data[stages[-1].name]
     test = final["test"] or final["validation"]
     if not test:

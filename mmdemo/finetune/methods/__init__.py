@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from mmdemo.finetune.targets import Targets
 
 
+SMALL_MODEL = 50_000_000  # parameters; below this the tiny-model learning rates apply
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     loader: str  # "module:Class"
@@ -82,7 +85,12 @@ class Method:
     """Defaults shared by every method; each module overrides what differs."""
 
     name = ""
-    default_lr = 1e-3
+    default_lr = 1e-4  # for real-size models
+    small_lr = 1e-3  # for models under SMALL_MODEL parameters (tiny builds learn from scratch)
+
+    def lr_for(self, params: int) -> float:
+        """The method's default peak learning rate for a model of ``params`` parameters."""
+        return self.small_lr if params < SMALL_MODEL else self.default_lr
 
     def check(self, device: str) -> None:
         """Raise MethodUnavailableError when this device cannot run the method."""

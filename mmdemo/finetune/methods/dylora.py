@@ -59,7 +59,6 @@ def _callback(mask: RankMask, seed: int) -> Any:
 
 
 class DyLoRA(LoRA):
-    default_lr = 2e-3
 
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         plan = super().prepare(model, cfg, targets, work)

@@ -66,12 +66,14 @@ class FullAdamW(FullParameter):
     """Plain full fine-tuning: gradients and two AdamW moments for every trained weight."""
 
     optim = "adamw_torch"
-    default_lr = 1e-3
+    default_lr = 1e-5
+    small_lr = 1e-3
 
 
 class LOMO(FullParameter):
     optim = "lomo"
-    default_lr = 1e-2
+    default_lr = 1e-3
+    small_lr = 1e-2
 
     def check(self, device: str) -> None:
         import importlib.util
@@ -84,7 +86,8 @@ class LOMO(FullParameter):
 
 class AdaLomo(LOMO):
     optim = "adalomo"
-    default_lr = 1e-3
+    default_lr = 5e-4
+    small_lr = 1e-3
 
     def check(self, device: str) -> None:
         super().check(device)
@@ -98,7 +101,8 @@ class AdaLomo(LOMO):
 
 
 class MeZO(FullParameter):
-    default_lr = 1e-4
+    default_lr = 1e-6
+    small_lr = 1e-4
 
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         plan = super().prepare(model, cfg, targets, work)

@@ -17,7 +17,8 @@ KEEP_PRECISE = VISION_PARTS + PROJECTOR_PARTS
 
 
 class LoRA(Method):
-    default_lr = 2e-3
+    default_lr = 2e-4
+    small_lr = 3e-3
     use_dora = False
 
     def peft_config(self, cfg: TrainConfig, targets: Targets) -> Any:
@@ -50,15 +51,12 @@ class LoRA(Method):
 
 
 class DoRA(LoRA):
-    default_lr = 2e-3
     use_dora = True
 
 
 class QLoRA(LoRA):
     """The base's linear layers are stored in 4-bit NF4; LoRA trains in bf16/fp32 on top. The
     adapter is saved like any LoRA and served on the full-precision base."""
-
-    default_lr = 2e-3
 
     def check(self, device: str) -> None:
         if importlib.util.find_spec("bitsandbytes") is None:
@@ -101,13 +99,11 @@ class LoRAFA(LoRA):
     """LoRA-FA: A stays at its random start, only B learns, with the gradient projection of
     PEFT's ``create_lorafa_optimizer``; less activation memory than LoRA (x is not kept for A)."""
 
-    default_lr = 2e-3
-
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         from peft.optimizers import create_lorafa_optimizer
 
         plan = super().prepare(model, cfg, targets, work)
-        lr = cfg.lr or self.default_lr
+        lr = cfg.lr or self.lr_for(plan.total)
         plan.optimizer = create_lorafa_optimizer(
             plan.model, r=cfg.rank, lora_alpha=cfg.alpha, lr=lr
         )
