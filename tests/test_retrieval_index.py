@@ -11,10 +11,10 @@ import pytest
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import EmbedConfig, embed_images, embed_texts
-from mmdemo.flows.retrieval.identity import IndexNotFoundError
-from mmdemo.flows.retrieval.service import IndexService, Query, RetrievalConfig
 from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval.embed import EmbedConfig, embed_images, embed_texts
+from mmdemo.retrieval.identity import IndexNotFoundError
+from mmdemo.retrieval.service import IndexService, Query, RetrievalConfig
 from tests.retrieval_helpers import PHOTOS, write_photos
 
 

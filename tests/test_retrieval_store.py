@@ -10,10 +10,10 @@ import pytest
 
 from mmdemo.bench.clip_search import synthetic, synthetic_store
 from mmdemo.bench.clip_search import synthetic_rows as rows
-from mmdemo.flows.retrieval import search as search_mod
-from mmdemo.flows.retrieval.identity import IndexCorruptError, IndexExistsError, ModelIdentity
-from mmdemo.flows.retrieval.search import SearchConfig, Searcher, exact_search, recall_at_k
-from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
+from mmdemo.retrieval import search as search_mod
+from mmdemo.retrieval.identity import IndexCorruptError, IndexExistsError, ModelIdentity
+from mmdemo.retrieval.search import SearchConfig, Searcher, exact_search, recall_at_k
+from mmdemo.retrieval.store import IndexStore, StoreConfig
 
 DIM = 32
 
@@ -157,8 +157,8 @@ def test_importing_retrieval_and_its_cli_loads_no_framework() -> None:
     import sys
 
     code = (
-        "import sys, mmdemo.flows.retrieval.service, mmdemo.flows.retrieval.zeroshot, "
-        "mmdemo.flows.retrieval.explain, mmdemo.cli.index, mmdemo.bench.clip_search;"
+        "import sys, mmdemo.retrieval.service, mmdemo.retrieval.zeroshot, "
+        "mmdemo.retrieval.explain, mmdemo.cli.index, mmdemo.bench.clip_search;"
         "print(sorted(m for m in ('torch', 'open_clip', 'faiss', 'gradio', 'PIL') if m in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMDEMO_")}

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import embed_images, embed_texts, encode_tensors
-from mmdemo.flows.retrieval.explain import occlusion_map, patch_grid
-from mmdemo.flows.retrieval.images import ImageLimits, decode
-from mmdemo.flows.retrieval.zeroshot import (
+from mmdemo.images import ImageLimits, decode
+from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval.embed import embed_images, embed_texts, encode_tensors
+from mmdemo.retrieval.explain import occlusion_map, patch_grid
+from mmdemo.retrieval.zeroshot import (
     DEFAULT_TEMPLATES,
     classify,
     parse_labels,
     parse_templates,
 )
-from mmdemo.models.manager import ModelManager
 from tests.retrieval_helpers import write_photos
 
 

@@ -75,8 +75,8 @@ def synthetic_store(
 ) -> tuple[Any, Any]:
     """An index of ``vectors`` written through the real store (rows carry made-up metadata);
     returns (store, snapshot). ``identity``: the model it claims (default: "synthetic")."""
-    from mmdemo.flows.retrieval.identity import ModelIdentity
-    from mmdemo.flows.retrieval.store import IndexStore
+    from mmdemo.retrieval.identity import ModelIdentity
+    from mmdemo.retrieval.store import IndexStore
 
     store = IndexStore(root)
     identity = identity or ModelIdentity("synthetic", "synthetic", vectors.shape[1])
@@ -101,7 +101,7 @@ def per_query(searcher, snapshot, queries: np.ndarray) -> tuple[float, list[np.n
 
 
 def run(quick: bool = False) -> Table:
-    from mmdemo.flows.retrieval.search import ANN_FILE, SearchConfig, Searcher, recall_at_k
+    from mmdemo.retrieval.search import ANN_FILE, SearchConfig, Searcher, recall_at_k
 
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
     cases = [(n, "clustered") for n in sizes] + [(100_000, "uniform (worst case)")]

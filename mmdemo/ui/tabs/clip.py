@@ -1,5 +1,5 @@
 """CLIP search tab: build and grow named image indexes, search by text and/or image, explain a
-match, classify zero-shot. The work is done by ``IndexService`` (mmdemo.flows.retrieval)."""
+match, classify zero-shot. The work is done by ``IndexService`` (mmdemo.retrieval)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import MMDemoError
-from mmdemo.flows.retrieval.service import IndexService, Query
-from mmdemo.flows.retrieval.types import AddReport, SearchResult
-from mmdemo.flows.retrieval.zeroshot import DEFAULT_TEMPLATES
+from mmdemo.retrieval.service import IndexService, Query
+from mmdemo.retrieval.types import AddReport, SearchResult
+from mmdemo.retrieval.zeroshot import DEFAULT_TEMPLATES
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
 

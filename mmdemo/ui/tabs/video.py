@@ -17,10 +17,10 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.service import IndexService
 from mmdemo.flows.video.cache import ID_PATTERN
 from mmdemo.flows.video.service import VideoService
 from mmdemo.flows.video.types import Cancelled, Progress
+from mmdemo.retrieval import IndexService
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.video_view import (

@@ -22,14 +22,14 @@ import numpy as np
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval import embed as emb
-from mmdemo.flows.retrieval.identity import ModelIdentity, mismatch_error
-from mmdemo.flows.retrieval.images import ImageProblem, decode, thumbnail
-from mmdemo.flows.retrieval.ingest import ingest, scan_files
-from mmdemo.flows.retrieval.search import SearchConfig, Searcher
-from mmdemo.flows.retrieval.segments import Snapshot
-from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
-from mmdemo.flows.retrieval.types import (
+from mmdemo.images import ImageProblem, decode, thumbnail
+from mmdemo.retrieval import embed as emb
+from mmdemo.retrieval.identity import ModelIdentity, mismatch_error
+from mmdemo.retrieval.ingest import ingest, scan_files
+from mmdemo.retrieval.search import SearchConfig, Searcher
+from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.store import IndexStore, StoreConfig
+from mmdemo.retrieval.types import (
     AddReport,
     Explanation,
     Hit,
@@ -59,7 +59,7 @@ class RetrievalConfig:
 
     def __post_init__(self) -> None:
         from mmdemo.errors import SettingsError
-        from mmdemo.flows.retrieval.store import DTYPES
+        from mmdemo.retrieval.store import DTYPES
 
         if not 1 <= self.chunk_rows <= 1_000_000:
             raise SettingsError(f"chunk_rows={self.chunk_rows} is outside 1..1000000")
@@ -195,7 +195,7 @@ class IndexService:
         self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)
         with self._lock:
             self._open.pop(name, None)
-        return ingest(self, name, scan, copy, progress, bundle, stats)
+        return self._ingest(name, scan, copy, progress, bundle, stats)
 
     def add(
         self,
@@ -213,7 +213,33 @@ class IndexService:
             return self.build(name, sources, copy=copy, progress=progress, stats=stats)
         bundle = self.bundle()
         self._check_model(self.snapshot(name), bundle)
-        return ingest(self, name, scan_files(sources), copy, progress, bundle, stats)
+        return self._ingest(name, scan_files(sources), copy, progress, bundle, stats)
+
+    def _ingest(
+        self,
+        name: str,
+        scan: Any,
+        copy: bool,
+        progress: ProgressFn | None,
+        bundle: Any,
+        stats: emb.EmbedStats | None,
+    ) -> AddReport:
+        report, latest = ingest(
+            self.store,
+            name,
+            scan,
+            start=self.snapshot(name),
+            bundle=bundle,
+            identity=self.identity(bundle),
+            embed=self.config.embed,
+            chunk_rows=self.config.chunk_rows,
+            copy=copy,
+            on_commit=lambda snapshot: self.committed(name, snapshot),
+            progress=progress,
+            stats=stats,
+        )
+        self.searcher(name).prepare(latest)
+        return report
 
     def remove(
         self,
@@ -284,7 +310,7 @@ class IndexService:
             try:
                 image_vec = emb.embed_images(bundle, [query.image], self.config.embed.limits)[0]
             except ImageProblem as exc:
-                raise BadInputError(f"the query image cannot be used: {exc}") from None
+                raise exc.of("the query image") from None
             parts.append((1.0 - query.text_weight if text else 1.0, image_vec))
             words.append("an image")
         vector = sum(w * v for w, v in parts)
@@ -343,30 +369,31 @@ class IndexService:
             image, _, _ = decode(Path(item.path), 0, self.config.embed.limits)
         except ImageProblem as exc:
             raise BadInputError(
-                f"{item.path} cannot be read any more: {exc}",
+                f"{item.path} cannot be read any more: {exc.reason}",
                 fix="remove entries whose files are gone",
             ) from None
         return image
 
     def classify(self, image: Any, labels: Any, templates: Any = None) -> ZeroShotResult:
         """Zero-shot label probabilities for ``image`` (see zeroshot.py)."""
-        from mmdemo.flows.retrieval.zeroshot import classify
+        from mmdemo.retrieval.zeroshot import classify
 
         return classify(self.bundle(), image, labels, templates)
 
     def explain(self, name: str, item_id: int, text: str, grid: int | None = None) -> Explanation:
         """Occlusion map of an indexed image for a text query (see explain.py)."""
-        from mmdemo.flows.retrieval.explain import occlusion_map
+        from mmdemo.retrieval.explain import occlusion_map
 
         return occlusion_map(self.bundle(), self.image_of(name, item_id), text, grid)
 
-    def thumbnail(self, item: Item, side: int = 256) -> Any:
-        """A small copy of an indexed image, or a grey tile saying why there is none."""
+    def thumbnail(self, item: Item | str, side: int = 256) -> Any:
+        """A small copy of an indexed image (an item or its path), or a grey tile saying why
+        there is none."""
         from PIL import Image, ImageDraw
 
         try:
-            return thumbnail(item.path, side, self.config.embed.limits)
+            return thumbnail(getattr(item, "path", item), side, self.config.embed.limits)
         except ImageProblem as exc:
             tile = Image.new("RGB", (side, side), (90, 90, 90))
-            ImageDraw.Draw(tile).text((8, side // 2 - 6), str(exc)[:40], fill=(255, 255, 255))
+            ImageDraw.Draw(tile).text((8, side // 2 - 6), exc.reason[:40], fill=(255, 255, 255))
             return tile

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.flows.retrieval.segments import Snapshot
-from mmdemo.flows.retrieval.store import atomic_write
+from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.store import atomic_write
 
 ANN_FILE = "ann.bin"
 # share of ANN entries that may be stale (compacted away) before the ANN is rebuilt
