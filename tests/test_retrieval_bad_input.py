@@ -15,9 +15,9 @@ from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
 from mmdemo.images import ImageLimits
 from mmdemo.models.manager import LoadContext, LoadedModel, ModelManager
+from mmdemo.retrieval import IndexService, Query, RetrievalConfig
 from mmdemo.retrieval.embed import EmbedConfig
 from mmdemo.retrieval.identity import IndexModelMismatchError
-from mmdemo.retrieval.service import IndexService, Query, RetrievalConfig
 from tests.retrieval_helpers import png_header_only, truncated_jpeg, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ import os, sys
 from pathlib import Path
 from mmdemo.config import Settings
 from mmdemo.retrieval import store
-from mmdemo.retrieval.service import IndexService
+from mmdemo.retrieval import IndexService
 from mmdemo.models.manager import ModelManager
 
 real = store.atomic_write

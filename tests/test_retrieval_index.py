@@ -12,9 +12,9 @@ import pytest
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
 from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval import IndexService, Query, RetrievalConfig
 from mmdemo.retrieval.embed import EmbedConfig, embed_images, embed_texts
 from mmdemo.retrieval.identity import IndexNotFoundError
-from mmdemo.retrieval.service import IndexService, Query, RetrievalConfig
 from tests.retrieval_helpers import PHOTOS, write_photos
 
 

@@ -66,8 +66,8 @@ def run(quick: bool = False) -> Table:
     from mmdemo.config import Settings
     from mmdemo.images import ImageLimits, decode
     from mmdemo.models.manager import ModelManager
+    from mmdemo.retrieval import IndexService
     from mmdemo.retrieval.embed import EmbedStats, encode_tensors
-    from mmdemo.retrieval.service import IndexService
 
     n_web, n_camera = (32, 8) if quick else (128, 32)
     root = Path(tempfile.mkdtemp(prefix="mmdemo-bench-embed-"))

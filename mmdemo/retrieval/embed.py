@@ -24,6 +24,30 @@ J = TypeVar("J")
 
 # Fixed inputs whose embeddings identify an embedding space (see ModelIdentity.same_space).
 PROBE_TEXTS = ("a photo of a dog on the grass", "a diagram with text")
+# Captions whose embeddings calibrate an ANN index with real text queries (calibrate.py):
+# everyday subjects in the phrasings people search with.
+CALIBRATION_TEXTS = tuple(
+    template.format(subject)
+    for subject in (
+        "a dog",
+        "a cat",
+        "a car",
+        "a person smiling",
+        "a beach at sunset",
+        "a city street",
+        "a plate of food",
+        "a mountain",
+        "a flower",
+        "a chest x-ray",
+        "a bird",
+        "a laptop",
+        "a child playing",
+        "a document",
+        "a forest",
+        "a red bicycle",
+    )
+    for template in ("a photo of {}", "{}", "a picture showing {}", "a close-up of {}")
+)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from mmdemo.images import ImageProblem, decode, thumbnail
 from mmdemo.retrieval import embed as emb
 from mmdemo.retrieval.identity import ModelIdentity, mismatch_error
 from mmdemo.retrieval.ingest import ingest, scan_files
+from mmdemo.retrieval.query import Query, embed_query
 from mmdemo.retrieval.search import SearchConfig, Searcher
 from mmdemo.retrieval.segments import Snapshot
 from mmdemo.retrieval.store import IndexStore, StoreConfig
@@ -40,8 +41,6 @@ from mmdemo.retrieval.types import (
     SearchResult,
     ZeroShotResult,
 )
-
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -67,16 +66,6 @@ class RetrievalConfig:
             raise SettingsError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
 
-@dataclass(frozen=True)
-class Query:
-    """What to search for: text, an image, both (weighted), or an indexed image by id."""
-
-    text: str = ""
-    image: Any = None  # PIL image, numpy array, path or bytes
-    item_id: int | None = None
-    text_weight: float = 0.5  # with both text and image: weight of the text embedding
-
-
 @dataclass
 class _Open:
     snapshot: Snapshot
@@ -95,6 +84,7 @@ class IndexService:
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._identity: tuple[Any, ModelIdentity] | None = None
+        self._texts: tuple[Any, np.ndarray] | None = None
 
     # -- model -------------------------------------------------------------------------------
 
@@ -110,6 +100,21 @@ class IndexService:
         identity = ModelIdentity.of(bundle)
         self._identity = (weakref.ref(bundle), identity)
         return identity
+
+    def calibration_texts(self, snapshot: Snapshot) -> np.ndarray | None:
+        """Text embeddings of fixed captions, so an ANN index is calibrated with real text
+        queries too; None unless the index's model is loaded (this never loads it)."""
+        if not self.manager.is_loaded("clip"):
+            return None
+        bundle = self.bundle()
+        if not snapshot.manifest.identity.same_space(self.identity(bundle)):
+            return None
+        cached = self._texts
+        if cached is not None and cached[0]() is bundle:
+            return cached[1]
+        vectors = emb.embed_texts(bundle, emb.CALIBRATION_TEXTS)
+        self._texts = (weakref.ref(bundle), vectors)
+        return vectors
 
     def _check_model(self, snapshot: Snapshot, bundle: Any) -> None:
         identity = self.identity(bundle)
@@ -134,7 +139,9 @@ class IndexService:
             if entry is not None and entry.version == version:
                 return entry.snapshot
             snapshot = self.store.load(name, entry.snapshot if entry else None)
-            searcher = entry.searcher if entry else Searcher(self.config.search)
+            searcher = (
+                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
+            )
             self._open[name] = _Open(snapshot, version, searcher)
             return snapshot
 
@@ -145,7 +152,9 @@ class IndexService:
     def committed(self, name: str, snapshot: Snapshot) -> None:
         with self._lock:
             entry = self._open.get(name)
-            searcher = entry.searcher if entry else Searcher(self.config.search)
+            searcher = (
+                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
+            )
             self._open[name] = _Open(snapshot, self.store.version(name), searcher)
 
     def info(self, name: str) -> IndexInfo:
@@ -275,52 +284,12 @@ class IndexService:
     # -- searching ---------------------------------------------------------------------------
 
     def query_vector(self, snapshot: Snapshot, query: Query) -> tuple[np.ndarray, str]:
-        """The normalised query embedding and the query in words."""
-        text = (query.text or "").strip()
-        if len(text) > MAX_QUERY_CHARS:
-            raise BadInputError(
-                f"the query text is {len(text)} characters long",
-                fix=f"use at most {MAX_QUERY_CHARS} (CLIP reads only the first 77 tokens)",
-            )
+        """The normalised query embedding and the query in words (see query.py)."""
         if query.item_id is not None:
-            vectors, live = snapshot.vectors_of(np.asarray([query.item_id]))
-            if not live[0]:
-                raise BadInputError(
-                    f"image #{query.item_id} is not in index '{snapshot.name}' (any more)",
-                    fix="search again and pick a current result",
-                )
-            item = snapshot.item(query.item_id)
-            return vectors[0], f"image like {item.name if item else query.item_id}"
-        if not text and query.image is None:
-            raise BadInputError("nothing to search for", fix="type a text, give an image, or both")
-        if not 0.0 <= query.text_weight <= 1.0:
-            raise BadInputError(f"text weight {query.text_weight} is outside 0..1")
+            return embed_query(snapshot, query, None, self.config.embed.limits)
         bundle = self.bundle()
         self._check_model(snapshot, bundle)
-        parts, words = [], []
-        if text:
-            parts.append(
-                (
-                    query.text_weight if query.image is not None else 1.0,
-                    emb.embed_texts(bundle, [text])[0],
-                )
-            )
-            words.append(repr(text))
-        if query.image is not None:
-            try:
-                image_vec = emb.embed_images(bundle, [query.image], self.config.embed.limits)[0]
-            except ImageProblem as exc:
-                raise exc.of("the query image") from None
-            parts.append((1.0 - query.text_weight if text else 1.0, image_vec))
-            words.append("an image")
-        vector = sum(w * v for w, v in parts)
-        norm = float(np.linalg.norm(vector))
-        if norm < 1e-6:
-            raise BadInputError("text and image cancel out at this weight", fix="change the weight")
-        joined = " + ".join(words)
-        if len(parts) == 2:
-            joined += f" (text weight {query.text_weight:.2f})"
-        return (vector / norm).astype(np.float32), joined
+        return embed_query(snapshot, query, bundle, self.config.embed.limits)
 
     def search(self, name: str, query: Query, k: int = 10, exact: bool = False) -> SearchResult:
         if not 1 <= int(k) <= 1000:

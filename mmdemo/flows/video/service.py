@@ -165,7 +165,7 @@ class VideoService:
     @property
     def clip_index(self) -> Any:
         if self._clip_index is None:
-            from mmdemo.retrieval.service import IndexService
+            from mmdemo.retrieval import IndexService
 
             self._clip_index = IndexService(self.settings, self.manager)
         return self._clip_index
