@@ -206,4 +206,7 @@ def test_browser_builds_an_index_searches_and_clicks_a_result(
     page.locator("#clip-classify").click()
     expect(page.locator("#clip-zs-top")).to_contain_text("%", timeout=60_000)
     expect(page.locator("#clip-zs-plot").locator("canvas, svg").first).to_be_visible()
+    for close in page.locator(".toast-close").all():  # the broken file's message, read above
+        close.click()
+    expect(page.locator(".toast-close")).to_have_count(0)
     page.screenshot(path=str(screenshot_dir(tmp_path) / "clip.png"), full_page=True)
