@@ -64,3 +64,69 @@ def truncated_jpeg(name: str = "coffee") -> bytes:
     Image.fromarray(photo_array(name)).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()
     return data[: len(data) // 3]
+
+
+# -- a CLIP stand-in whose embeddings can be computed by hand ------------------------------
+
+COLOUR_DIM = 4
+# word -> its text embedding before normalisation (any other text: the fourth axis)
+COLOUR_WORDS = {
+    "red": (1, 0, 0, 0),
+    "green": (0, 1, 0, 0),
+    "blue": (0, 0, 1, 0),
+    "yellow": (1, 1, 0, 0),
+    "white": (1, 1, 1, 0),
+}
+
+
+def colour_clip_loader(ctx: object) -> object:
+    """A model manager loader for a "CLIP" that embeds an image as its mean RGB colour and a
+    text as the sum of its colour words (4-d). Expected scores are then plain arithmetic: a red
+    picture and "red" have cosine 1, yellow and "red" 1/sqrt(2), white and "red" 1/sqrt(3)."""
+    import torch
+
+    from mmdemo.models.backends.clip import ClipBundle
+    from mmdemo.models.manager import LoadedModel
+
+    class ColourClip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(100.0))))
+
+        def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+            mean = pixels.float().mean(dim=(2, 3))  # (B, 3)
+            out = torch.cat([mean, torch.zeros(len(mean), 1)], dim=1)
+            return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+        def encode_text(self, vectors: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+            out = vectors.float()
+            return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+    def tokenize(texts: list[str]) -> torch.Tensor:
+        rows = []
+        for text in texts:
+            words = [
+                COLOUR_WORDS[w] for w in text.lower().replace(".", " ").split() if w in COLOUR_WORDS
+            ]
+            rows.append(np.sum(words, axis=0) if words else (0, 0, 0, 1))
+        return torch.tensor(np.asarray(rows, dtype=np.float32))
+
+    def preprocess(image: object) -> torch.Tensor:
+        small = np.asarray(image.convert("RGB").resize((8, 8)), dtype=np.float32) / 255.0
+        return torch.from_numpy(small).permute(2, 0, 1)
+
+    model = ColourClip().eval()
+    bundle = ClipBundle(model, preprocess, tokenize, "colour-clip", COLOUR_DIM, 8, "cpu", "colour")
+    return LoadedModel(handle=bundle, device="cpu", dtype="float32")
+
+
+def write_colours(folder: Path, colours: dict[str, tuple[int, int, int]]) -> dict[str, Path]:
+    """Solid-colour PNGs, name -> path."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, rgb in colours.items():
+        out[name] = folder / f"{name}.png"
+        Image.new("RGB", (32, 24), rgb).save(out[name])
+    return out

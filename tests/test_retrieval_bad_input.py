@@ -13,11 +13,11 @@ import pytest
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import EmbedConfig
-from mmdemo.flows.retrieval.identity import IndexModelMismatchError
-from mmdemo.flows.retrieval.images import ImageLimits
-from mmdemo.flows.retrieval.service import IndexService, Query, RetrievalConfig
+from mmdemo.images import ImageLimits
 from mmdemo.models.manager import LoadContext, LoadedModel, ModelManager
+from mmdemo.retrieval import IndexService, Query, RetrievalConfig
+from mmdemo.retrieval.embed import EmbedConfig
+from mmdemo.retrieval.identity import IndexModelMismatchError
 from tests.retrieval_helpers import png_header_only, truncated_jpeg, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,8 +179,8 @@ CRASH = r"""
 import os, sys
 from pathlib import Path
 from mmdemo.config import Settings
-from mmdemo.flows.retrieval import store
-from mmdemo.flows.retrieval.service import IndexService
+from mmdemo.retrieval import store
+from mmdemo.retrieval import IndexService
 from mmdemo.models.manager import ModelManager
 
 real = store.atomic_write
@@ -227,7 +227,7 @@ def test_a_crash_mid_write_leaves_the_old_index_intact(
         for r in after.snapshot("crash").manifest.segments
         for ext in (".npy", ".json")
     }
-    leftovers = {p.name for p in directory.iterdir()} - named - {"manifest.json", ".lock"}
+    leftovers = {p.name for p in directory.iterdir()} - named - {"manifest.json"}
     assert leftovers == set(), "debris of the crash is cleaned by the next write"
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import EmbedConfig, embed_images, embed_texts
-from mmdemo.flows.retrieval.identity import IndexNotFoundError
-from mmdemo.flows.retrieval.service import IndexService, Query, RetrievalConfig
 from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval import IndexService, Query, RetrievalConfig
+from mmdemo.retrieval.embed import EmbedConfig, embed_images, embed_texts
+from mmdemo.retrieval.identity import IndexNotFoundError
 from tests.retrieval_helpers import PHOTOS, write_photos
 
 
@@ -263,3 +263,25 @@ def test_real_clip_ranks_the_cat_photo_first_for_a_cat(tmp_path: Path) -> None:
         assert service.classify(str(photos["cat"]), "cat, rocket, cup of coffee").top == "cat"
     finally:
         manager.unload_all()
+
+
+def test_ann_calibration_uses_captions_only_from_the_index_model_already_loaded(
+    isolated_settings: Settings, shared_manager: ModelManager, photos: dict[str, Path]
+) -> None:
+    from mmdemo.retrieval.embed import CALIBRATION_TEXTS
+
+    service = IndexService(isolated_settings, shared_manager)
+    service.build("photos", [photos["cat"]])
+    snap = service.snapshot("photos")
+    texts = service.calibration_texts(snap)
+    assert texts.shape == (len(CALIBRATION_TEXTS), snap.manifest.identity.embed_dim)
+    assert np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+
+    cold = IndexService(isolated_settings, ModelManager(isolated_settings))
+    assert cold.calibration_texts(snap) is None and not cold.manager.is_loaded("clip")
+
+    from tests.retrieval_helpers import colour_clip_loader
+
+    other = ModelManager(isolated_settings, loaders={"clip": colour_clip_loader})
+    other.get("clip")
+    assert IndexService(isolated_settings, other).calibration_texts(snap) is None

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdemo.bench.clip_search import synthetic, synthetic_store
-from mmdemo.bench.clip_search import synthetic_rows as rows
-from mmdemo.flows.retrieval import search as search_mod
-from mmdemo.flows.retrieval.identity import IndexCorruptError, IndexExistsError, ModelIdentity
-from mmdemo.flows.retrieval.search import SearchConfig, Searcher, exact_search, recall_at_k
-from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
+from mmdemo.bench.vectors import synthetic, synthetic_store
+from mmdemo.bench.vectors import synthetic_rows as rows
+from mmdemo.retrieval import search as search_mod
+from mmdemo.retrieval.exact import exact_search, recall_at_k
+from mmdemo.retrieval.identity import IndexCorruptError, IndexExistsError, ModelIdentity
+from mmdemo.retrieval.search import SearchConfig, Searcher
+from mmdemo.retrieval.store import IndexStore, StoreConfig
 
 DIM = 32
 
@@ -157,8 +158,8 @@ def test_importing_retrieval_and_its_cli_loads_no_framework() -> None:
     import sys
 
     code = (
-        "import sys, mmdemo.flows.retrieval.service, mmdemo.flows.retrieval.zeroshot, "
-        "mmdemo.flows.retrieval.explain, mmdemo.cli.index, mmdemo.bench.clip_search;"
+        "import sys, mmdemo.retrieval.service, mmdemo.retrieval.zeroshot, "
+        "mmdemo.retrieval.explain, mmdemo.cli.index, mmdemo.bench.clip_search;"
         "print(sorted(m for m in ('torch', 'open_clip', 'faiss', 'gradio', 'PIL') if m in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMDEMO_")}
@@ -174,17 +175,60 @@ def test_importing_retrieval_and_its_cli_loads_no_framework() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_ann_calibrates_nprobe_until_recall_is_high_even_on_structureless_data(
-    tmp_path: Path,
-) -> None:
-    from mmdemo.bench.clip_search import uniform
+def _calibrated(tmp_path: Path, name: str, data: np.ndarray, texts=None, nprobe: int = 2):
+    _, snap = synthetic_store(tmp_path, name, data)
+    searcher = Searcher(
+        SearchConfig(ann_threshold=1000, nprobe=nprobe, min_recall=0.95),
+        texts=None if texts is None else (lambda _snapshot: texts),
+    )
+    searcher.prepare(snap)
+    return snap, searcher
 
-    data = uniform(8000, 64, seed=0)
-    queries = uniform(40, 64, seed=1)
-    _, snap = synthetic_store(tmp_path, "flat", data)
-    searcher = Searcher(SearchConfig(ann_threshold=1000, nprobe=2, min_recall=0.95))
+
+def test_calibration_probes_as_many_cells_as_text_like_queries_need(tmp_path: Path) -> None:
+    """Image queries find their neighbours in 2-4 cells here; text-like queries (another cone,
+    far neighbours) need more. Calibration measures both kinds and picks enough for both."""
+    from mmdemo.bench.vectors import text_like
+
+    data = synthetic(20_000, 128, seed=0, topics=64)
+    snap, searcher = _calibrated(tmp_path, "cal", data)
+    cells, nprobe = searcher.ann.index.nlist, searcher.ann.nprobe(searcher.config)
+    assert 2 < nprobe < cells, "raised from 2, and still a real partition (not every cell)"
+    assert set(searcher.ann.meta["recall_by_kind"]) == {"image", "off-manifold"}
+    assert min(searcher.ann.meta["recall_by_kind"].values()) >= 0.95
+
+    images, texts = synthetic(100, 128, seed=1, topics=64), text_like(100, 128, seed=2, topics=64)
+    _, image_truth, _ = searcher.search(snap, images, 10, exact=True)
+    _, text_truth, _ = searcher.search(snap, texts, 10, exact=True)
+    _, found, _ = searcher.search(snap, images, 10, nprobe=4)
+    assert recall_at_k(image_truth, found) >= 0.95, "4 cells are enough for image queries"
+    _, found, _ = searcher.search(snap, texts, 10, nprobe=4)
+    assert recall_at_k(text_truth, found) < 0.93, "but not for text-like ones"
+    _, found, method = searcher.search(snap, texts, 10)
+    assert method.startswith("ANN") and f"nprobe {nprobe}," in method
+    assert recall_at_k(text_truth, found) >= 0.93, "the calibrated nprobe carries over"
+
+
+def test_real_text_queries_join_the_calibration(tmp_path: Path) -> None:
+    from mmdemo.bench.vectors import text_like
+
+    data = synthetic(20_000, 128, seed=0, topics=512)
+    _, without = _calibrated(tmp_path / "a", "cal", data)
+    captions = text_like(64, 128, seed=99, topics=512)
+    _, with_texts = _calibrated(tmp_path / "b", "cal", data, texts=captions)
+    assert "text" in with_texts.ann.meta["recall_by_kind"]
+    assert with_texts.ann.meta["recall_by_kind"]["text"] >= 0.95
+    assert with_texts.ann.nprobe(with_texts.config) > without.ann.nprobe(without.config)
+    assert "text queries" in with_texts.method(IndexStore(tmp_path / "b").load("cal"))
+
+
+def test_structureless_data_is_searched_exactly_after_calibration(tmp_path: Path) -> None:
+    from mmdemo.bench.vectors import uniform
+
+    snap, searcher = _calibrated(tmp_path, "flat", uniform(8000, 256, seed=0))
+    queries = uniform(40, 256, seed=1)
+    assert searcher.ann.nprobe(searcher.config) >= searcher.ann.index.nlist
     _, truth, _ = searcher.search(snap, queries, 10, exact=True)
     _, found, method = searcher.search(snap, queries, 10)
-    assert searcher.ann.nprobe(searcher.config) > 2, "nprobe 2 cannot find neighbours here"
-    assert "recall@10" in method or method.startswith("exact (an ANN index could not")
-    assert recall_at_k(truth, found) >= 0.9, "the calibration carries over to new queries"
+    assert method.startswith("exact (an ANN index could not reach the recall target")
+    assert recall_at_k(truth, found) == 1.0

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import embed_images, embed_texts, encode_tensors
-from mmdemo.flows.retrieval.explain import occlusion_map, patch_grid
-from mmdemo.flows.retrieval.images import ImageLimits, decode
-from mmdemo.flows.retrieval.zeroshot import (
+from mmdemo.images import ImageLimits, decode
+from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval.embed import embed_images, embed_texts, encode_tensors
+from mmdemo.retrieval.explain import occlusion_map, patch_grid
+from mmdemo.retrieval.zeroshot import (
     DEFAULT_TEMPLATES,
     classify,
     parse_labels,
     parse_templates,
 )
-from mmdemo.models.manager import ModelManager
 from tests.retrieval_helpers import write_photos
 
 
@@ -32,6 +32,11 @@ def cat(tmp_path: Path) -> Path:
 
 
 def test_probabilities_are_the_softmax_of_the_template_ensemble(bundle, cat: Path) -> None:
+    from PIL import Image
+
+    png = cat.with_suffix(".png")  # lossless, so any decoder gives the same pixels
+    Image.open(cat).save(png)
+    cat = png
     labels = ("cat", "dog", "rocket ship")
     templates = ("a photo of a {}.", "art of the {}.", "a {} in a video game.")
     result = classify(bundle, str(cat), ", ".join(labels), "\n".join(templates))
@@ -39,11 +44,21 @@ def test_probabilities_are_the_softmax_of_the_template_ensemble(bundle, cat: Pat
     assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
     assert list(result.probabilities) == sorted(result.probabilities, reverse=True)
 
-    image = embed_images(bundle, [str(cat)])[0]
-    classes = []
-    for label in labels:
-        e = embed_texts(bundle, [t.format(label) for t in templates]).mean(0)
-        classes.append(e / np.linalg.norm(e))
+    # computed straight through open_clip's model, not through our embedding code
+    import torch
+
+    def unit(t: torch.Tensor) -> np.ndarray:
+        a = t.detach().float().numpy()
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    with torch.no_grad():
+        pixels = bundle.preprocess(Image.open(cat).convert("RGB"))[None]
+        image = unit(bundle.model.encode_image(pixels))[0]
+        classes = []
+        for label in labels:
+            tokens = bundle.tokenizer([t.format(label) for t in templates])
+            e = unit(bundle.model.encode_text(tokens)).mean(0)
+            classes.append(e / np.linalg.norm(e))
     scale = float(bundle.model.logit_scale.detach().exp())
     logits = scale * np.stack(classes) @ image
     expected = np.exp(logits - logits.max())

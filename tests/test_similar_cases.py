@@ -9,10 +9,10 @@ import pytest
 from mmdemo.errors import BadInputError
 from mmdemo.flows.chat import ChatService, ChatSession, build_messages
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.flows.retrieval.service import IndexService
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
+from mmdemo.retrieval import IndexService
 from tests.retrieval_helpers import write_photos
 
 GEN = GenerationSettings(max_new_tokens=6)

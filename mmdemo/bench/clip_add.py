@@ -21,10 +21,10 @@ def _dir_bytes(path: Path) -> dict[str, int]:
 
 def run(quick: bool = False) -> Table:
     from mmdemo.bench.clip_embed import make_photos
-    from mmdemo.bench.clip_search import synthetic, synthetic_store
+    from mmdemo.bench.vectors import synthetic, synthetic_store
     from mmdemo.config import Settings
-    from mmdemo.flows.retrieval.service import IndexService
     from mmdemo.models.manager import ModelManager
+    from mmdemo.retrieval import IndexService
 
     sizes = (100_000,) if quick else (100_000, 1_000_000)
     new = 1000

@@ -64,10 +64,10 @@ def run(quick: bool = False) -> Table:
     import torch
 
     from mmdemo.config import Settings
-    from mmdemo.flows.retrieval.embed import EmbedStats, encode_tensors
-    from mmdemo.flows.retrieval.images import ImageLimits, decode
-    from mmdemo.flows.retrieval.service import IndexService
+    from mmdemo.images import ImageLimits, decode
     from mmdemo.models.manager import ModelManager
+    from mmdemo.retrieval import IndexService
+    from mmdemo.retrieval.embed import EmbedStats, encode_tensors
 
     n_web, n_camera = (32, 8) if quick else (128, 32)
     root = Path(tempfile.mkdtemp(prefix="mmdemo-bench-embed-"))

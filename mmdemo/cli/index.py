@@ -71,9 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def service_from(args: argparse.Namespace) -> Any:
     from mmdemo.cli import settings_from
-    from mmdemo.flows.retrieval.embed import EmbedConfig
-    from mmdemo.flows.retrieval.service import IndexService, RetrievalConfig
     from mmdemo.models.manager import ModelManager
+    from mmdemo.retrieval import IndexService, RetrievalConfig
+    from mmdemo.retrieval.embed import EmbedConfig
 
     settings = settings_from(args)
     embed = EmbedConfig(
@@ -151,7 +151,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mmdemo.flows.retrieval.service import Query
+    from mmdemo.retrieval import Query
 
     service = service_from(args)
     query = Query(text=args.text, image=args.image, item_id=args.like, text_weight=args.weight)

@@ -61,7 +61,7 @@ class Collator:
         return prompt, full[len(prompt) :].rstrip()
 
     def image_of(self, example: Example) -> Any:
-        from mmdemo.flows.media import load_image
+        from mmdemo.images import load_image
 
         return load_image(example.image, self.max_side)
 

@@ -209,7 +209,7 @@ def _read_slake(folder: Path, report: DataReport) -> list[dict]:
 
 
 def _to_examples(rows: list[dict], task: str, report: DataReport, max_side: int) -> list[Example]:
-    from mmdemo.flows.media import load_image
+    from mmdemo.images import load_image
 
     checked: dict[Path, str] = {}  # image -> "" if readable, else the reason
     out = []

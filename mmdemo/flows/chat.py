@@ -22,8 +22,8 @@ from mmdemo.flows.generation import (
     peak_memory_bytes,
     run_generation,
 )
-from mmdemo.flows.media import load_image
 from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
+from mmdemo.images import load_image
 from mmdemo.models.adapters import AdapterInfo, AdapterStore
 from mmdemo.models.lora import check_compatible
 from mmdemo.models.manager import ModelManager

@@ -19,6 +19,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import AdapterError
 from mmdemo.models.archive import PICKLE_SUFFIXES, safe_extract
+from mmdemo.models.files import restore_folders
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "adapters"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -142,6 +143,7 @@ class AdapterStore:
     def list(self) -> list[AdapterInfo]:
         """All readable adapters, user ones first; unreadable folders are skipped."""
         found: dict[str, AdapterInfo] = {}
+        restore_folders(self.root)  # a training run's swap a crash cut in half
         for folder, builtin in ((self.root, False), (self.builtin_dir, True)):
             if folder is None or not folder.is_dir():
                 continue

@@ -1,39 +1,126 @@
-"""Folder writes that are all-or-nothing: build in a temporary sibling, then rename."""
+"""Folder writes that are all-or-nothing, and locks across processes (on any OS, via filelock).
+
+``atomic_folder`` builds the new folder under a temporary name beside the target, then swaps
+it in with two renames: the old folder is renamed aside, then the new one takes its name.
+Between the two renames the target is briefly absent; a crash right there leaves the old
+folder aside, and ``restore_folder`` (which every later ``atomic_folder`` on the same target
+runs first) puts it back. So a reader finds the old folder or the complete new one, never
+half of one. (A crashed write's unfinished ``.NAME-new-*`` folder stays behind, hidden: with
+writers building side by side, no one can tell it from another writer's work in progress.)
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: Path, waiting: Callable[[], None] | None = None, poll: float = 0.2
+) -> Iterator[None]:
+    """An exclusive lock across processes and threads, held for the ``with`` block.
+
+    Without ``waiting`` this blocks until the lock is free; with it, ``waiting()`` is called
+    every ``poll`` seconds while another holder has it (it may raise to give up waiting).
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))  # a new lock object per use: separate holders exclude each other
+    if waiting is None:
+        lock.acquire()
+    else:
+        while True:
+            try:
+                lock.acquire(timeout=poll)
+                break
+            except Timeout:
+                waiting()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def aside_path(target: Path) -> Path:
+    """Where the old folder waits while a new one takes its name."""
+    return target.with_name(f".{target.name}.replaced")
+
+
+def _swap_lock(target: Path) -> Path:
+    return target.with_name(f".{target.name}.swap.lock")
+
+
+def restore_folder(target: Path) -> bool:
+    """Finish a swap a crash interrupted: if ``target`` is missing and its old folder waits
+    aside, put it back (True). A leftover aside copy beside a present target is deleted."""
+    target = Path(target)
+    aside = aside_path(target)
+    if not aside.exists():
+        return False
+    with file_lock(_swap_lock(target)):
+        if not aside.exists():
+            return False
+        if target.exists():
+            shutil.rmtree(aside, ignore_errors=True)  # the swap finished; cleanup did not
+            return False
+        os.rename(aside, target)
+        return True
+
+
+def restore_folders(parent: Path) -> list[str]:
+    """``restore_folder`` for every interrupted swap under ``parent``; the names restored."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    names = [
+        p.name[1 : -len(".replaced")]
+        for p in parent.iterdir()
+        if p.name.startswith(".") and p.name.endswith(".replaced")
+    ]
+    return [n for n in names if n and restore_folder(parent / n)]
 
 
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target``, on error it is
-    removed, so readers see the old folder or the complete new one, never half of one."""
+    removed and ``target`` is untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    restore_folder(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _swap_in(tmp, target)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (and threads), held for the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def _swap_in(new: Path, target: Path) -> None:
+    """Rename ``target`` aside, rename ``new`` to ``target``, delete the old one."""
+    aside = aside_path(target)
+    with file_lock(_swap_lock(target)):
+        if aside.exists():  # left by a crash after a swap (with target present) or before it
+            if target.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(aside, target)
+        had_old = target.exists()
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if had_old:
+                os.rename(target, aside)
+            os.rename(new, target)
+        except BaseException:
+            if had_old and aside.exists() and not target.exists():
+                os.rename(aside, target)
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        if had_old:
+            shutil.rmtree(aside, ignore_errors=True)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
+
+if TYPE_CHECKING:
+    from mmdemo.retrieval import IndexService
+
+INDEX_SERVICE = "clip_index"  # its key in ``services`` (tabs built before this accessor use it)
 
 
 @dataclass
@@ -15,3 +20,13 @@ class AppContext:
     manager: ModelManager
     # services later tabs add (adapter store, index service, ...), by name
     services: dict[str, Any] = field(default_factory=dict)
+
+    def index_service(self) -> IndexService:
+        """The app's one CLIP ``IndexService`` (the CLIP, chat and video tabs share it);
+        made on first call, which loads no model."""
+        service = self.services.get(INDEX_SERVICE)
+        if service is None:
+            from mmdemo.retrieval import IndexService
+
+            service = self.services[INDEX_SERVICE] = IndexService(self.settings, self.manager)
+        return service

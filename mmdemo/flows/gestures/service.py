@@ -136,7 +136,7 @@ class GestureService:
         self, source: Any, max_side: int = 2048, max_bytes: int | None = None
     ) -> ImageResult:
         """Hands, gestures and a drawn skeleton for an image (path, PIL image or array)."""
-        from mmdemo.flows.media import load_image
+        from mmdemo.images import load_image
 
         start = time.perf_counter()
         if source is None:
@@ -224,7 +224,7 @@ class GestureService:
         """Teach gesture ``name`` from example images; returns (taught gestures with their
         training accuracy, notes naming examples that were not used)."""
         from mmdemo.flows.gestures.custom import MAX_EXAMPLES, MIN_EXAMPLES, check_name
-        from mmdemo.flows.media import load_image
+        from mmdemo.images import load_image
 
         check_name(name, self.custom.names, replace)  # before any image is read
         images = [i for i in images or [] if i is not None]
@@ -274,7 +274,7 @@ class GestureService:
     def second_opinion(self, image: Any, hand: HandResult) -> list[tuple[str, float]]:
         """CLIP zero-shot over the built-in gesture names on a crop around ``hand``."""
         from mmdemo.flows.gestures.vocabulary import BUILTIN, STATIC_GESTURES
-        from mmdemo.flows.retrieval.zeroshot import classify
+        from mmdemo.retrieval.zeroshot import classify
 
         w, h = image.size
         pts = hand.landmarks[:, :2] * np.array([w, h])

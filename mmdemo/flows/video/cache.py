@@ -9,7 +9,6 @@ keeps the stages it finished, and a crash never leaves half a stage.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.video.types import VideoResult, check
-from mmdemo.models.files import atomic_folder
+from mmdemo.models.files import atomic_folder, file_lock
 
 STAGE_FILE = "stage.json"
 RESULT_FILE = "result.json"
@@ -123,17 +122,11 @@ class VideoCache:
         """One run per file at a time (across threads and processes); a second run of the
         same file waits (calling ``waiting`` now and then), then finds the stages cached."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    check(stop)
-                    if waiting is not None:
-                        waiting()
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+
+        def wait() -> None:
+            check(stop)
+            if waiting is not None:
+                waiting()
+
+        with file_lock(self.folder / ".lock", waiting=wait):
+            yield

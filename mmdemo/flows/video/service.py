@@ -144,7 +144,7 @@ class VideoService:
             )
         vectors = self._cached_vectors(result)
         if vectors is not None:
-            from mmdemo.flows.retrieval.embed import embed_texts
+            from mmdemo.retrieval.embed import embed_texts
 
             order = rank(vectors, embed_texts(self.manager.get("clip"), [text])[0])
         else:
@@ -165,7 +165,7 @@ class VideoService:
     @property
     def clip_index(self) -> Any:
         if self._clip_index is None:
-            from mmdemo.flows.retrieval.service import IndexService
+            from mmdemo.retrieval import IndexService
 
             self._clip_index = IndexService(self.settings, self.manager)
         return self._clip_index

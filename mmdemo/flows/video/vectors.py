@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.flows.retrieval import embed as emb
 from mmdemo.flows.video.config import VideoConfig
 from mmdemo.flows.video.types import Shot, check
+from mmdemo.retrieval import embed as emb
 
 # Everyday scenes and things: CLIP's words for a frame when the VLM cannot caption it.
 LABELS = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from mmdemo.errors import MMDemoError
-from mmdemo.models.files import atomic_folder, file_lock
+from mmdemo.models.files import atomic_folder, file_lock, restore_folder
 
 TINY_VERSION = 3
 
@@ -56,8 +56,9 @@ def ensure_built(name: str, models_dir: Path, force: bool = False) -> Path:
     if not force and is_built(models_dir, name):
         return target
     with file_lock(target.parent / f".{name}.lock"):
+        restore_folder(target)  # a crash may have left the last build renamed aside
         if not force and is_built(models_dir, name):
-            return target  # another process built it while we waited
+            return target  # another process built it (or it was restored) while we waited
         builder_path, _ = TINY_MODELS[name]
         module_name, _, func = builder_path.partition(":")
         builder = getattr(importlib.import_module(module_name), func)

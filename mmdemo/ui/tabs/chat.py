@@ -11,10 +11,10 @@ import gradio as gr
 
 from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.flows.retrieval.service import IndexService
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
 from mmdemo.models.adapters import AdapterStore
+from mmdemo.retrieval import IndexService
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel

@@ -1,73 +1,37 @@
 """CLIP search tab: build and grow named image indexes, search by text and/or image, explain a
-match, classify zero-shot. The work is done by ``IndexService`` (mmdemo.flows.retrieval)."""
+match, classify zero-shot. Layout and wiring only: the handlers are in ``ui/clip_actions.py``,
+the API (plain values in, data out) in ``ui/clip_api.py``, the work in ``IndexService``
+(mmdemo.retrieval)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from mmdemo.errors import MMDemoError
-from mmdemo.flows.retrieval.service import IndexService, Query
-from mmdemo.flows.retrieval.types import AddReport, SearchResult
-from mmdemo.flows.retrieval.zeroshot import DEFAULT_TEMPLATES
-from mmdemo.ui.common import guarded
+from mmdemo.images import IMAGE_EXTENSIONS
+from mmdemo.retrieval.zeroshot import DEFAULT_TEMPLATES
+from mmdemo.ui.clip_actions import ClipActions, ClipSession
+from mmdemo.ui.clip_api import ClipApi, register_api
+from mmdemo.ui.clip_view import SKIPPED_HEADERS
 from mmdemo.ui.context import AppContext
 
-SAMPLES = Path(__file__).resolve().parents[3] / "assets" / "images"
-DEFAULT_INDEX = "photos"
-SKIPPED_HEADERS = ["file", "why it was skipped"]
-
-
-class ClipSession:
-    """Per-user state: the results on screen (so a click maps to an indexed image)."""
-
-    def __init__(self) -> None:
-        self.index = ""
-        self.hits: list[Any] = []
-
-
-def gallery_items(service: IndexService, result: SearchResult) -> list[tuple[Any, str]]:
-    return [
-        (service.thumbnail(h.item), f"{h.rank}. {h.item.name} · {h.score:.3f}") for h in result.hits
-    ]
-
-
-def result_md(result: SearchResult) -> str:
-    if not result.hits:
-        return f"No results for {result.query}."
-    return (
-        f"{len(result.hits)} results for {result.query} among {result.searched} images "
-        f"({result.method}, {result.seconds * 1000:.1f} ms). Click a result to search by it."
-    )
-
-
-def report_md(reports: list[AddReport]) -> str:
-    return "\n\n".join(r.describe() for r in reports)
-
-
-def skipped_rows(reports: list[tuple[AddReport, bool]]) -> list[list[str]]:
-    """Skipped files; uploads by file name (their server path is a temporary folder)."""
-    return [
-        [Path(s.path).name if uploaded else s.path, s.reason]
-        for report, uploaded in reports
-        for s in report.skipped
-    ]
+IMAGE_TYPES = list(IMAGE_EXTENSIONS)
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    service: IndexService = ctx.services.setdefault(
-        "clip_index", IndexService(ctx.settings, ctx.manager)
-    )
-    limit = ctx.settings.concurrency
+    api = ClipApi(ctx.index_service())
+    act = ClipActions(api)
+    heavy = dict(concurrency_id="clip-embed", concurrency_limit=1)
+    query = dict(concurrency_id="clip-query", concurrency_limit=ctx.settings.concurrency)
+    private = dict(api_visibility="private")
 
     gr.Markdown(
         "Index a folder or uploaded images, then find them by words or by example; or label an "
         "image zero-shot. Indexes persist under `MMDEMO_HOME/indexes/` and grow: adding images "
         "embeds only the new ones."
     )
-    state = gr.State(ClipSession())
+    state = gr.State(ClipSession)
     with gr.Row():
         index = gr.Dropdown(
             label="Index (pick one, or type a new name)",
@@ -110,7 +74,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     gr.Markdown("### Search")
     with gr.Row():
         with gr.Column(scale=2):
-            query = gr.Textbox(label="Text", placeholder="a cat on a sofa", elem_id="clip-query")
+            text = gr.Textbox(label="Text", placeholder="a cat on a sofa", elem_id="clip-query")
             weight = gr.Slider(
                 0,
                 1,
@@ -119,9 +83,19 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 elem_id="clip-weight",
                 label="Text weight (with both text and image)",
             )
-            k = gr.Slider(1, 50, value=12, step=1, label="Results", elem_id="clip-k")
+            top_k = gr.Slider(1, 50, value=12, step=1, label="Results", elem_id="clip-k")
             search_btn = gr.Button("Search", variant="primary", elem_id="clip-search")
-        query_image = gr.Image(label="Image", type="pil", height=220, elem_id="clip-query-image")
+        with gr.Column(scale=1):
+            # a file, not gr.Image: our decoder checks the upload and says what is wrong
+            image = gr.File(
+                label="Image", type="filepath", file_types=IMAGE_TYPES, elem_id="clip-query-image"
+            )
+            image_view = gr.Image(
+                label="Searching with",
+                interactive=False,
+                height=180,
+                elem_id="clip-query-preview",
+            )
     status = gr.Markdown(elem_id="clip-search-info")
     gallery = gr.Gallery(
         label="Results",
@@ -138,7 +112,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         heat = gr.Image(
             label="Where the text matches (occlusion map)",
-            type="numpy",
+            type="filepath",
             interactive=False,
             height=320,
             elem_id="clip-explain",
@@ -147,7 +121,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     gr.Markdown("### Zero-shot classification")
     with gr.Row():
-        zs_image = gr.Image(label="Image", type="pil", height=260, elem_id="clip-zs-image")
+        with gr.Column():
+            zs_image = gr.File(
+                label="Image", type="filepath", file_types=IMAGE_TYPES, elem_id="clip-zs-image"
+            )
+            zs_view = gr.Image(interactive=False, height=200, show_label=False)
         with gr.Column():
             labels = gr.Textbox(
                 label="Labels (comma-separated)",
@@ -171,206 +149,50 @@ def build(ctx: AppContext) -> dict[str, Any]:
         elem_id="clip-zs-plot",
     )
 
-    def choices(current: str | None) -> tuple[Any, str]:
-        names = service.names()
-        value = current if current else (names[0] if names else DEFAULT_INDEX)
-        if value not in names:
-            return gr.update(choices=names, value=value), (
-                f"Index **{value}** does not exist yet: add images to create it."
-            )
-        try:
-            text = service.info(value).describe()
-        except MMDemoError as exc:  # a damaged index must not break the page
-            text = f"Index **{value}** cannot be read: {exc}"
-        return gr.update(choices=names, value=value), text
-
-    @guarded
-    def refresh(current: str | None) -> tuple[Any, str]:
-        return choices(current)
-
-    @guarded
-    def add(
-        name: str,
-        folder_path: str,
-        files: list[str] | None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ) -> tuple[Any, ...]:
-        name = (name or "").strip()
-        if not (folder_path or "").strip() and not files:
-            raise gr.Error("Give a folder path or upload images first.", title="Nothing to add")
-
-        def tick(p: Any) -> None:
-            progress((p.done, p.total), desc=p.describe(), unit="images")
-
-        reports = []
-        if (folder_path or "").strip():
-            report = service.add(name, [folder_path.strip()], create=True, progress=tick)
-            reports.append((report, False))
-        if files:
-            report = service.add(name, files, copy=True, create=True, progress=tick)
-            reports.append((report, True))
-        rows = skipped_rows(reports)
-        if rows:
-            gr.Warning(f"{len(rows)} file(s) could not be indexed; see the list below.")
-        dropdown, text = choices(name)
-        summary = report_md([r for r, _ in reports])
-        return dropdown, text, summary, gr.update(value=rows, visible=bool(rows)), None
-
-    def show(session: ClipSession, name: str, result: SearchResult) -> tuple[Any, ...]:
-        session.index, session.hits = name, list(result.hits)
-        picks = [(f"{h.rank}. {h.item.name}", h.rank - 1) for h in result.hits]
-        pick_update = gr.update(choices=picks, value=0 if picks else None)
-        return gallery_items(service, result), result_md(result), pick_update, session
-
-    @guarded
-    def search(
-        session: ClipSession, name: str, text: str, image: Any, w: float, n: float
-    ) -> tuple[Any, ...]:
-        result = service.search(name, Query(text=text, image=image, text_weight=w), int(n))
-        return show(session, name, result)
-
-    @guarded
-    def search_by_result(
-        session: ClipSession, name: str, n: float, evt: gr.SelectData
-    ) -> tuple[Any, ...]:
-        if evt.index is None or not 0 <= int(evt.index) < len(session.hits):
-            raise gr.Error("That result is gone; search again.")
-        hit = session.hits[int(evt.index)]
-        result = service.search(session.index or name, Query(item_id=hit.item.id), int(n))
-        return (*show(session, session.index or name, result), "", service.thumbnail(hit.item, 384))
-
-    def picked(session: ClipSession, choice: Any) -> Any:
-        if choice is None or not session.hits or not 0 <= int(choice) < len(session.hits):
-            raise gr.Error("Search first, then pick a result.", title="No result picked")
-        return session.hits[int(choice)]
-
-    @guarded
-    def explain(session: ClipSession, choice: Any, text: str) -> tuple[Any, str]:
-        hit = picked(session, choice)
-        ex = service.explain(session.index, hit.item.id, text)
-        notes = "\n".join(f"- {n}" for n in ex.notes)
-        return ex.overlay, (
-            f"**{hit.item.name}** vs {ex.text!r}: cosine {ex.score:.3f}; largest drop "
-            f"{float(ex.drops.max()):.4f} on a {ex.grid}x{ex.grid} grid ({ex.seconds:.1f} s).\n\n{notes}"
-        )
-
-    @guarded
-    def remove(session: ClipSession, choice: Any) -> tuple[Any, ...]:
-        hit = picked(session, choice)
-        report = service.remove(session.index, ids=[hit.item.id])
-        gr.Info(f"Removed {hit.item.name} from {report.index} ({report.total} images left).")
-        session.hits = [h for h in session.hits if h.item.id != hit.item.id]
-        picks = [(f"{h.rank}. {h.item.name}", i) for i, h in enumerate(session.hits)]
-        items = [
-            (service.thumbnail(h.item), f"{h.rank}. {h.item.name} · {h.score:.3f}")
-            for h in session.hits
-        ]
-        return (
-            items,
-            gr.update(choices=picks, value=0 if picks else None),
-            session,
-            choices(session.index)[1],
-        )
-
-    @guarded
-    def prune(name: str) -> str:
-        report = service.remove(name, missing=True)
-        gr.Info(f"Removed {report.removed} entries whose files are gone.")
-        return choices(name)[1]
-
-    @guarded
-    def delete(name: str, sure: bool) -> tuple[Any, str, bool]:
-        if not sure:
-            raise gr.Error("Tick 'I want to delete this index' first.", title="Not deleted")
-        service.delete(name)
-        gr.Info(f"Deleted index {name}.")
-        dropdown, text = choices(None)
-        return dropdown, text, False
-
-    @guarded
-    def classify(image: Any, label_text: str, template_text: str) -> tuple[Any, str]:
-        import pandas as pd
-
-        result = service.classify(image, label_text, template_text)
-        frame = pd.DataFrame(
-            {"label": list(result.labels), "probability": list(result.probabilities)}
-        )
-        return frame, (
-            f"**{result.top}** ({result.probabilities[0]:.1%}), {len(result.templates)} prompt "
-            f"templates ensembled."
-        )
-
-    refresh_btn.click(refresh, index, [index, info], api_name="clip_indexes")
-    index.change(refresh, index, [index, info], api_visibility="private", queue=False)
-    samples_btn.click(lambda: str(SAMPLES), None, folder, api_visibility="private", queue=False)
+    # -- wiring: the UI's events are private; the API is register_api's named endpoints -----
+    refresh_btn.click(act.refresh, index, [index, info], queue=False, **private)
+    index.change(act.refresh, index, [index, info], queue=False, **private)
+    samples_btn.click(act.samples_folder, None, folder, queue=False, **private)
     add_btn.click(
-        add,
+        act.add,
         [index, folder, upload],
         [index, info, add_report, skipped, upload],
-        api_name="clip_add",
-        concurrency_id="clip-embed",
-        concurrency_limit=1,
+        **heavy,
+        **private,
     )
-    missing_btn.click(
-        prune, index, info, api_name="clip_prune", concurrency_id="clip-embed", concurrency_limit=1
-    )
-    delete_btn.click(
-        delete,
-        [index, confirm],
-        [index, info, confirm],
-        api_name="clip_delete",
-        concurrency_id="clip-embed",
-        concurrency_limit=1,
-    )
-    search_outputs = [gallery, status, pick, state]
-    search_args = dict(concurrency_id="clip-query", concurrency_limit=limit)
-    search_btn.click(
-        search,
-        [state, index, query, query_image, weight, k],
-        search_outputs,
-        api_name="clip_search",
-        **search_args,
-    )
-    query.submit(
-        search,
-        [state, index, query, query_image, weight, k],
-        search_outputs,
-        api_visibility="private",
-        **search_args,
-    )
+    missing_btn.click(act.prune, index, info, **heavy, **private)
+    delete_btn.click(act.delete, [index, confirm], [index, info, confirm], **heavy, **private)
+
+    searched = [gallery, status, pick, state]
+    for trigger in (search_btn.click, text.submit):
+        trigger(
+            act.search, [state, index, text, image, weight, top_k], searched, **query, **private
+        )
+    image.upload(act.preview, image, image_view, queue=False, **private)
+    image.clear(act.preview, None, image_view, queue=False, **private)
     gallery.select(
-        search_by_result,
-        [state, index, k],
-        [*search_outputs, query, query_image],
-        api_visibility="private",
-        **search_args,
+        act.search_like,
+        [state, index, top_k],
+        [*searched, text, image, image_view],
+        **query,
+        **private,
     )
-    explain_btn.click(
-        explain, [state, pick, query], [heat, heat_info], api_name="clip_explain", **search_args
-    )
-    remove_btn.click(
-        remove,
-        [state, pick],
-        [gallery, pick, state, info],
-        api_name="clip_remove",
-        concurrency_id="clip-embed",
-        concurrency_limit=1,
-    )
+    explain_btn.click(act.explain, [state, pick, text], [heat, heat_info], **query, **private)
+    remove_btn.click(act.remove, [state, pick], [gallery, pick, state, info], **heavy, **private)
+    zs_image.upload(act.preview, zs_image, zs_view, queue=False, **private)
+    zs_image.clear(act.preview, None, zs_view, queue=False, **private)
     classify_btn.click(
-        classify,
-        [zs_image, labels, templates],
-        [zs_plot, zs_top],
-        api_name="clip_classify",
-        **search_args,
+        act.classify, [zs_image, labels, templates], [zs_plot, zs_top], **query, **private
     )
+    register_api(api, heavy, query)
     return {
-        "on_load": (lambda: choices(None), [index, info]),
+        "on_load": (act.on_load, [index, info]),
         "index": index,
         "folder": folder,
         "upload": upload,
         "add": add_btn,
-        "query": query,
-        "query_image": query_image,
+        "query": text,
+        "query_image": image,
         "search": search_btn,
         "gallery": gallery,
         "classify": classify_btn,

@@ -156,7 +156,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         result = service.analyse_image(path, **limits)
         opinion = gr.update(visible=False)
         if with_clip and result.hands:
-            from mmdemo.flows.media import load_image
+            from mmdemo.images import load_image
 
             scores = service.second_opinion(load_image(path, **limits), result.hands[0])
             opinion = gr.update(value=dict(scores), visible=True)

@@ -17,7 +17,6 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.service import IndexService
 from mmdemo.flows.video.cache import ID_PATTERN
 from mmdemo.flows.video.service import VideoService
 from mmdemo.flows.video.types import Cancelled, Progress
@@ -57,10 +56,8 @@ def upload_path(video: Any) -> str:
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    if "clip_index" not in ctx.services:  # the CLIP tab's index service, shared
-        ctx.services["clip_index"] = IndexService(ctx.settings, ctx.manager)
     if "video" not in ctx.services:
-        ctx.services["video"] = VideoService(ctx.settings, ctx.manager, ctx.services["clip_index"])
+        ctx.services["video"] = VideoService(ctx.settings, ctx.manager, ctx.index_service())
     service: VideoService = ctx.services["video"]
     limit = ctx.settings.max_upload_mb * 2**20
     heavy = dict(concurrency_id="video", concurrency_limit=ctx.settings.concurrency)

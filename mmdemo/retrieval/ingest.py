@@ -9,22 +9,21 @@ interrupted build resumes where it stopped when run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval import embed as emb
-from mmdemo.flows.retrieval.images import Scan, decode, read_file, scan_sources, sha256
-from mmdemo.flows.retrieval.segments import Snapshot
-from mmdemo.flows.retrieval.store import atomic_write
-from mmdemo.flows.retrieval.types import AddReport, Progress, ProgressFn, Skipped
-
-if TYPE_CHECKING:
-    from mmdemo.flows.retrieval.service import IndexService
+from mmdemo.images import decode, read_file
+from mmdemo.retrieval import embed as emb
+from mmdemo.retrieval.identity import ModelIdentity
+from mmdemo.retrieval.scan import Scan, scan_sources, sha256
+from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.store import IndexStore, atomic_write
+from mmdemo.retrieval.types import AddReport, Progress, ProgressFn, Skipped
 
 
 @dataclass(frozen=True)
@@ -80,21 +79,28 @@ def plan(snapshot: Snapshot, scan: Scan, copy: bool) -> tuple[list[Job], int]:
 
 
 def ingest(
-    service: IndexService,
+    store: IndexStore,
     name: str,
     scan: Scan,
-    copy: bool,
-    progress: ProgressFn | None,
+    *,
+    start: Snapshot,
     bundle: Any,
+    identity: ModelIdentity,
+    embed: emb.EmbedConfig,
+    chunk_rows: int,
+    copy: bool = False,
+    on_commit: Callable[[Snapshot], None] | None = None,
+    progress: ProgressFn | None = None,
     stats: emb.EmbedStats | None = None,
-) -> AddReport:
-    """Embed the new files of ``scan`` and commit them to index ``name``."""
-    start = time.perf_counter()
-    pending = _Pending(service.snapshot(name))
+) -> tuple[AddReport, Snapshot]:
+    """Embed the new files of ``scan`` and commit them to index ``name`` (whose latest state is
+    ``start``) every ``chunk_rows`` images; ``on_commit`` hears of each new snapshot.
+    Returns the report and the last snapshot."""
+    began = time.perf_counter()
+    pending = _Pending(start)
     jobs, unchanged = plan(pending.latest, scan, copy)
-    files_dir = service.store.files_dir(name)
-    limits = service.config.embed.limits
-    identity = service.identity(bundle)
+    files_dir = store.files_dir(name)
+    limits = embed.limits
 
     def prepare(job: Job) -> emb.Prepared[Job]:
         data, st = read_file(job.path, limits)
@@ -127,7 +133,7 @@ def ingest(
         if not pending.rows:
             return
         base = pending.latest
-        new, dropped = service.store.append(
+        new, dropped = store.append(
             name,
             np.concatenate(pending.vectors),
             pending.rows,
@@ -141,14 +147,15 @@ def ingest(
             1 for i in set(pending.replaces) if base.is_live(i) and not new.is_live(i)
         )
         pending.latest = new
-        service.committed(name, new)
+        if on_commit is not None:
+            on_commit(new)
         pending.vectors.clear()
         pending.rows.clear()
         pending.replaces.clear()
 
     skipped = list(scan.skipped)
     done = 0
-    for batch in emb.stream(bundle, jobs, prepare, service.config.embed, stats):
+    for batch in emb.stream(bundle, jobs, prepare, embed, stats):
         for r in batch.rejected:
             if r.kind == "duplicate":
                 pending.duplicates += 1
@@ -161,14 +168,13 @@ def ingest(
                 p.job.replaces for p in batch.items if p.job.replaces is not None
             )
         done += len(batch.items) + len(batch.rejected)
-        if len(pending.rows) >= service.config.chunk_rows:
+        if len(pending.rows) >= chunk_rows:
             commit()
         if progress is not None:
-            progress(Progress(done, len(jobs), time.perf_counter() - start))
+            progress(Progress(done, len(jobs), time.perf_counter() - began))
     commit()
-    service.searcher(name).prepare(pending.latest)
-    seconds = time.perf_counter() - start
-    return AddReport(
+    seconds = time.perf_counter() - began
+    report = AddReport(
         index=name,
         added=pending.added,
         duplicates=pending.duplicates,
@@ -180,3 +186,4 @@ def ingest(
         seconds=seconds,
         images_per_second=pending.added / seconds if seconds > 0 else 0.0,
     )
+    return report, pending.latest

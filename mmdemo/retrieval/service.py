@@ -22,14 +22,15 @@ import numpy as np
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval import embed as emb
-from mmdemo.flows.retrieval.identity import ModelIdentity, mismatch_error
-from mmdemo.flows.retrieval.images import ImageProblem, decode, thumbnail
-from mmdemo.flows.retrieval.ingest import ingest, scan_files
-from mmdemo.flows.retrieval.search import SearchConfig, Searcher
-from mmdemo.flows.retrieval.segments import Snapshot
-from mmdemo.flows.retrieval.store import IndexStore, StoreConfig
-from mmdemo.flows.retrieval.types import (
+from mmdemo.images import ImageProblem, decode, thumbnail
+from mmdemo.retrieval import embed as emb
+from mmdemo.retrieval.identity import ModelIdentity, mismatch_error
+from mmdemo.retrieval.ingest import ingest, scan_files
+from mmdemo.retrieval.query import Query, embed_query
+from mmdemo.retrieval.search import SearchConfig, Searcher
+from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.store import IndexStore, StoreConfig
+from mmdemo.retrieval.types import (
     AddReport,
     Explanation,
     Hit,
@@ -40,8 +41,6 @@ from mmdemo.flows.retrieval.types import (
     SearchResult,
     ZeroShotResult,
 )
-
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -59,22 +58,12 @@ class RetrievalConfig:
 
     def __post_init__(self) -> None:
         from mmdemo.errors import SettingsError
-        from mmdemo.flows.retrieval.store import DTYPES
+        from mmdemo.retrieval.store import DTYPES
 
         if not 1 <= self.chunk_rows <= 1_000_000:
             raise SettingsError(f"chunk_rows={self.chunk_rows} is outside 1..1000000")
         if self.dtype not in DTYPES:
             raise SettingsError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-
-
-@dataclass(frozen=True)
-class Query:
-    """What to search for: text, an image, both (weighted), or an indexed image by id."""
-
-    text: str = ""
-    image: Any = None  # PIL image, numpy array, path or bytes
-    item_id: int | None = None
-    text_weight: float = 0.5  # with both text and image: weight of the text embedding
 
 
 @dataclass
@@ -95,6 +84,7 @@ class IndexService:
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._identity: tuple[Any, ModelIdentity] | None = None
+        self._texts: tuple[Any, np.ndarray] | None = None
 
     # -- model -------------------------------------------------------------------------------
 
@@ -110,6 +100,21 @@ class IndexService:
         identity = ModelIdentity.of(bundle)
         self._identity = (weakref.ref(bundle), identity)
         return identity
+
+    def calibration_texts(self, snapshot: Snapshot) -> np.ndarray | None:
+        """Text embeddings of fixed captions, so an ANN index is calibrated with real text
+        queries too; None unless the index's model is loaded (this never loads it)."""
+        if not self.manager.is_loaded("clip"):
+            return None
+        bundle = self.bundle()
+        if not snapshot.manifest.identity.same_space(self.identity(bundle)):
+            return None
+        cached = self._texts
+        if cached is not None and cached[0]() is bundle:
+            return cached[1]
+        vectors = emb.embed_texts(bundle, emb.CALIBRATION_TEXTS)
+        self._texts = (weakref.ref(bundle), vectors)
+        return vectors
 
     def _check_model(self, snapshot: Snapshot, bundle: Any) -> None:
         identity = self.identity(bundle)
@@ -134,7 +139,9 @@ class IndexService:
             if entry is not None and entry.version == version:
                 return entry.snapshot
             snapshot = self.store.load(name, entry.snapshot if entry else None)
-            searcher = entry.searcher if entry else Searcher(self.config.search)
+            searcher = (
+                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
+            )
             self._open[name] = _Open(snapshot, version, searcher)
             return snapshot
 
@@ -145,7 +152,9 @@ class IndexService:
     def committed(self, name: str, snapshot: Snapshot) -> None:
         with self._lock:
             entry = self._open.get(name)
-            searcher = entry.searcher if entry else Searcher(self.config.search)
+            searcher = (
+                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
+            )
             self._open[name] = _Open(snapshot, self.store.version(name), searcher)
 
     def info(self, name: str) -> IndexInfo:
@@ -195,7 +204,7 @@ class IndexService:
         self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)
         with self._lock:
             self._open.pop(name, None)
-        return ingest(self, name, scan, copy, progress, bundle, stats)
+        return self._ingest(name, scan, copy, progress, bundle, stats)
 
     def add(
         self,
@@ -213,7 +222,33 @@ class IndexService:
             return self.build(name, sources, copy=copy, progress=progress, stats=stats)
         bundle = self.bundle()
         self._check_model(self.snapshot(name), bundle)
-        return ingest(self, name, scan_files(sources), copy, progress, bundle, stats)
+        return self._ingest(name, scan_files(sources), copy, progress, bundle, stats)
+
+    def _ingest(
+        self,
+        name: str,
+        scan: Any,
+        copy: bool,
+        progress: ProgressFn | None,
+        bundle: Any,
+        stats: emb.EmbedStats | None,
+    ) -> AddReport:
+        report, latest = ingest(
+            self.store,
+            name,
+            scan,
+            start=self.snapshot(name),
+            bundle=bundle,
+            identity=self.identity(bundle),
+            embed=self.config.embed,
+            chunk_rows=self.config.chunk_rows,
+            copy=copy,
+            on_commit=lambda snapshot: self.committed(name, snapshot),
+            progress=progress,
+            stats=stats,
+        )
+        self.searcher(name).prepare(latest)
+        return report
 
     def remove(
         self,
@@ -249,52 +284,12 @@ class IndexService:
     # -- searching ---------------------------------------------------------------------------
 
     def query_vector(self, snapshot: Snapshot, query: Query) -> tuple[np.ndarray, str]:
-        """The normalised query embedding and the query in words."""
-        text = (query.text or "").strip()
-        if len(text) > MAX_QUERY_CHARS:
-            raise BadInputError(
-                f"the query text is {len(text)} characters long",
-                fix=f"use at most {MAX_QUERY_CHARS} (CLIP reads only the first 77 tokens)",
-            )
+        """The normalised query embedding and the query in words (see query.py)."""
         if query.item_id is not None:
-            vectors, live = snapshot.vectors_of(np.asarray([query.item_id]))
-            if not live[0]:
-                raise BadInputError(
-                    f"image #{query.item_id} is not in index '{snapshot.name}' (any more)",
-                    fix="search again and pick a current result",
-                )
-            item = snapshot.item(query.item_id)
-            return vectors[0], f"image like {item.name if item else query.item_id}"
-        if not text and query.image is None:
-            raise BadInputError("nothing to search for", fix="type a text, give an image, or both")
-        if not 0.0 <= query.text_weight <= 1.0:
-            raise BadInputError(f"text weight {query.text_weight} is outside 0..1")
+            return embed_query(snapshot, query, None, self.config.embed.limits)
         bundle = self.bundle()
         self._check_model(snapshot, bundle)
-        parts, words = [], []
-        if text:
-            parts.append(
-                (
-                    query.text_weight if query.image is not None else 1.0,
-                    emb.embed_texts(bundle, [text])[0],
-                )
-            )
-            words.append(repr(text))
-        if query.image is not None:
-            try:
-                image_vec = emb.embed_images(bundle, [query.image], self.config.embed.limits)[0]
-            except ImageProblem as exc:
-                raise BadInputError(f"the query image cannot be used: {exc}") from None
-            parts.append((1.0 - query.text_weight if text else 1.0, image_vec))
-            words.append("an image")
-        vector = sum(w * v for w, v in parts)
-        norm = float(np.linalg.norm(vector))
-        if norm < 1e-6:
-            raise BadInputError("text and image cancel out at this weight", fix="change the weight")
-        joined = " + ".join(words)
-        if len(parts) == 2:
-            joined += f" (text weight {query.text_weight:.2f})"
-        return (vector / norm).astype(np.float32), joined
+        return embed_query(snapshot, query, bundle, self.config.embed.limits)
 
     def search(self, name: str, query: Query, k: int = 10, exact: bool = False) -> SearchResult:
         if not 1 <= int(k) <= 1000:
@@ -343,30 +338,31 @@ class IndexService:
             image, _, _ = decode(Path(item.path), 0, self.config.embed.limits)
         except ImageProblem as exc:
             raise BadInputError(
-                f"{item.path} cannot be read any more: {exc}",
+                f"{item.path} cannot be read any more: {exc.reason}",
                 fix="remove entries whose files are gone",
             ) from None
         return image
 
     def classify(self, image: Any, labels: Any, templates: Any = None) -> ZeroShotResult:
         """Zero-shot label probabilities for ``image`` (see zeroshot.py)."""
-        from mmdemo.flows.retrieval.zeroshot import classify
+        from mmdemo.retrieval.zeroshot import classify
 
         return classify(self.bundle(), image, labels, templates)
 
     def explain(self, name: str, item_id: int, text: str, grid: int | None = None) -> Explanation:
         """Occlusion map of an indexed image for a text query (see explain.py)."""
-        from mmdemo.flows.retrieval.explain import occlusion_map
+        from mmdemo.retrieval.explain import occlusion_map
 
         return occlusion_map(self.bundle(), self.image_of(name, item_id), text, grid)
 
-    def thumbnail(self, item: Item, side: int = 256) -> Any:
-        """A small copy of an indexed image, or a grey tile saying why there is none."""
+    def thumbnail(self, item: Item | str, side: int = 256) -> Any:
+        """A small copy of an indexed image (an item or its path), or a grey tile saying why
+        there is none."""
         from PIL import Image, ImageDraw
 
         try:
-            return thumbnail(item.path, side, self.config.embed.limits)
+            return thumbnail(getattr(item, "path", item), side, self.config.embed.limits)
         except ImageProblem as exc:
             tile = Image.new("RGB", (side, side), (90, 90, 90))
-            ImageDraw.Draw(tile).text((8, side // 2 - 6), str(exc)[:40], fill=(255, 255, 255))
+            ImageDraw.Draw(tile).text((8, side // 2 - 6), exc.reason[:40], fill=(255, 255, 255))
             return tile

@@ -1,9 +1,9 @@
 """Nearest-neighbour search over a snapshot: exact for small indexes, faiss IVF past a size.
 
-Exact search is one matrix product per segment (BLAS), which at 10k vectors takes well under a
-millisecond. Past ``ann_threshold`` live vectors a faiss inverted-file index with 8-bit scalar
-quantisation (IVF-SQ8) proposes candidates and the stored vectors rescore them exactly, so the
-scores the user sees are exact cosines; ``recall_at_k`` measures what the ANN misses.
+Exact search (exact.py) is one matrix product per segment. Past ``ann_threshold`` live vectors
+a faiss inverted-file index with 8-bit scalar quantisation (IVF-SQ8) proposes candidates and
+the stored vectors rescore them exactly, so the scores the user sees are exact cosines. How
+many cells a query probes is calibrated when the index is built (calibrate.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,20 @@ import json
 import math
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmdemo.flows.retrieval.segments import Snapshot
-from mmdemo.flows.retrieval.store import atomic_write
+from mmdemo.retrieval.calibrate import calibrate, sample_queries
+from mmdemo.retrieval.exact import exact_search, sample_vectors, topk
+from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.store import atomic_write
+
+# (snapshot) -> text embeddings of fixed captions for calibration, or None when unavailable
+TextQueries = Callable[[Snapshot], "np.ndarray | None"]
 
 ANN_FILE = "ann.bin"
 # share of ANN entries that may be stale (compacted away) before the ANN is rebuilt
@@ -44,10 +50,11 @@ class SearchConfig:
     retrain_growth: float = 4.0
     # write the ANN cache to disk when this share of it changed since it was last written
     save_every: float = 0.05
-    # recall@10 against exact search that a freshly built ANN must reach on sample queries;
-    # nprobe is raised (up to every cell) until it does
+    # recall@10 against exact search that a freshly built ANN must reach on sample queries of
+    # every kind (image-like, off-manifold, text); nprobe is raised (up to every cell) until
+    # it does
     min_recall: float = 0.95
-    # sample queries used to measure that recall
+    # sample queries of each kind used to measure that recall
     calibration_queries: int = 64
 
     def __post_init__(self) -> None:
@@ -73,39 +80,6 @@ class SearchConfig:
         return int(max(1, min(4096, math.sqrt(max(n, 1)), n / 39)))
 
 
-def topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` per row of (m, n) scores, sorted best first."""
-    k = min(k, scores.shape[1])
-    if k == 0:
-        return scores[:, :0], ids[:, :0]
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None
-    if part is None:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    top = np.take_along_axis(scores, part, 1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    return np.take_along_axis(top, order, 1), np.take_along_axis(
-        ids, np.take_along_axis(part, order, 1), 1
-    )
-
-
-def exact_search(snapshot: Snapshot, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids), each (m, k'), k' = min(k, live): a full scan, one matmul per segment."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    m = len(queries)
-    best_s = np.full((m, 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((m, 0), dtype=np.int64)
-    for seg, dead in zip(snapshot.segments, snapshot.dead_rows, strict=True):
-        if not len(seg):
-            continue
-        scores = queries @ seg.dense.T
-        if len(dead):
-            scores[:, dead] = -np.inf
-        s, i = topk(scores, np.broadcast_to(seg.ids, scores.shape), k)
-        best_s, best_i = topk(np.hstack([best_s, s]), np.hstack([best_i, i]), k)
-    live = min(k, snapshot.count)
-    return best_s[:, :live], best_i[:, :live]
-
-
 class AnnIndex:
     """A faiss IVF-SQ8 index over a snapshot's vectors, kept in step with later snapshots."""
 
@@ -124,34 +98,34 @@ class AnnIndex:
 
     def describe(self, config: SearchConfig) -> str:
         recall = self.meta.get("recall")
-        measured = f", recall@10 {recall:.2f} on sample queries" if recall is not None else ""
+        kinds = ", ".join(self.meta.get("recall_by_kind", {})) or "sample"
+        measured = f", recall@10 {recall:.2f} on {kinds} queries" if recall is not None else ""
         return (
             f"ANN (faiss IVF{self.index.nlist},SQ8, nprobe {self.nprobe(config)}, "
             f"exact rescoring{measured})"
         )
 
-    def calibrate(self, snapshot: Snapshot, config: SearchConfig, rescore: Any) -> None:
-        """Measure recall@10 against exact search on sample queries near the data (perturbed
-        and blended indexed vectors) and raise nprobe until it reaches ``min_recall``."""
-        rng = np.random.default_rng(0)
-        sample = _sample(snapshot, 4 * config.calibration_queries)
-        if len(sample) < 2:
-            return
-        half = config.calibration_queries // 2
-        near = sample[rng.integers(0, len(sample), half)]
-        near = near + rng.normal(0, 0.5 / np.sqrt(sample.shape[1]), near.shape)
-        blend = sample[rng.integers(0, len(sample), (half, 4))].mean(axis=1)
-        queries = np.concatenate([near, blend]).astype(np.float32)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True) + 1e-12
-        _, truth = exact_search(snapshot, queries, 10)
-        nprobe, recall = config.nprobe, 0.0
-        while True:
-            _, found = rescore(queries, 10, nprobe)
-            recall = recall_at_k(truth, found)
-            if recall >= config.min_recall or nprobe >= self.index.nlist:
-                break
-            nprobe = min(self.index.nlist, nprobe * 2)
-        self.meta["nprobe"], self.meta["recall"] = nprobe, round(recall, 3)
+    def calibrate(
+        self,
+        snapshot: Snapshot,
+        config: SearchConfig,
+        rescore: Any,
+        texts: np.ndarray | None = None,
+    ) -> None:
+        """Raise nprobe until recall@10 reaches ``min_recall`` on every kind of sample query
+        (see calibrate.py); ``rescore(queries, k, nprobe)`` is the search to measure."""
+        queries = sample_queries(snapshot, config.calibration_queries, texts)
+        nprobe, recalls = calibrate(
+            snapshot,
+            queries,
+            lambda q, nprobe: rescore(q, 10, nprobe)[1],
+            config.nprobe,
+            int(self.index.nlist),
+            config.min_recall,
+        )
+        self.meta["nprobe"] = nprobe
+        self.meta["recall"] = round(min(recalls.values()), 3) if recalls else None
+        self.meta["recall_by_kind"] = {kind: round(r, 3) for kind, r in recalls.items()}
 
     @classmethod
     def build(cls, snapshot: Snapshot, config: SearchConfig) -> AnnIndex:
@@ -161,7 +135,7 @@ class AnnIndex:
         nlist = config.nlist(snapshot.count)
         index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
         faiss.extract_index_ivf(index).cp.niter = config.kmeans_iterations
-        index.train(_sample(snapshot, min(config.train_size, 50 * nlist)))
+        index.train(sample_vectors(snapshot, min(config.train_size, 50 * nlist)))
         meta = {
             "created": snapshot.manifest.created,
             "trained_on": snapshot.count,
@@ -229,18 +203,14 @@ class AnnIndex:
         return cls(index, meta)
 
 
-def _sample(snapshot: Snapshot, size: int) -> np.ndarray:
-    """Up to ``size`` live vectors spread evenly over the index (for k-means training)."""
-    step = max(1, snapshot.count // size)
-    parts = [vectors[::step] for _, vectors in snapshot.iter_live()]
-    return np.ascontiguousarray(np.concatenate(parts)[:size], dtype=np.float32)
-
-
 class Searcher:
     """Search one index: picks exact or ANN by size, keeps the ANN cache current and saved."""
 
-    def __init__(self, config: SearchConfig | None = None) -> None:
+    def __init__(
+        self, config: SearchConfig | None = None, texts: TextQueries | None = None
+    ) -> None:
         self.config = config or SearchConfig()
+        self.texts = texts  # real text queries to calibrate with, when there are any
         self.ann: AnnIndex | None = None
         self._lock = threading.Lock()
 
@@ -269,6 +239,7 @@ class Searcher:
                     snapshot,
                     self.config,
                     lambda q, k, nprobe: self._ann_search(ann, snapshot, q, k, nprobe),
+                    self.texts(snapshot) if self.texts is not None else None,
                 )
                 ann.meta["changed"] = ann.ntotal
             self.ann = ann
@@ -276,14 +247,23 @@ class Searcher:
                 ann.save(snapshot.directory)
 
     def search(
-        self, snapshot: Snapshot, queries: np.ndarray, k: int, exact: bool = False
+        self,
+        snapshot: Snapshot,
+        queries: np.ndarray,
+        k: int,
+        exact: bool = False,
+        nprobe: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, str]:
-        """(scores, ids, method) for (m, d) normalised queries."""
+        """(scores, ids, method) for (m, d) normalised queries. ``nprobe`` overrides the
+        calibrated number of cells probed (benchmarks sweep it)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if exact or snapshot.count <= self.config.ann_threshold:
             return (*exact_search(snapshot, queries, k), "exact")
         self.prepare(snapshot)
         assert self.ann is not None
+        if nprobe is not None:
+            s, i = self._ann_search(self.ann, snapshot, queries, k, int(nprobe))
+            return s, i, f"ANN (faiss IVF{self.ann.index.nlist},SQ8, nprobe {nprobe})"
         if self.ann.nprobe(self.config) >= self.ann.index.nlist:  # no partition pays off here
             return (
                 *exact_search(snapshot, queries, k),
@@ -306,9 +286,3 @@ class Searcher:
         s, i = topk(scores, cand, k)
         keep = np.isfinite(s).all(0)  # drop columns no query could fill
         return s[:, keep], i[:, keep]
-
-
-def recall_at_k(truth: np.ndarray, found: np.ndarray) -> float:
-    """Share of the exact top-k ids that the approximate top-k also found."""
-    hits = sum(len(set(t.tolist()) & set(f.tolist())) for t, f in zip(truth, found, strict=True))
-    return hits / max(truth.size, 1)

@@ -18,12 +18,36 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from mmdemo.flows.retrieval.images import ImageLimits, ImageProblem, decode
+from mmdemo.images import ImageLimits, ImageProblem, decode
 
 J = TypeVar("J")
 
 # Fixed inputs whose embeddings identify an embedding space (see ModelIdentity.same_space).
 PROBE_TEXTS = ("a photo of a dog on the grass", "a diagram with text")
+# Captions whose embeddings calibrate an ANN index with real text queries (calibrate.py):
+# everyday subjects in the phrasings people search with.
+CALIBRATION_TEXTS = tuple(
+    template.format(subject)
+    for subject in (
+        "a dog",
+        "a cat",
+        "a car",
+        "a person smiling",
+        "a beach at sunset",
+        "a city street",
+        "a plate of food",
+        "a mountain",
+        "a flower",
+        "a chest x-ray",
+        "a bird",
+        "a laptop",
+        "a child playing",
+        "a document",
+        "a forest",
+        "a red bicycle",
+    )
+    for template in ("a photo of {}", "{}", "a picture showing {}", "a close-up of {}")
+)
 
 
 @dataclass(frozen=True)
@@ -129,24 +153,12 @@ def embed_texts(bundle: Any, texts: Sequence[str]) -> np.ndarray:
 def embed_images(
     bundle: Any, images: Sequence[Any], limits: ImageLimits | None = None
 ) -> np.ndarray:
-    """Embeddings of in-memory images (PIL images, numpy arrays, paths or bytes)."""
-    from PIL import Image
-
+    """Embeddings of in-memory images (PIL images, numpy arrays, paths, uploads or bytes)."""
     tensors = []
     for image in images:
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(_as_uint8(image))
         pil, _, _ = decode(image, bundle.image_size, limits or ImageLimits())
         tensors.append(bundle.preprocess(pil))
     return encode_tensors(bundle, tensors)
-
-
-def _as_uint8(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind == "f" and array.size and float(array.max()) <= 1.0:
-        array = array * 255.0
-    return np.clip(array, 0, 255).astype(np.uint8)
 
 
 def probe_image() -> Any:
@@ -188,7 +200,7 @@ def stream(
         except Reject as exc:
             return Rejected(job, exc.kind, exc.reason)
         except ImageProblem as exc:
-            return Rejected(job, "error", str(exc))
+            return Rejected(job, "error", exc.reason)
         except Exception as exc:  # one bad file must never abort a build of thousands
             return Rejected(job, "error", f"{type(exc).__name__}: {exc}")
         finally:

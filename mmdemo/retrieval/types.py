@@ -77,6 +77,20 @@ class IndexInfo:
             f"{self.segments} segment(s) · {self.disk_bytes / 2**20:.1f} MB · search: {self.search}"
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "images": self.count,
+            "model_id": self.model_id,
+            "embed_dim": self.embed_dim,
+            "dtype": self.dtype,
+            "segments": self.segments,
+            "disk_bytes": self.disk_bytes,
+            "search": self.search,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
 
 @dataclass(frozen=True)
 class AddReport:
@@ -110,6 +124,37 @@ class AddReport:
             f"{self.total} images now."
         )
 
+    def merged(self, later: AddReport) -> AddReport:
+        """One report for two adds to the same index, one after the other."""
+        seconds = self.seconds + later.seconds
+        added = self.added + later.added
+        return AddReport(
+            index=later.index,
+            added=added,
+            duplicates=self.duplicates + later.duplicates,
+            unchanged=self.unchanged + later.unchanged,
+            replaced=self.replaced + later.replaced,
+            skipped=self.skipped + later.skipped,
+            ignored=self.ignored + later.ignored,
+            total=later.total,
+            seconds=seconds,
+            images_per_second=added / seconds if seconds > 0 else 0.0,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "unchanged": self.unchanged,
+            "replaced": self.replaced,
+            "skipped": [{"file": s.path, "reason": s.reason} for s in self.skipped],
+            "ignored": self.ignored,
+            "total": self.total,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
 
 @dataclass(frozen=True)
 class RemoveReport:
@@ -117,6 +162,14 @@ class RemoveReport:
     removed: int
     not_found: tuple[str, ...]  # ids or paths that were not in the index
     total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "removed": self.removed,
+            "not_found": list(self.not_found),
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)
@@ -135,6 +188,25 @@ class SearchResult:
     searched: int  # live images searched
     seconds: float
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "query": self.query,
+            "hits": [
+                {
+                    "rank": h.rank,
+                    "item_id": h.item.id,
+                    "name": h.item.name,
+                    "file": h.item.path,  # on the server ("path" would make gradio_client fetch it)
+                    "score": round(h.score, 6),
+                }
+                for h in self.hits
+            ],
+            "method": self.method,
+            "searched": self.searched,
+            "seconds": round(self.seconds, 4),
+        }
+
 
 @dataclass(frozen=True)
 class ZeroShotResult:
@@ -146,6 +218,17 @@ class ZeroShotResult:
     @property
     def top(self) -> str:
         return self.labels[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "top": self.top,
+            "labels": [
+                {"label": label, "probability": round(p, 6)}
+                for label, p in zip(self.labels, self.probabilities, strict=True)
+            ],
+            "templates": list(self.templates),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class ModelIdentity:
 
     @classmethod
     def of(cls, bundle: Any) -> ModelIdentity:
-        from mmdemo.flows.retrieval.embed import probe_vectors
+        from mmdemo.retrieval.embed import probe_vectors
 
         rows = probe_vectors(bundle)
         return cls(

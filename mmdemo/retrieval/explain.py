@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import embed_texts, encode_tensors
-from mmdemo.flows.retrieval.images import ImageLimits, ImageProblem, decode
-from mmdemo.flows.retrieval.types import Explanation
+from mmdemo.images import ImageLimits, ImageProblem, decode
+from mmdemo.retrieval.embed import embed_texts, encode_tensors
+from mmdemo.retrieval.types import Explanation
 
 MAX_GRID = 8
 # An "inferno"-like ramp (dark purple -> red -> yellow); five anchors are enough for a heat map
@@ -83,7 +83,7 @@ def occlusion_map(bundle: Any, image: Any, text: str, grid: int | None = None) -
     try:
         pil, _, _ = decode(image, bundle.image_size, ImageLimits())
     except ImageProblem as exc:
-        raise BadInputError(f"the image cannot be used: {exc}") from None
+        raise exc.of("the image") from None
     x = bundle.preprocess(pil)
     side = x.shape[-1]
     edges = np.linspace(0, side, g + 1).round().astype(int)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.retrieval.embed import embed_images
-from mmdemo.flows.retrieval.images import ImageProblem
-from mmdemo.flows.retrieval.types import ZeroShotResult
+from mmdemo.images import ImageProblem
+from mmdemo.retrieval.embed import embed_images
+from mmdemo.retrieval.types import ZeroShotResult
 
 # A few of the CLIP paper's ImageNet prompt templates (its notebook's best-performing subset,
 # plus the plain "a photo of a {}.").
@@ -95,7 +95,7 @@ def classify(
     try:
         features = embed_images(bundle, [image])[0]
     except ImageProblem as exc:
-        raise BadInputError(f"the image cannot be used: {exc}") from None
+        raise exc.of("the image") from None
     with torch.inference_mode():
         weights = build_zero_shot_classifier(
             bundle.model, bundle.tokenizer, names, prompts, device=bundle.device

@@ -5,7 +5,8 @@ Layout (log-structured, like Lucene's segments):
   seg-*.npy/.json   immutable segments: L2-normalised vectors and their metadata (columns)
   files/            copies of uploaded images (folders are indexed in place)
   ann.bin           a cached ANN index, derived from the segments (rebuilt when stale)
-  .lock             writers hold an exclusive flock on it (threads and processes alike)
+Writers of an index hold ``indexes/.locks/<name>.lock`` (threads and processes alike; outside
+the index folder, so deleting an index can rename its folder away on any OS).
 
 A write first writes complete new segment files, then replaces manifest.json (write to a
 temporary file, fsync, ``os.replace``): a crash at any point leaves the old or the new manifest,
@@ -17,7 +18,6 @@ the manifest and dropped physically when a segment is rewritten (compaction or m
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -32,14 +32,15 @@ from typing import IO, Any
 import numpy as np
 
 from mmdemo.errors import BadInputError, SettingsError
-from mmdemo.flows.retrieval.identity import (
+from mmdemo.models.files import file_lock
+from mmdemo.retrieval.identity import (
     IndexCorruptError,
     IndexExistsError,
     IndexNotFoundError,
     ModelIdentity,
     mismatch_error,
 )
-from mmdemo.flows.retrieval.segments import (
+from mmdemo.retrieval.segments import (
     META_COLUMNS,
     Manifest,
     Segment,
@@ -48,7 +49,7 @@ from mmdemo.flows.retrieval.segments import (
 )
 
 MANIFEST = "manifest.json"
-LOCK = ".lock"
+LOCKS = ".locks"
 FILES = "files"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DTYPES = ("float16", "float32")
@@ -171,13 +172,9 @@ class IndexStore:
     def writer(self, name: str) -> Iterator[Path]:
         """Exclusive write access to an index (blocks other writers, never readers)."""
         directory = self.directory(name)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / LOCK, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield directory
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.root / LOCKS / f"{directory.name}.lock"):
+            directory.mkdir(parents=True, exist_ok=True)
+            yield directory
 
     def create(
         self, name: str, identity: ModelIdentity, dtype: str = "float16", replace: bool = False
@@ -362,4 +359,5 @@ class IndexStore:
         for path in directory.iterdir():
             stale_segment = path.name.startswith("seg-") and path.name not in named
             if stale_segment or path.name.startswith(".tmp-"):
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # still mapped by a reader (Windows): next time
+                    path.unlink(missing_ok=True)

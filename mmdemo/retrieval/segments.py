@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.flows.retrieval.identity import IndexCorruptError, ModelIdentity
-from mmdemo.flows.retrieval.types import Item
+from mmdemo.retrieval.identity import IndexCorruptError, ModelIdentity
+from mmdemo.retrieval.types import Item
 
 FORMAT = 1
 META_COLUMNS = ("path", "name", "sha256", "bytes", "width", "height", "mtime", "added")
