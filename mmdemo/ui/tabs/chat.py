@@ -58,7 +58,9 @@ def metrics_md(m: AnswerMetrics | None) -> str:
     parts = [
         f"**{m.adapter}**",
         f"queue {seconds(m.queue_wait_s)}",
-        f"adapter switch {seconds(m.switch_s)}",
+        f"adapter switch {seconds(m.switch_s)}"
+        if m.batch_rows == 1
+        else f"batched with {m.batch_rows - 1} other answer(s), no adapter switch",
         f"first token {seconds(m.ttft_s)}",
         f"{m.tokens_per_s:.1f} tok/s",
         f"{m.tokens} tokens",
