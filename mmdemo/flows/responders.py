@@ -64,6 +64,9 @@ class GenerationConfig:
     max_sentences: int = 2
     # keep the system prompt's KV cache and reuse it every turn (text LLM)
     reuse_system_cache: bool = True
+    # the penalty also counts the prompt's tokens (transformers' default; the benchmark's
+    # "before" configuration)
+    penalty_counts_prompt: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
@@ -73,12 +76,19 @@ class GenerationConfig:
         if self.max_sentences < 0 or self.no_repeat_ngram_size < 0:
             raise MMDemoError("max_sentences and no_repeat_ngram_size must be >= 0")
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": False,
-            "repetition_penalty": self.repetition_penalty,
-        }
+    def generate_kwargs(self, prompt_length: int = 0) -> dict[str, Any]:
+        """``generate`` arguments; the repetition penalty counts the answer's own tokens only
+        (transformers' default also penalises the prompt's, end-of-turn token included, which
+        makes a small model ramble on instead of stopping)."""
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": False}
+        if self.repetition_penalty != 1.0:
+            from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+            penalty = RepetitionPenaltyLogitsProcessor(
+                self.repetition_penalty,
+                prompt_ignore_length=0 if self.penalty_counts_prompt else prompt_length,
+            )
+            kwargs["logits_processor"] = LogitsProcessorList([penalty])
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         return kwargs
@@ -126,7 +136,7 @@ def stream_generate(
 
     streamer = RowStreamer(1, eos_token_ids(model, tokenizer), TokenClock())
     kwargs = {
-        **config.generate_kwargs(),
+        **config.generate_kwargs(inputs["input_ids"].shape[1]),
         "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
         **extra,
     }
