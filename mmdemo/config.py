@@ -84,7 +84,8 @@ class Settings:
     hands: str = ""
     # auto picks cuda, then mps, then cpu
     device: str = "auto"
-    # auto: bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU
+    # auto: bfloat16 on GPUs that support it, float16 on other GPUs; on a CPU bfloat16 for the
+    # VLM and text LLM when it has native bf16 (AVX512-BF16, AMX, Arm BF16), else float32
     dtype: str = "auto"
     # split large images into tiles in the VLM processor (auto: only on a GPU, to keep CPU
     # prefill short)

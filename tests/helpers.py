@@ -40,3 +40,25 @@ def save_image(path: Path, size: tuple[int, int] = (120, 90), color: str = "red"
 
     Image.new("RGB", size, color).save(path)
     return path
+
+
+def make_bottleneck(model: Any, out: Path, seed: int, family: str = "idefics3") -> Path:
+    """Save a random bottleneck adapter (the ``hooked`` kind PEFT cannot hold), in float32."""
+    import copy
+
+    import torch
+
+    from mmdemo.finetune.targets import find_targets
+    from mmdemo.models.adapters import write_metadata
+    from mmdemo.models.bottleneck import BottleneckConfig, BottleneckSet, hidden_size_of
+
+    host = copy.deepcopy(model).float()
+    config = BottleneckConfig(find_targets(host, "language").mlp_blocks, hidden_size_of(host), 16)
+    adapters = BottleneckSet(host)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in adapters.add("b", config):
+            p.add_(torch.randn_like(p) * 0.5)
+    adapters.save("b", Path(out))
+    write_metadata(Path(out), {"base_model_type": family, "method": "bottleneck"})
+    return Path(out)

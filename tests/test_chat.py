@@ -164,7 +164,7 @@ def test_uploaded_adapter_is_validated_loaded_and_deletable(
     chat: ChatService, tmp_path: Path
 ) -> None:
     model = chat.manager.get("vlm").model
-    folder = make_adapter(model, tmp_path / "mine", seed=3)
+    folder = make_adapter(model, tmp_path / "mine", seed=5)  # one that changes the answer
     info = chat.install_adapter(folder, "mine")
     assert "mine" in chat.manager.get("vlm").adapters.resident_names()
     mine = answer(chat, "What is this?", [RED_CIRCLE], "mine")[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,28 @@ def client(app_url: str) -> Any:
     return Client(app_url, verbose=False)
 
 
-def test_api_chat_streams_with_the_chosen_adapter(client: Any) -> None:
+def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None:
     from gradio_client import handle_file
 
-    job = client.submit(
-        "What color is the shape?",
-        [handle_file(str(RED))],
-        "color-namer",
-        20,
-        True,
-        api_name="/chat",
-    )
-    outputs = list(job)
-    assert job.outputs()[-1] == "The shape is red."
-    assert len(outputs) >= 1
+    chat = app.mmdemo_context.services["chat"]
+    saved, chat.stream_interval = chat.stream_interval, 0.0  # an update per token
+    try:
+        job = client.submit(
+            "What color is the shape?",
+            [handle_file(str(RED))],
+            "color-namer",
+            20,
+            True,
+            api_name="/chat",
+        )
+        job.result()
+        outputs = job.outputs()
+    finally:
+        chat.stream_interval = saved
+    assert outputs[-1] == "The shape is red."
+    # the client saw the answer grow: a partial answer first, each one extending the last
+    assert outputs[0] != outputs[-1] and "The shape is red.".startswith(outputs[0].strip())
+    assert all(b.strip().startswith(a.strip()) for a, b in itertools.pairwise(outputs))
     base = client.predict(
         "What color is the shape?", [handle_file(str(RED))], "base", 20, True, api_name="/chat"
     )
@@ -56,6 +65,13 @@ def test_api_arena_and_adapter_list(client: Any) -> None:
     names = {a["name"] for a in listing}
     assert {"color-namer", "pirate"} <= names
     assert all("metrics" in a and "base_model_type" in a for a in listing)
+
+
+def test_everything_that_touches_the_vlm_queues_in_its_group(app: Any) -> None:
+    """Generation, the arena and loading an adapter share the 'vlm' concurrency group."""
+    groups = {fn.name: fn.concurrency_id for fn in app.fns.values()}
+    for name in ("submit", "regenerate", "show_adapter", "chat_api", "arena_api", "run"):
+        assert groups.get(name) == "vlm", (name, groups.get(name))
 
 
 def test_api_reports_bad_input_clearly(client: Any) -> None:

@@ -14,7 +14,7 @@ from mmdemo.flows.chat import ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
-from tests.helpers import make_adapter
+from tests.helpers import make_adapter, make_bottleneck
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 GREEDY = GenerationSettings(max_new_tokens=16, greedy=True)
@@ -64,13 +64,109 @@ def test_concurrent_requests_each_get_their_own_adapter(chat: ChatService) -> No
         )
 
 
+def together(chat: ChatService, jobs: list[tuple], gens: list | None = None) -> list:
+    """Ask ``jobs`` (adapter, text, image) from one thread per user, all at once; the final
+    update of each."""
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(jobs))
+
+    def user(i: int, adapter: str, text: str, image: Path) -> None:
+        try:
+            barrier.wait()
+            gen = gens[i] if gens else GREEDY
+            results[i] = list(chat.stream(ChatSession(), text, [image], adapter, gen))[-1]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(i, *job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return [results[i] for i in range(len(jobs))]
+
+
+def test_users_of_different_adapters_share_one_batch_and_get_their_own_answers(
+    chat: ChatService, tmp_path: Path
+) -> None:
+    model = chat.manager.get("vlm").model
+    chat.store.install(make_adapter(model, tmp_path / "r0", seed=7, rank=8), "r0")
+    jobs = [
+        ("base", *QUESTIONS[0]),
+        ("color-namer", *QUESTIONS[0]),
+        ("pirate", *QUESTIONS[1]),
+        ("r0", *QUESTIONS[2]),
+    ]
+    expected = [solo(chat, *job) for job in jobs]
+    assert expected[1] == "The shape is red." and expected[2].startswith("Arr")
+    # the batch starts when all four are waiting (however fast this machine is)
+    chat.batch_window_s, chat.batch_max_rows = 600.0, len(jobs)
+    finals = together(chat, jobs)
+    assert [f.text for f in finals] == expected, "each user gets exactly the solo answer"
+    for final in finals:
+        assert final.metrics.batch_rows == 4 and final.metrics.switch_s == 0.0
+
+
+def test_stop_ends_only_that_users_answer_in_a_shared_batch(chat: ChatService) -> None:
+    long = GenerationSettings(max_new_tokens=40, greedy=True)
+    text, image = QUESTIONS[0]
+    expected = list(chat.stream(ChatSession(), text, [image], "base", long))[-1].text
+    chat.batch_window_s, chat.batch_max_rows = 600.0, 2
+    barrier = threading.Barrier(2)
+    finals: dict[str, object] = {}
+
+    def stopper() -> None:
+        stop = threading.Event()
+        barrier.wait()
+        stream = chat.stream(ChatSession(), text, [image], "pirate", long, stop)
+        next(stream)  # the first words arrived
+        stop.set()
+        finals["stopped"] = list(stream)[-1]
+
+    def reader() -> None:
+        barrier.wait()
+        finals["kept"] = list(chat.stream(ChatSession(), text, [image], "base", long))[-1]
+
+    threads = [threading.Thread(target=stopper), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stopped, kept = finals["stopped"].metrics, finals["kept"].metrics
+    assert stopped.batch_rows == kept.batch_rows == 2
+    assert stopped.stopped and stopped.tokens < 20
+    assert not kept.stopped and kept.tokens == 40 and finals["kept"].text == expected
+
+
+def test_non_lora_users_are_served_beside_a_lora_batch(chat: ChatService, tmp_path: Path) -> None:
+    model = chat.manager.get("vlm").model
+    chat.store.install(make_adapter(model, tmp_path / "scaler", seed=5, kind="ia3"), "scaler")
+    chat.store.install(make_bottleneck(model, tmp_path / "neck", seed=2), "neck")
+    jobs = [
+        ("color-namer", *QUESTIONS[0]),
+        ("scaler", *QUESTIONS[1]),
+        ("pirate", *QUESTIONS[0]),
+        ("neck", *QUESTIONS[0]),
+        ("base", *QUESTIONS[2]),
+    ]
+    expected = [solo(chat, *job) for job in jobs]
+    assert expected[3] != solo(chat, "base", *QUESTIONS[0]), "the bottleneck adapter acts"
+    chat.batch_window_s, chat.batch_max_rows = 600.0, 3  # the three LoRA/base users
+    finals = together(chat, jobs)
+    assert [f.text for f in finals] == expected
+    rows = {job[0]: f.metrics.batch_rows for job, f in zip(jobs, finals, strict=True)}
+    assert rows == {"color-namer": 3, "pirate": 3, "base": 3, "scaler": 1, "neck": 1}
+
+
 def test_arena_columns_match_solo_answers_with_the_image_encoded_once(chat: ChatService) -> None:
     arena = ArenaService(chat)
     text, image = QUESTIONS[0]
     names = ["base", "color-namer", "pirate"]
     updates = list(arena.stream(image, text, names, GREEDY))
     final = updates[-1]
-    assert final.done and len(updates) > 2
+    assert final.done and not any(u.done for u in updates[:-1])
     assert "mixed-adapter batch" in final.mode and "image encoded once" in final.mode
     assert [c.adapter for c in final.columns] == names
     for column in final.columns:

@@ -15,7 +15,7 @@ import pytest
 from mmdemo.errors import BadInputError
 from mmdemo.flows.assistant import Conversation, VoiceAssistant, VoiceOptions
 from mmdemo.flows.audio import Clip, prepare, read_audio
-from mmdemo.flows.responders import Responders, TextLLMResponder, Turn
+from mmdemo.flows.responders import GenerationConfig, Responders, TextLLMResponder, Turn
 from tests.voice_helpers import ANSWER, ScriptedResponder
 
 
@@ -192,7 +192,8 @@ def test_vision_answers_go_through_the_chat_service_with_the_chosen_adapter(
     from PIL import Image
 
     red = Image.open(Path(__file__).parents[1] / "assets" / "images" / "red-circle.png")
-    vision = Responders.default(shared_manager).vision
+    # the tiny demo adapters were trained without a system prompt: ask them that way
+    vision = Responders.default(shared_manager, GenerationConfig(system_prompt="")).vision
     said = {
         adapter: "".join(
             vision.respond([], "What color is the shape?", red, threading.Event(), adapter=adapter)
@@ -205,3 +206,18 @@ def test_vision_answers_go_through_the_chat_service_with_the_chosen_adapter(
     responders = Responders.default(shared_manager)
     assert responders.pick(False, "pirate") is responders.vision
     assert responders.pick(False, None) is responders.text
+
+
+def test_the_system_prompt_is_prefilled_once_and_answers_stay_the_same(tiny_settings) -> None:
+    from mmdemo.models.manager import ModelManager
+
+    manager = ModelManager(tiny_settings.replace(dtype="float32"))  # bit-exact in fp32
+    try:
+        responder = TextLLMResponder(manager)
+        ask = lambda q: "".join(responder.respond((), q, None, threading.Event()))  # noqa: E731
+        cached = [ask(q) for q in ("hello there", "what is this?", "hello there")]
+        assert responder.prompt_cache.hits == 2, "turns 2 and 3 reuse turn 1's system prompt"
+        responder.config.reuse_system_cache = False
+        assert [ask(q) for q in ("hello there", "what is this?", "hello there")] == cached
+    finally:
+        manager.unload_all()

@@ -43,6 +43,35 @@ def test_librivox_speech_is_transcribed_nearly_word_perfect(
     assert edits / words <= 0.15, f"corpus WER {edits / words:.1%} over {words} words"
 
 
+def test_a_short_window_hears_the_same_words_as_whispers_30_s_window(
+    real: ModelManager, librivox: list[tuple[Path, str]]
+) -> None:
+    from mmdemo.models.backends.asr import window_seconds
+
+    asr = real.get("asr")
+    for path, _ in librivox:
+        samples = read_audio(path).samples
+        window = window_seconds(len(samples) / 16000)
+        assert window < 30
+        short = asr.transcribe_window(samples, "en", window).text
+        assert short == asr.transcribe_window(samples, "en", 30.0).text, path.name
+
+
+def test_spoken_answers_are_short_and_never_repeat_a_sentence(real: ModelManager) -> None:
+    import threading
+
+    from mmdemo.flows.responders import TextLLMResponder
+    from mmdemo.flows.sentences import SentenceSplitter, repeated_sentence, split_stream
+
+    responder = TextLLMResponder(real)
+    for reuse in (True, False):  # with and without the system prompt's cached KV
+        responder.config.reuse_system_cache = reuse
+        for question in ("Who is the queen?", "What is the capital of France?"):
+            answer = "".join(responder.respond((), question, None, threading.Event()))
+            sentences = list(split_stream([answer], SentenceSplitter(first_clause_words=0)))
+            assert 1 <= len(sentences) <= 2 and not repeated_sentence(answer), answer
+
+
 def test_speech_from_the_tts_comes_back_from_the_asr(real: ModelManager) -> None:
     tts, asr = real.get("tts"), real.get("asr")
     edits = words = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmdemo.flows.sentences import SentenceSplitter, speakable, split_stream
+from mmdemo.flows.sentences import SentenceSplitter, repeated_sentence, speakable, split_stream
 from mmdemo.flows.wer import word_error_rate, word_errors
 
 
@@ -40,6 +40,33 @@ def test_a_sentence_is_released_as_soon_as_the_next_begins() -> None:
     assert splitter.feed(" The") == ["The first sentence is done."]
     assert splitter.feed(" second") == []
     assert splitter.flush() == ["The second"]
+
+
+def test_the_first_words_are_spoken_before_any_punctuation() -> None:
+    splitter = SentenceSplitter(first_chunk_words=4)
+    assert splitter.feed("The capital of Fra") == []  # 'Fra' may still grow
+    assert splitter.feed("nce is") == ["The capital of France"]
+    assert splitter.feed(" Paris and it is old. It") == ["is Paris and it is old."]
+    assert splitter.flush() == ["It"]
+    assert list(split_stream(tokens("Yes. It is."), SentenceSplitter(first_chunk_words=4))) == [
+        "Yes.",
+        "It is.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "repeats"),
+    [
+        ("She's a queen of clothes. She's a queen of clothes. She's a queen of", True),
+        ("Paris! Paris.", True),
+        ("I like it. I like it a lot.", False),
+        ("Paris is the capital of France. It is a big city.", False),
+        ("The sky is blue. The sky is", True),  # a cut-off repeat
+        ("", False),
+    ],
+)
+def test_repeated_sentences_are_noticed(answer: str, repeats: bool) -> None:
+    assert repeated_sentence(answer) is repeats
 
 
 def test_endless_text_is_cut_at_a_word_boundary() -> None:

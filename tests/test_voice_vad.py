@@ -76,3 +76,19 @@ def test_endpointer_ignores_a_click_and_cuts_a_monologue(utterance: Any) -> None
     events = monologue.feed(utterance)
     cuts = [e for e in events if e.kind == "utterance"]
     assert cuts and cuts[0].forced and len(cuts[0].audio) <= 2.1 * RATE
+
+
+def test_the_vad_leaves_torch_threads_for_the_models() -> None:
+    """silero-vad sets torch to one thread when imported; the app puts the count back."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "import numpy as np\n"
+        "from mmdemo.flows.vad import Endpointer, speech_spans\n"
+        "Endpointer().feed(np.zeros(4096, np.float32)); speech_spans(np.zeros(16000, 'f4'))\n"
+        "print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "2"

@@ -24,11 +24,9 @@ from mmdemo.flows.generation import (
     peak_memory_bytes,
     run_generation,
 )
-from mmdemo.models.adapters import WEIGHTS, AdapterInfo
-from mmdemo.models.lora import BASE
+from mmdemo.models.lora import BASE, touches_vision
 
 MAX_COLUMNS = 4
-VISION_MARKERS = ("vision", "visual", "connector", "merger", "multi_modal_projector", "patch_embed")
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,6 @@ class ArenaResult:
     queue_wait_s: float
     peak_memory_bytes: int
     done: bool
-
-
-def touches_vision(info: AdapterInfo) -> bool:
-    """True if the adapter has weights in the vision tower or connector."""
-    from safetensors import safe_open
-
-    with safe_open(str(info.path / WEIGHTS), framework="pt") as f:
-        return any(m in key for key in f.keys() for m in VISION_MARKERS)  # noqa: SIM118
 
 
 def encode_image_once(model: Any, inputs: dict[str, Any], rows: int) -> dict[str, Any] | None:

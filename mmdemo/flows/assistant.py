@@ -19,7 +19,7 @@ from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.audio import SAMPLE_RATE, Clip
 from mmdemo.flows.responders import Responders, Turn
 from mmdemo.flows.sentences import SentenceSplitter, speakable
-from mmdemo.flows.vad import VadConfig, speech_chunks, speech_spans
+from mmdemo.flows.vad import SileroVad, VadConfig, speech_chunks, speech_spans
 
 SPEEDS = (0.5, 2.0)
 
@@ -128,9 +128,13 @@ class VoiceAssistant:
     vad: VadConfig = field(default_factory=VadConfig)
     # input beyond this is not listened to (memory and compute stay bounded)
     max_input_s: float = 120.0
+    # the first words are spoken once there are this many, punctuation or not (0: wait for
+    # the first clause or sentence end)
+    first_chunk_words: int = 4
 
     def __post_init__(self) -> None:
         self.responders = self.responders or Responders.default(self.manager)
+        self.silero = SileroVad()  # finds the speech in uploaded clips (loads on first use)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -163,7 +167,7 @@ class VoiceAssistant:
 
         Returns (text, seconds of speech, ASR compute seconds).
         """
-        spans = speech_spans(clip.samples, self.vad)
+        spans = speech_spans(clip.samples, self.vad, vad=self.silero)
         if not spans:
             raise BadInputError(
                 "no speech was heard: the recording holds only silence or noise",
@@ -234,7 +238,7 @@ class VoiceAssistant:
         yield update
         tts = self.manager.get("tts")
         answer = ""
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_chunk_words=self.first_chunk_words)
         deltas = responder.respond(
             tuple(conv.turns),
             self._question(text, options),

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmdemo.errors import AdapterError, BadInputError
+from mmdemo.errors import AdapterError, BadInputError, OutOfMemoryError
+from mmdemo.flows.batching import BATCH_FAMILIES, Batcher, BatchRequest
 from mmdemo.flows.generation import (
     GenerationSettings,
     RowStreamer,
@@ -24,8 +25,8 @@ from mmdemo.flows.generation import (
 )
 from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
 from mmdemo.images import load_image
-from mmdemo.models.adapters import AdapterInfo, AdapterStore
-from mmdemo.models.lora import check_compatible
+from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
+from mmdemo.models.lora import check_compatible, touches_vision
 from mmdemo.models.manager import ModelManager
 
 BASE_NAME = "base"
@@ -46,6 +47,7 @@ class AnswerMetrics:
     total_s: float
     peak_memory_bytes: int
     stopped: bool = False
+    batch_rows: int = 1  # answers computed together with this one (1: alone)
 
 
 @dataclass
@@ -128,6 +130,13 @@ class ChatService:
         # seconds between streamed updates: decoding text for every token would steal CPU
         # from generation on small machines; 0 streams every token
         self.stream_interval = 0.03
+        # concurrent LoRA/base requests share one mixed-adapter batch (False: one at a time)
+        self.batching = True
+        self.batch_window_s = 0.05  # how long a request waits for others to join its batch
+        self.batch_max_rows = 8  # most answers in one batch (a full batch starts at once)
+        self._batcher: Batcher | None = None
+        self._batcher_lock = threading.Lock()
+        self._vision_adapters: dict[tuple[str, float], bool] = {}
 
     # adapters -----------------------------------------------------------------------------
     def adapter_info(self, name: str | None) -> AdapterInfo | None:
@@ -232,29 +241,79 @@ class ChatService:
         bundle = self.manager.get("vlm")
         messages, context_images = build_messages([*session.turns, turn], session.system)
         started = time.perf_counter()
-        with bundle.adapters.pin((info,)) as pinned:
-            inputs = model_inputs(bundle, messages, context_images)
-            clock = TokenClock()
-            streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
-            for _ in run_generation(
-                pinned.model, inputs, streamer, stop, gen.generate_kwargs(), self.stream_interval
-            ):
-                turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+        if self._batchable(bundle, info):
+            request = BatchRequest(
+                model_inputs(bundle, messages, context_images),
+                info,
+                gen,
+                stop,
+                eos_token_ids(bundle.model, bundle.tokenizer),
+            )
+            self._batcher_for(bundle).submit(request)
+            for _ in request.updates(self.stream_interval):
+                turn.answer = bundle.tokenizer.decode(request.tokens, skip_special_tokens=True)
                 yield ChatUpdate(turn.answer)
-        turn.answer = bundle.tokenizer.decode(streamer.rows[0], skip_special_tokens=True).strip()
+            if request.error is not None:
+                raise _generation_error(request.error)
+            tokens, clock, rows = request.tokens, request.clock, request.rows
+            waited, switched = request.queue_wait_s, request.switch_s
+        else:
+            with bundle.adapters.pin((info,)) as pinned:
+                inputs = model_inputs(bundle, messages, context_images)
+                clock = TokenClock()
+                streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
+                for _ in run_generation(
+                    pinned.model,
+                    inputs,
+                    streamer,
+                    stop,
+                    gen.generate_kwargs(),
+                    self.stream_interval,
+                ):
+                    turn.answer = bundle.tokenizer.decode(
+                        streamer.rows[0], skip_special_tokens=True
+                    )
+                    yield ChatUpdate(turn.answer)
+            tokens, waited, switched = streamer.rows[0], pinned.queue_wait_s, pinned.switch_s
+            rows = 1
+        turn.answer = bundle.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         turn.metrics = AnswerMetrics(
             adapter=turn.adapter,
-            queue_wait_s=pinned.queue_wait_s,
-            switch_s=pinned.switch_s,
+            queue_wait_s=waited,
+            switch_s=switched,
             ttft_s=clock.ttft,
             tokens=clock.tokens[0] if clock.tokens else 0,
             tokens_per_s=clock.tokens_per_s(0),
             total_s=time.perf_counter() - started,
             peak_memory_bytes=peak_memory_bytes(clock, bundle.device),
             stopped=stop.is_set(),
+            batch_rows=max(rows, 1),
         )
         session.turns.append(turn)
         yield ChatUpdate(turn.answer, turn.metrics)
+
+    def _batchable(self, bundle: Any, info: AdapterInfo | None) -> bool:
+        """Base and LoRA adapters on the language model batch together; the rest is serial."""
+        if not self.batching or bundle.family not in BATCH_FAMILIES:
+            return False
+        if info is None:
+            return True
+        if not info.is_lora:
+            return False
+        weights = info.path / WEIGHTS
+        key = (str(weights), weights.stat().st_mtime if weights.exists() else 0.0)
+        if key not in self._vision_adapters:  # its rows would not line up with the images'
+            self._vision_adapters[key] = touches_vision(info)
+        return not self._vision_adapters[key]
+
+    def _batcher_for(self, bundle: Any) -> Batcher:
+        """The batcher of the loaded VLM (a reloaded VLM gets a new one)."""
+        with self._batcher_lock:
+            if self._batcher is None or self._batcher.bundle is not bundle:
+                self._batcher = Batcher(bundle, self.batch_window_s)
+            self._batcher.window_s = self.batch_window_s
+            self._batcher.max_rows = self.batch_max_rows
+            return self._batcher
 
     def regenerate(self, session: ChatSession, **kwargs: Any) -> Iterator[ChatUpdate]:
         """Answer the last question again (the old answer is replaced)."""
@@ -274,3 +333,12 @@ class ChatService:
             if not session.turns or session.turns[-1] is not last:
                 session.turns.append(last)
             raise
+
+
+def _generation_error(exc: BaseException) -> BaseException:
+    if type(exc).__name__ == "OutOfMemoryError":
+        return OutOfMemoryError(
+            "the device ran out of memory for this answer",
+            fix="use fewer images, fewer new tokens, or a smaller model",
+        )
+    return exc

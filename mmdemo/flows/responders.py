@@ -8,6 +8,7 @@ visual-chat service (with an image or a chosen adapter; the adapter is pinned pe
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,8 +16,8 @@ from typing import Any, Protocol
 from mmdemo.errors import MMDemoError
 
 SYSTEM_PROMPT = (
-    "You are a friendly voice assistant. Your answers are spoken aloud, so answer in one to "
-    "three short sentences of plain words: no lists, no markdown, no emoji."
+    "You are a friendly voice assistant. Your answers are spoken aloud: answer in one or two "
+    "short sentences of plain words, say each thing once, no lists, no markdown, no emoji."
 )
 
 
@@ -50,18 +51,47 @@ class GenerationConfig:
     """Decoding knobs shared by the built-in responders."""
 
     # spoken answers are short; this bounds a turn's compute
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64
     # older turns are dropped from the prompt beyond this many
     max_history_turns: int = 6
     system_prompt: str = SYSTEM_PROMPT
-    # greedy decoding keeps answers reproducible; repetition_penalty tames small models
-    repetition_penalty: float = 1.1
+    # greedy decoding keeps answers reproducible; small models (SmolLM2-135M) then loop
+    # ("She's a queen of clothes. She's a queen of clothes."): a repetition penalty and a
+    # ban on repeating any 4 words in a row keep them from it
+    repetition_penalty: float = 1.2
+    no_repeat_ngram_size: int = 4
+    # the answer ends after this many sentences (0: only max_new_tokens ends it)
+    max_sentences: int = 2
+    # keep the system prompt's KV cache and reuse it every turn (text LLM)
+    reuse_system_cache: bool = True
+    # the penalty also counts the prompt's tokens (transformers' default; the benchmark's
+    # "before" configuration)
+    penalty_counts_prompt: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
             raise MMDemoError(f"max_new_tokens={self.max_new_tokens} is outside 1..4096")
         if self.max_history_turns < 0:
             raise MMDemoError("max_history_turns must be >= 0")
+        if self.max_sentences < 0 or self.no_repeat_ngram_size < 0:
+            raise MMDemoError("max_sentences and no_repeat_ngram_size must be >= 0")
+
+    def generate_kwargs(self, prompt_length: int = 0) -> dict[str, Any]:
+        """``generate`` arguments; the repetition penalty counts the answer's own tokens only
+        (transformers' default also penalises the prompt's, end-of-turn token included, which
+        makes a small model ramble on instead of stopping)."""
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": False}
+        if self.repetition_penalty != 1.0:
+            from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+            penalty = RepetitionPenaltyLogitsProcessor(
+                self.repetition_penalty,
+                prompt_ignore_length=0 if self.penalty_counts_prompt else prompt_length,
+            )
+            kwargs["logits_processor"] = LogitsProcessorList([penalty])
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        return kwargs
 
 
 def chat_messages(
@@ -89,33 +119,91 @@ def chat_messages(
 
 
 def stream_generate(
-    model: Any, tokenizer: Any, inputs: Any, stop: threading.Event, config: GenerationConfig
+    model: Any,
+    tokenizer: Any,
+    inputs: Any,
+    stop: threading.Event,
+    config: GenerationConfig,
+    **extra: Any,
 ) -> Iterator[str]:
     """Stream text deltas of ``model.generate`` through the shared generation runner
-    (``flows.generation``: worker thread, a stop that halts the compute, OOM by name)."""
+    (``flows.generation``: worker thread, a stop that halts the compute, OOM by name).
+
+    The answer ends at ``config.max_sentences`` sentences; ``extra`` goes to ``generate``
+    (a cached prompt prefix)."""
     from mmdemo.flows.generation import RowStreamer, TokenClock, eos_token_ids, run_generation
+    from mmdemo.flows.sentences import SentenceSplitter
 
     streamer = RowStreamer(1, eos_token_ids(model, tokenizer), TokenClock())
     kwargs = {
-        "max_new_tokens": config.max_new_tokens,
-        "do_sample": False,
-        "repetition_penalty": config.repetition_penalty,
+        **config.generate_kwargs(inputs["input_ids"].shape[1]),
         "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+        **extra,
     }
+    halt = threading.Event()  # the user's stop, or enough sentences
+    counter = SentenceSplitter(first_clause_words=0)
+    sentences = 0
     sent = ""
     try:
         # every token (min_interval 0): the first clause goes to the TTS as soon as it exists
-        for _ in run_generation(model, dict(inputs), streamer, stop, kwargs, min_interval=0.0):
+        for _ in run_generation(model, dict(inputs), streamer, halt, kwargs, min_interval=0.0):
             if stop.is_set():
+                halt.set()
                 break
             text = tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
             if text.startswith(sent) and len(text) > len(sent):
                 delta, sent = text[len(sent) :], text
+                sentences += len(counter.feed(delta))
+                if config.max_sentences and sentences >= config.max_sentences:
+                    halt.set()  # the rest would not be spoken
+                    yield before_pending(delta, counter.pending)
+                    break
                 yield delta
     except MMDemoError:
         raise
     except Exception as exc:
         raise MMDemoError(f"the answer failed: {type(exc).__name__}: {exc}") from exc
+
+
+def before_pending(delta: str, pending: str) -> str:
+    """``delta`` without the start of a sentence that will not be said."""
+    if pending and delta.endswith(pending):
+        return delta[: len(delta) - len(pending)]
+    return delta
+
+
+class PromptCache:
+    """The KV cache of a prompt prefix (the system prompt), computed once per loaded model and
+    copied into every turn's ``generate``, so a turn prefills only its own tokens."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, str] | None = None
+        self._ids: Any = None
+        self._cache: Any = None
+        self.hits = 0  # turns that reused the cache
+
+    def for_prompt(self, model: Any, prefix_ids: Any, input_ids: Any) -> Any:
+        """A private copy of the prefix's cache when ``input_ids`` starts with ``prefix_ids``
+        (else None: the turn prefills everything)."""
+        import copy
+
+        import torch
+        from transformers import DynamicCache
+
+        size = prefix_ids.shape[1]
+        if input_ids.shape[1] <= size or not torch.equal(input_ids[:, :size], prefix_ids):
+            return None
+        key = (weakref.ref(model), tuple(prefix_ids[0].tolist()))
+        with self._lock:
+            if self._key is None or self._key[0]() is not model or self._key[1] != key[1]:
+                cache = DynamicCache(config=model.config)
+                with torch.inference_mode():
+                    model(input_ids=prefix_ids, past_key_values=cache, use_cache=True)
+                self._key, self._cache = key, cache
+            else:
+                self.hits += 1
+            return copy.deepcopy(self._cache)
 
 
 class TextLLMResponder:
@@ -126,6 +214,7 @@ class TextLLMResponder:
     def __init__(self, manager: Any, config: GenerationConfig | None = None) -> None:
         self.manager = manager
         self.config = config or GenerationConfig()
+        self.prompt_cache = PromptCache()
 
     def respond(
         self,
@@ -140,7 +229,17 @@ class TextLLMResponder:
         inputs = bundle.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(bundle.device)
-        yield from stream_generate(bundle.model, bundle.tokenizer, inputs, stop, self.config)
+        extra = {}
+        if self.config.reuse_system_cache:
+            prefix = bundle.tokenizer.apply_chat_template(
+                messages[:1], return_tensors="pt", return_dict=True
+            )["input_ids"].to(bundle.device)
+            cache = self.prompt_cache.for_prompt(bundle.model, prefix, inputs["input_ids"])
+            if cache is not None:
+                extra["past_key_values"] = cache
+        yield from stream_generate(
+            bundle.model, bundle.tokenizer, inputs, stop, self.config, **extra
+        )
 
 
 class ChatResponder:
@@ -173,14 +272,25 @@ class ChatResponder:
         )
         gen = GenerationSettings(max_new_tokens=self.config.max_new_tokens, greedy=True)
         images = [image] if image is not None else []  # the chat service checks and bounds it
+        from mmdemo.flows.sentences import SentenceSplitter
+
+        counter, sentences = SentenceSplitter(first_clause_words=0), 0
         sent = ""
-        for update in self.chat.stream(session, user_text, images, adapter, gen, stop):
-            # partial updates are raw text; the last one is the whole answer, stripped
-            done = sent.strip() if update.metrics is not None else sent
-            if update.text.startswith(done):
-                delta, sent = update.text[len(done) :], update.text
-                if delta:
-                    yield delta
+        stream = self.chat.stream(session, user_text, images, adapter, gen, stop)
+        try:
+            for update in stream:
+                # partial updates are raw text; the last one is the whole answer, stripped
+                done = sent.strip() if update.metrics is not None else sent
+                if update.text.startswith(done):
+                    delta, sent = update.text[len(done) :], update.text
+                    if delta:
+                        sentences += len(counter.feed(delta))
+                        if self.config.max_sentences and sentences >= self.config.max_sentences:
+                            yield before_pending(delta, counter.pending)
+                            return  # closing the stream ends this answer's generation
+                        yield delta
+        finally:
+            stream.close()
 
 
 @dataclass

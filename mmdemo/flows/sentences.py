@@ -50,13 +50,23 @@ def speakable(text: str) -> str:
 class SentenceSplitter:
     """Feed text deltas, get complete sentences back as soon as they are complete."""
 
-    def __init__(self, first_clause_words: int = 4, max_chars: int = 220) -> None:
+    def __init__(
+        self, first_clause_words: int = 4, max_chars: int = 220, first_chunk_words: int = 0
+    ) -> None:
         # the first chunk may end at a clause once it has this many words (0: never)
         self.first_clause_words = first_clause_words
+        # the first chunk ends after this many words even with no punctuation yet, so the
+        # first audio starts early (0: wait for a clause or sentence end)
+        self.first_chunk_words = first_chunk_words
         # a chunk with no punctuation is cut at a space after this many characters
         self.max_chars = max_chars
         self._buffer = ""
         self._emitted = 0
+
+    @property
+    def pending(self) -> str:
+        """Text fed but not yet released as a sentence."""
+        return self._buffer
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
@@ -89,6 +99,11 @@ class SentenceSplitter:
             for m in _CLAUSE_END.finditer(buf):
                 if len(buf[: m.start()].split()) >= self.first_clause_words:
                     return m.end()
+        if self._emitted == 0 and self.first_chunk_words:
+            # a word is complete once a space follows it
+            ends = [m.start() for m in re.finditer(r"\S(?=\s)", buf)]
+            if len(ends) >= self.first_chunk_words:
+                return ends[self.first_chunk_words - 1] + 1
         if len(buf) > self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space + 1 if space > 0 else self.max_chars
@@ -101,3 +116,20 @@ def split_stream(deltas: Iterable[str], splitter: SentenceSplitter | None = None
     for delta in deltas:
         yield from splitter.feed(delta)
     yield from splitter.flush()
+
+
+def _normal(sentence: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", sentence.lower()).split())
+
+
+def repeated_sentence(text: str) -> bool:
+    """True when an answer says a sentence twice ("She's a queen. She's a queen."), counting
+    a last sentence cut short that starts like an earlier one (3 words or more)."""
+    parts = [_normal(p) for p in split_stream([text], SentenceSplitter(first_clause_words=0))]
+    parts = [p for p in parts if p]
+    for i, part in enumerate(parts):
+        for earlier in parts[:i]:
+            last = i == len(parts) - 1
+            if part == earlier or (last and len(part.split()) >= 3 and earlier.startswith(part)):
+                return True
+    return False

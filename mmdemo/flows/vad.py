@@ -1,12 +1,16 @@
 """Voice activity: where the speech is in a clip, and when a live speaker has finished.
 
-Both use the Silero VAD ONNX model that faster-whisper ships (``faster_whisper.vad``): no
-weights to fetch, ~1 ms per 32 ms window on a CPU core.
+Both use the ``silero-vad`` package (MIT), which carries its ONNX model file (no download)
+and keeps the model's recurrent state and 64-sample context between calls itself: its
+documented streaming call ``model(window, 16000) -> probability`` is what its
+``VADIterator`` uses, and ``get_speech_timestamps`` finds the speech in a whole clip.
+~0.5 ms per 32 ms window on a CPU core.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +19,53 @@ from mmdemo.errors import BadInputError
 
 SAMPLE_RATE = 16000
 WINDOW = 512  # samples per VAD decision (32 ms), fixed by the Silero model
-CONTEXT = 64  # samples of the previous window the model sees
+
+
+def load_vad_model() -> Any:
+    """A Silero VAD model (ONNX, one CPU thread) with its own streaming state.
+
+    Importing ``silero_vad`` sets torch's thread count to 1 for the whole process; the count
+    is put back, so the VLM and LLM keep every core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad
+    finally:
+        torch.set_num_threads(threads)
+    return load_silero_vad(onnx=True)
+
+
+class SileroVad:
+    """One Silero model for whole-clip analysis, shared by the users of an assistant (its
+    state is reset per clip, so calls take turns under a lock)."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def spans(
+        self, samples: Any, config: VadConfig, max_segment_s: float = 30.0
+    ) -> list[tuple[int, int]]:
+        import numpy as np
+        import torch
+        from silero_vad import get_speech_timestamps
+
+        audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        with self._lock:
+            if self._model is None:
+                self._model = load_vad_model()
+            found = get_speech_timestamps(
+                audio,
+                self._model,
+                threshold=config.threshold,
+                sampling_rate=SAMPLE_RATE,
+                min_speech_duration_ms=config.min_speech_ms,
+                max_speech_duration_s=max_segment_s,
+                min_silence_duration_ms=config.end_silence_ms,
+                speech_pad_ms=config.pad_ms,
+            )
+        return [(int(s["start"]), int(s["end"])) for s in found]
 
 
 @dataclass(frozen=True)
@@ -41,19 +91,13 @@ class VadConfig:
 
 
 def speech_spans(
-    samples: Any, config: VadConfig = VadConfig(), max_segment_s: float = 30.0
+    samples: Any,
+    config: VadConfig = VadConfig(),
+    max_segment_s: float = 30.0,
+    vad: SileroVad | None = None,
 ) -> list[tuple[int, int]]:
     """(start, end) sample offsets of the speech in a 16 kHz clip; empty when none."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(
-        threshold=config.threshold,
-        min_speech_duration_ms=config.min_speech_ms,
-        min_silence_duration_ms=config.end_silence_ms,
-        speech_pad_ms=config.pad_ms,
-        max_speech_duration_s=max_segment_s,
-    )
-    return [(s["start"], s["end"]) for s in get_speech_timestamps(samples, options)]
+    return (vad or SileroVad()).spans(samples, config, max_segment_s)
 
 
 def speech_chunks(
@@ -92,22 +136,19 @@ class Endpoint:
 class Endpointer:
     """Live end-of-speech detection over a microphone stream (one per user).
 
-    Feed 16 kHz float32 chunks of any size; get ``Endpoint`` events. The Silero state and
-    the 64-sample context are carried from window to window exactly as
-    ``faster_whisper.vad.SileroVADModel`` does within one call, so streaming decisions
-    equal offline ones (that class has no way to carry state across calls).
+    Feed 16 kHz float32 chunks of any size; get ``Endpoint`` events. The endpointer owns a
+    Silero model whose streaming state carries from window to window across chunks.
     """
 
     def __init__(self, config: VadConfig = VadConfig()) -> None:
         self.config = config
+        self._model = load_vad_model()
         self.reset()
 
     def reset(self) -> None:
         import numpy as np
 
-        self._h = np.zeros((1, 1, 128), np.float32)
-        self._c = np.zeros((1, 1, 128), np.float32)
-        self._context = np.zeros((1, CONTEXT), np.float32)
+        self._model.reset_states()
         self._pending = np.zeros(0, np.float32)  # samples not yet a full window
         self._history: list[Any] = []  # windows kept before speech (for padding)
         self._utterance: list[Any] = []
@@ -116,14 +157,9 @@ class Endpointer:
         self.in_speech = False
 
     def _probability(self, window: Any) -> float:
-        import numpy as np
-        from faster_whisper.vad import get_vad_model
+        import torch
 
-        session = get_vad_model().session
-        inp = np.concatenate([self._context, window[None, :]], axis=1)
-        out, self._h, self._c = session.run(None, {"input": inp, "h": self._h, "c": self._c})
-        self._context = window[None, -CONTEXT:]
-        return float(np.asarray(out).reshape(-1)[0])
+        return float(self._model(torch.from_numpy(window), SAMPLE_RATE).item())
 
     def feed(self, chunk: Any) -> list[Endpoint]:
         """Process a chunk; returns the events it completed (usually none)."""

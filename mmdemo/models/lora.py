@@ -21,6 +21,8 @@ from mmdemo.models.adapters import WEIGHTS, AdapterInfo
 BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
 # Parameter name segments that start an adapter's own tensors, per PEFT method.
 ADAPTER_PARAM_PREFIXES = ("lora_", "ia3_", "hada_", "lokr_", "vera_", "oft_", "boft_", "ln_tuning")
+# Module-name parts of the vision tower and the connector (an adapter there changes images)
+VISION_MARKERS = ("vision", "visual", "connector", "merger", "multi_modal_projector", "patch_embed")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,14 @@ def check_compatible(info: AdapterInfo, model: Any, family: str) -> None:
             raise AdapterError(
                 f"adapter {info.name!r}: {path} has rank {shape[0]} but the config says r={info.rank}"
             )
+
+
+def touches_vision(info: AdapterInfo) -> bool:
+    """True if the adapter has weights in the vision tower or connector."""
+    from safetensors import safe_open
+
+    with safe_open(str(info.path / WEIGHTS), framework="pt") as f:
+        return any(m in key for key in f.keys() for m in VISION_MARKERS)  # noqa: SIM118
 
 
 def _check_bottleneck(info: AdapterInfo, model: Any) -> None:

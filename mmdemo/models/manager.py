@@ -56,6 +56,7 @@ class LoadContext:
     settings: Settings
     device: str
     dtype: str
+    dtype_reason: str = ""  # why this dtype (shown in the System tab)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ModelStatus:
     state: str  # not loaded | loading | loaded | error
     device: str = ""
     dtype: str = ""
+    dtype_reason: str = ""
     params: int = 0
     nbytes: int = 0
     load_seconds: float = 0.0
@@ -98,6 +100,7 @@ class _Slot:
     error: str = ""
     load_seconds: float = 0.0
     loads: int = 0
+    dtype_reason: str = ""
 
 
 Loader = Callable[[LoadContext], LoadedModel]
@@ -154,7 +157,7 @@ class ModelManager:
             slot.state, slot.error = "loading", ""
             start = time.perf_counter()
             try:
-                loaded = self._load(name)
+                loaded, slot.dtype_reason = self._load(name)
             except MMDemoError as exc:
                 slot.state, slot.error = "error", str(exc)
                 raise
@@ -213,6 +216,7 @@ class ModelManager:
                     state=slot.state,
                     device=loaded.device if loaded else "",
                     dtype=loaded.dtype if loaded else "",
+                    dtype_reason=slot.dtype_reason if loaded else "",
                     params=loaded.params if loaded else 0,
                     nbytes=loaded.nbytes if loaded else 0,
                     load_seconds=slot.load_seconds if loaded else 0.0,
@@ -229,24 +233,29 @@ class ModelManager:
                 f"unknown backend {name!r}", fix=f"use one of {', '.join(self._loaders)}"
             )
 
-    def _load(self, name: str) -> LoadedModel:
+    def _load(self, name: str) -> tuple[LoadedModel, str]:
         model_id = self.model_id(name)
         loader = self._loaders[name]
         try:
             if isinstance(loader, str):
                 module_name, _, func = loader.partition(":")
                 loader = getattr(importlib.import_module(module_name), func)
-            from mmdemo.models.device import pick_dtype
+            from mmdemo.models.device import choose_dtype
 
             device = self.device
+            choice = choose_dtype(device, self.settings.dtype, name)
             ctx = LoadContext(
                 backend=name,
                 model_id=model_id,
                 settings=self.settings,
                 device=device,
-                dtype=pick_dtype(device, self.settings.dtype),
+                dtype=choice.dtype,
+                dtype_reason=choice.reason,
             )
-            return loader(ctx)
+            loaded = loader(ctx)
+            # a loader may run in another dtype than asked (faster-whisper: int8)
+            reason = choice.reason if loaded.dtype == choice.dtype else ""
+            return loaded, reason
         except MMDemoError:
             raise
         except ImportError as exc:

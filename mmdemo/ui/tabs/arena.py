@@ -109,7 +109,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         queue=False,
         api_visibility="private",
     )
-    chat_api.build(chat, arena, ctx.settings.concurrency)
+    chat_api.build(chat, arena, max(ctx.settings.concurrency, chat.batch_max_rows))
     return {
         "image": image,
         "prompt": prompt,

@@ -58,7 +58,9 @@ def metrics_md(m: AnswerMetrics | None) -> str:
     parts = [
         f"**{m.adapter}**",
         f"queue {seconds(m.queue_wait_s)}",
-        f"adapter switch {seconds(m.switch_s)}",
+        f"adapter switch {seconds(m.switch_s)}"
+        if m.batch_rows == 1
+        else f"batched with {m.batch_rows - 1} other answer(s), no adapter switch",
         f"first token {seconds(m.ttft_s)}",
         f"{m.tokens_per_s:.1f} tok/s",
         f"{m.tokens} tokens",
@@ -234,12 +236,15 @@ def build(ctx: AppContext) -> dict[str, Any]:
             f"score {score} · base `{info.base_model or '?'}`{switch}"
         )
 
+    # answers that run together share one batch, so the VLM takes more requests at once
+    # than other heavy events (non-LoRA adapters still wait for the model, one at a time)
+    vlm_limit = max(ctx.settings.concurrency, chat.batch_max_rows)
     sub = box.submit(
         submit,
         [box, state, *gen_inputs, similar_index, similar_k],
         [bot, metrics, box, state, similar_gallery],
         concurrency_id="vlm",
-        concurrency_limit=ctx.settings.concurrency,
+        concurrency_limit=vlm_limit,
         api_visibility="private",
     )
     regen_btn.click(
@@ -251,7 +256,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
     clear_btn.click(clear, state, [bot, metrics, state], queue=False, api_visibility="private")
-    adapter.change(show_adapter, adapter, adapter_info, api_visibility="private")
+    # loading the adapter touches the shared VLM: it queues with the other VLM events
+    adapter.change(
+        show_adapter, adapter, adapter_info, api_visibility="private", concurrency_id="vlm"
+    )
     # adapters trained or uploaded since the page opened appear when the menu is opened
     adapter.focus(
         lambda: gr.update(choices=chat.adapter_choices()),

@@ -10,7 +10,17 @@ from mmdemo.flows.system import SystemReport, human_bytes, human_count, system_r
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
 
-HEADERS = ["backend", "model", "state", "device", "dtype", "params", "memory", "load s", "details"]
+HEADERS = [
+    "backend",
+    "model",
+    "state",
+    "device",
+    "dtype (why)",
+    "params",
+    "memory",
+    "load s",
+    "details",
+]
 
 
 def model_rows(report: SystemReport) -> list[list[Any]]:
@@ -23,7 +33,7 @@ def model_rows(report: SystemReport) -> list[list[Any]]:
                 s.model_id,
                 s.state,
                 s.device,
-                s.dtype,
+                f"{s.dtype} ({s.dtype_reason})" if s.dtype_reason else s.dtype,
                 human_count(s.params) if s.params else "",
                 human_bytes(s.nbytes) if s.nbytes else "",
                 f"{s.load_seconds:.2f}" if s.state == "loaded" else "",

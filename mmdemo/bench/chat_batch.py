@@ -1,0 +1,103 @@
+"""Concurrent chat users on one VLM: the serial path (one answer at a time, the adapter switched
+per request) against the batched path (one mixed-adapter batch), measured in the same run."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mmdemo.bench.report import Table, ms
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "images"
+USERS = (  # image, question: four users, four adapters
+    ("astronaut.jpg", "Describe this image in detail."),
+    ("cat.jpg", "What animal is this?"),
+    ("rocket.jpg", "What is happening here?"),
+    ("coffee.jpg", "What is on the table?"),
+)
+TARGET = 2.0  # aggregate tokens/s of the batch over the serial path
+
+
+def together(chat: Any, jobs: list[tuple[str, Any, str]], gen: Any) -> tuple[list[Any], float]:
+    """Every job (adapter, image, question) from its own thread at once; (finals, wall s)."""
+    from mmdemo.flows.chat import ChatSession
+
+    finals: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(jobs) + 1)
+
+    def user(i: int, adapter: str, image: Any, question: str) -> None:
+        try:
+            barrier.wait()
+            finals[i] = list(chat.stream(ChatSession(), question, [image], adapter, gen))[-1]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(i, *job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [finals[i] for i in range(len(jobs))], time.perf_counter() - start
+
+
+def measure(chat: Any, names: list[str], tokens: int, gen: Any, table: Table, label: str) -> bool:
+    """Serial vs batched for four users; adds rows; True when every answer matched its solo."""
+    from PIL import Image
+
+    images = {f: Image.open(ASSETS / f).convert("RGB").resize((512, 512)) for f, _ in USERS}
+    cases = {
+        "same image and question": [(n, images[USERS[0][0]], USERS[0][1]) for n in names],
+        "four different images and questions": [
+            (n, images[f], q) for n, (f, q) in zip(names, USERS, strict=True)
+        ],
+    }
+    all_same = True
+    for case, jobs in cases.items():
+        chat.batching = False  # the serial path: one answer at a time under the adapter pin
+        serial, serial_s = together(chat, jobs, gen)
+        chat.batching = True
+        chat.batch_max_rows = len(jobs)  # a full batch starts without waiting for the window
+        batched, batched_s = together(chat, jobs, gen)
+        total = sum(f.metrics.tokens for f in batched)
+        rate, serial_rate = total / batched_s, sum(f.metrics.tokens for f in serial) / serial_s
+        same = [b.text == s.text for b, s in zip(batched, serial, strict=True)]
+        all_same &= all(same)
+        rows = statistics.median(f.metrics.batch_rows for f in batched)
+        table.add(
+            f"{label}, {case}: serial path (one at a time, baseline)",
+            f"{serial_rate:.1f} tok/s aggregate ({ms(serial_s)} for {len(jobs)} answers)",
+            "1.00x",
+        )
+        verdict = "met" if rate >= TARGET * serial_rate else "missed"
+        table.add(
+            f"{label}, {case}: one mixed-adapter batch",
+            f"{rate:.1f} tok/s aggregate ({ms(batched_s)}; batch of {rows:.0f})",
+            f"**{rate / serial_rate:.2f}x** (target >= {TARGET:.0f}x: {verdict})",
+        )
+        distinct = len({s.text for s in serial})
+        table.add(
+            f"{label}, {case}: answers",
+            f"{sum(same)} of {len(same)} identical to the same request answered alone; "
+            f"{distinct} distinct answers",
+            "",
+        )
+    return all_same
+
+
+def adapters_for(model: Any, root: Path, chat: Any, count: int = 4) -> list[str]:
+    """``count`` random LoRA adapters (r=16 on the language model) installed in the store."""
+    from mmdemo.bench.adapters import _adapters
+
+    names = []
+    for i, path in enumerate(_adapters(model, root, count=count)):
+        chat.store.install(path, f"user{i}")
+        names.append(f"user{i}")
+    return names

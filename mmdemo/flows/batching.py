@@ -1,0 +1,286 @@
+"""Concurrent chat requests answered as one batch (dynamic batching over many adapters).
+
+Requests that arrive together (within ``window_s`` of the first, or while a batch is running)
+and ask for the same decoding run as one ``generate`` call: their prompts are left-padded into
+one batch and each row carries its own LoRA adapter through PEFT's mixed-adapter batches
+(``adapter_names=``), as S-LoRA, Punica and LoRAX serve many adapters: no adapter switch on
+this path. Each row streams to its own request; Stop (or a closed tab) ends only that row.
+
+A batch of one runs exactly like the serial path (the adapter is activated, no
+``adapter_names``). What cannot be batched (non-LoRA adapters, adapters on the vision tower,
+model families not verified here) stays on the serial path in ``flows/chat.py``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmdemo.flows.generation import GenerationSettings, TokenClock
+from mmdemo.models.adapters import AdapterInfo
+
+# Families whose padded batches were checked to give each row its solo answer (greedy).
+# Qwen2-VL is left out: its 3-D rope positions with left padding changed some rows' answers.
+BATCH_FAMILIES = ("idefics3", "smolvlm")
+# Keys a single-row Idefics3 input may have; anything else is not batched.
+_TEXT_KEYS = ("input_ids", "attention_mask")
+_IMAGE_KEYS = ("pixel_values", "pixel_attention_mask")
+
+
+@dataclass(eq=False)
+class BatchRequest:
+    """One user's answer inside a batch: its inputs, adapter, stop switch and tokens so far."""
+
+    inputs: dict[str, Any]  # single-row model inputs (batch dimension 1)
+    info: AdapterInfo | None  # None = base model
+    gen: GenerationSettings
+    stop: threading.Event
+    eos_ids: set[int]
+    clock: TokenClock = field(default_factory=TokenClock)
+    tokens: list[int] = field(default_factory=list)
+    submitted: float = field(default_factory=time.perf_counter)
+    queue_wait_s: float = 0.0
+    switch_s: float = 0.0
+    rows: int = 0  # size of the batch it ran in
+    error: BaseException | None = None
+    done: bool = False  # no more tokens will be added
+    events: queue.Queue = field(default_factory=queue.Queue)  # "step" per token, None at the end
+    thread: threading.Thread | None = None
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.gen.max_new_tokens
+
+    def decoding(self) -> tuple[tuple[str, Any], ...]:
+        """Requests batch together only when they decode alike (greedy, or equal sampling)."""
+        kwargs = self.gen.generate_kwargs()
+        return tuple(sorted((k, v) for k, v in kwargs.items() if k != "max_new_tokens"))
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.events.put(None)
+
+    def updates(self, min_interval: float) -> Iterator[None]:
+        """Yield when new tokens arrived (at most every ``min_interval`` s) until the row ends.
+
+        Leaving early (a closed tab) stops this row only; a batch of one is waited for, so
+        no generation keeps running unseen."""
+        finished = False
+        last = 0.0
+        try:
+            while self.events.get() is not None:
+                now = time.perf_counter()
+                if now - last >= min_interval:
+                    last = now
+                    yield
+            finished = True
+        finally:
+            if not finished:
+                self.stop.set()
+                while not self.done and self.events.get() is not None:
+                    pass
+            if self.rows <= 1 and self.thread is not None:
+                self.thread.join()
+
+
+def collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
+    """Single-row Idefics3 inputs as one left-padded batch; None if they cannot be batched.
+
+    Image tensors are padded with all-zero images, which Idefics3 drops before its vision
+    tower (as its own processor pads a batch), so each row sees only its own images."""
+    import torch
+    from torch.nn.functional import pad
+
+    if any(set(r) - {*_TEXT_KEYS, *_IMAGE_KEYS} for r in rows):
+        return None
+    if any(r["input_ids"].shape[0] != 1 for r in rows):
+        return None
+    length = max(r["input_ids"].shape[1] for r in rows)
+    out = {
+        "input_ids": torch.cat(
+            [pad(r["input_ids"], (length - r["input_ids"].shape[1], 0), value=pad_id) for r in rows]
+        ),
+        "attention_mask": torch.cat(
+            [
+                pad(r["attention_mask"], (length - r["attention_mask"].shape[1], 0), value=0)
+                for r in rows
+            ]
+        ),
+    }
+    pixels = [r.get("pixel_values") for r in rows]
+    present = [p for p in pixels if p is not None]
+    if not present:
+        return out
+    if any(p.dim() != 5 for p in present):
+        return None
+    ref = present[0]
+    images = max(p.shape[1] for p in present)
+    height, width = max(p.shape[3] for p in present), max(p.shape[4] for p in present)
+    values = torch.zeros(len(rows), images, 3, height, width, dtype=ref.dtype, device=ref.device)
+    mask = torch.zeros(len(rows), images, height, width, dtype=torch.long, device=ref.device)
+    for i, r in enumerate(rows):
+        p = r.get("pixel_values")
+        if p is None:
+            continue
+        n, h, w = p.shape[1], p.shape[3], p.shape[4]
+        values[i, :n, :, :h, :w] = p[0]
+        m = r.get("pixel_attention_mask")
+        mask[i, :n, :h, :w] = m[0] if m is not None else 1
+    out["pixel_values"], out["pixel_attention_mask"] = values, mask
+    return out
+
+
+class _Fanout:
+    """A transformers streamer that hands each row's new token to that row's request."""
+
+    def __init__(self, batch: list[BatchRequest]):
+        self.batch = batch
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # the first call carries the prompt
+            self._prompt_seen = True
+            return
+        ids = value.reshape(len(self.batch), -1)[:, -1].tolist()
+        for req, tok in zip(self.batch, ids, strict=True):
+            if req.done:
+                continue
+            req.clock.tick(1)
+            if tok in req.eos_ids or req.stop.is_set():
+                req.finish()
+                continue
+            req.tokens.append(tok)
+            req.clock.tokens[0] += 1
+            req.events.put("step")
+            if len(req.tokens) >= req.max_new_tokens:
+                req.finish()
+
+    def end(self) -> None:
+        for req in self.batch:
+            req.finish()
+
+
+def _stopping(batch: list[BatchRequest]) -> Any:
+    """Per-row stop: a row ends on its own Stop or its own token budget, the others go on."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RowDone(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            flags = [r.done or r.stop.is_set() for r in batch]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([RowDone()])
+
+
+class Batcher:
+    """Gathers compatible requests for one loaded VLM and runs them as batches, one batch at
+    a time (each batch pins its adapters through the runtime's lock, like every request)."""
+
+    def __init__(self, bundle: Any, window_s: float = 0.05, max_rows: int = 8):
+        self.bundle = bundle
+        self.window_s = window_s  # how long the first request waits for company
+        self.max_rows = max_rows
+        self._lock = threading.Condition()
+        self._waiting: list[BatchRequest] = []
+        self._busy = False
+
+    def submit(self, request: BatchRequest) -> None:
+        """Queue a request; it starts with the next batch."""
+        with self._lock:
+            self._waiting.append(request)
+            self._lock.notify_all()
+            if not self._busy:
+                self._busy = True
+                self._start(gather=True)
+
+    def _start(self, gather: bool) -> None:
+        thread = threading.Thread(
+            target=self._run_next, args=(gather,), name="mmdemo-generate", daemon=True
+        )
+        thread.start()
+
+    def _take(self) -> list[BatchRequest]:
+        """The oldest request and every waiting one that can share its batch."""
+        first = self._waiting[0]
+        key = first.decoding()
+        batch, adapters = [], set()
+        limit = self.bundle.adapters.max_resident
+        for req in list(self._waiting):
+            if req.stop.is_set():  # stopped (or its tab closed) before it started
+                self._waiting.remove(req)
+                req.finish()
+                continue
+            if len(batch) >= self.max_rows or req.decoding() != key:
+                continue
+            names = adapters | ({req.info.name} if req.info is not None else set())
+            if len(names) > limit:
+                continue
+            adapters = names
+            batch.append(req)
+            self._waiting.remove(req)
+        return batch
+
+    def _run_next(self, gather: bool) -> None:
+        with self._lock:
+            if gather:  # wait for company, or until a full batch is waiting
+                self._lock.wait_for(lambda: len(self._waiting) >= self.max_rows, self.window_s)
+            batch = []
+            while self._waiting and not batch:
+                batch = self._take()
+            for req in batch:
+                req.thread = threading.current_thread()
+                req.rows = len(batch)
+        try:
+            if batch:
+                self._generate(batch)
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._start(gather=False)
+                else:
+                    self._busy = False
+
+    def _generate(self, batch: list[BatchRequest]) -> None:
+        import torch
+
+        runtime, tokenizer = self.bundle.adapters, self.bundle.tokenizer
+        try:
+            with runtime.pin(tuple(r.info for r in batch)) as pinned:
+                started = time.perf_counter()
+                for req in batch:
+                    req.queue_wait_s = max(0.0, started - req.submitted - pinned.switch_s)
+                    req.switch_s = pinned.switch_s if len(batch) == 1 else 0.0
+                    req.clock = TokenClock()
+                pad_id = tokenizer.pad_token_id
+                if pad_id is None:
+                    pad_id = tokenizer.eos_token_id
+                if len(batch) == 1:
+                    inputs = batch[0].inputs
+                else:
+                    inputs = collate([r.inputs for r in batch], pad_id)
+                    if inputs is None:
+                        raise RuntimeError("these requests cannot share a batch")
+                kwargs = batch[0].gen.generate_kwargs()
+                kwargs["max_new_tokens"] = max(r.max_new_tokens for r in batch)
+                kwargs["pad_token_id"] = pad_id
+                if len(batch) > 1 and runtime.peft is not None:
+                    kwargs["adapter_names"] = list(pinned.adapters)
+                with torch.inference_mode():
+                    pinned.model.generate(
+                        **inputs,
+                        **kwargs,
+                        streamer=_Fanout(batch),
+                        stopping_criteria=_stopping(batch),
+                    )
+        except BaseException as exc:  # every row of the batch reports it
+            for req in batch:
+                req.error = exc
+        finally:
+            for req in batch:
+                req.finish()
