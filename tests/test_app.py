@@ -63,3 +63,16 @@ def test_browser_visits_every_tab_and_drives_the_system_tab(
     page.locator("#system-unload").click()
     expect(tts_state).to_have_text("not loaded", timeout=60_000)
     assert not app.mmdemo_context.manager.is_loaded("tts")
+
+
+def test_the_api_lists_only_named_endpoints(app: Any) -> None:
+    """Every public endpoint is one we named on purpose: no auto-numbered handler
+    (``stop_2``), no lambda, no state factory (``/dict``), and no name taken twice."""
+    import re
+
+    public = [f.api_name for f in app.fns.values() if f.api_visibility == "public"]
+    assert {"chat", "arena", "clip_search", "voice", "gestures", "video_summary", "train"} <= set(
+        public
+    )
+    accidental = [n for n in public if re.search(r"_\d+$|lambda|^[A-Z]|^dict$", n)]
+    assert accidental == [] and len(public) == len(set(public))

@@ -62,8 +62,20 @@ def create_ui(
             if "on_load" in built:
                 fn, outputs = built["on_load"]
                 demo.load(fn, None, outputs, api_visibility="private", queue=False)
+    hide_state_factories(demo)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo
+
+
+def hide_state_factories(demo: gr.Blocks) -> None:
+    """Gradio gives every ``gr.State`` whose value is a factory (``gr.State(ChatState)``) a
+    public page-load endpoint named after the factory (``/dict``, ``/lambda_5``): plumbing,
+    not API. Make those private so the API page lists only the named endpoints."""
+    states = {id(b) for b in demo.blocks.values() if isinstance(b, gr.State)}
+    for fn in demo.fns.values():
+        factory = fn.outputs and not fn.inputs and all(id(o) in states for o in fn.outputs)
+        if fn.api_visibility == "public" and factory:
+            fn.api_visibility = "private"
 
 
 def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:

@@ -315,7 +315,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
         **heavy,
     )
-    stop_btn.click(stop, state, summary, cancels=[video_event], queue=False)
+    stop_btn.click(
+        stop, state, summary, cancels=[video_event], queue=False, api_visibility="private"
+    )
     cam.stream(
         webcam,
         [cam, mode, hold, state],

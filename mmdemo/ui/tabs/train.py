@@ -200,6 +200,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         [state, bake_table, timer],
         api_visibility="private",
     )
-    eval_btn.click(act.evaluate, [eval_adapter, eval_data], eval_out, api_visibility="private")
+    eval_btn.click(
+        act.evaluate,
+        [eval_adapter, eval_data],
+        eval_out,
+        api_name="evaluate_in_tab",
+        api_visibility="private",
+    )
     register_api(ctx, service)
     return {"method": method, "start": start_btn, "status": status, "state": state, "timer": timer}
