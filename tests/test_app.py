@@ -76,3 +76,18 @@ def test_the_api_lists_only_named_endpoints(app: Any) -> None:
     )
     accidental = [n for n in public if re.search(r"_\d+$|lambda|^[A-Z]|^dict$", n)]
     assert accidental == [] and len(public) == len(set(public))
+
+
+def test_the_system_timer_polls_only_while_its_tab_is_shown(app: Any) -> None:
+    import gradio as gr
+
+    timer = next(b for b in app.blocks.values() if isinstance(b, gr.Timer) and b.value == 3.0)
+    assert not timer.active, "no polling before the System tab is opened"
+    switches = {}
+    for fn in app.fns.values():
+        if [o._id for o in fn.outputs] == [timer._id]:
+            (block, event), *_ = fn.targets
+            switches[app.blocks[block].elem_id, event] = fn.fn().active
+    assert switches[("tab-system", "select")] is True
+    others = {k: v for k, v in switches.items() if k[0] != "tab-system"}
+    assert len(others) >= 6 and not any(others.values()), "any other tab stops it"

@@ -24,7 +24,7 @@ def client(app_url: str) -> Any:
 def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None:
     from gradio_client import handle_file
 
-    chat = app.mmdemo_context.services["chat"]
+    chat = app.mmdemo_context.services.chat
     saved, chat.stream_interval = chat.stream_interval, 0.0  # an update per token
     try:
         job = client.submit(

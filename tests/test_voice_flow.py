@@ -15,6 +15,7 @@ import pytest
 from mmdemo.errors import BadInputError
 from mmdemo.flows.assistant import Conversation, VoiceAssistant, VoiceOptions
 from mmdemo.flows.audio import Clip, prepare, read_audio
+from mmdemo.flows.chat import ChatService
 from mmdemo.flows.responders import GenerationConfig, Responders, TextLLMResponder, Turn
 from tests.voice_helpers import ANSWER, ScriptedResponder
 
@@ -169,7 +170,9 @@ def test_stop_really_stops_the_models_compute(shared_manager: Any, kind: str) ->
     responder = (
         TextLLMResponder(shared_manager)
         if kind == "llm"
-        else Responders.default(shared_manager).vision  # the VLM through the chat service
+        else Responders.default(
+            shared_manager, ChatService.standalone(shared_manager)
+        ).vision  # the VLM through the chat service
     )
     bundle = shared_manager.get(kind)
     counter = ForwardCounter(bundle.model)
@@ -193,7 +196,9 @@ def test_vision_answers_go_through_the_chat_service_with_the_chosen_adapter(
 
     red = Image.open(Path(__file__).parents[1] / "assets" / "images" / "red-circle.png")
     # the tiny demo adapters were trained without a system prompt: ask them that way
-    vision = Responders.default(shared_manager, GenerationConfig(system_prompt="")).vision
+    vision = Responders.default(
+        shared_manager, ChatService.standalone(shared_manager), GenerationConfig(system_prompt="")
+    ).vision
     said = {
         adapter: "".join(
             vision.respond([], "What color is the shape?", red, threading.Event(), adapter=adapter)
@@ -203,7 +208,7 @@ def test_vision_answers_go_through_the_chat_service_with_the_chosen_adapter(
     assert said["color-namer"] == "The shape is red."
     assert said["pirate"].startswith("Arr matey")
     assert said[None] not in (said["color-namer"], said["pirate"])
-    responders = Responders.default(shared_manager)
+    responders = Responders.default(shared_manager, ChatService.standalone(shared_manager))
     assert responders.pick(False, "pirate") is responders.vision
     assert responders.pick(False, None) is responders.text
 

@@ -133,7 +133,11 @@ class VoiceAssistant:
     first_chunk_words: int = 4
 
     def __post_init__(self) -> None:
-        self.responders = self.responders or Responders.default(self.manager)
+        if self.responders is None:  # scripts and benchmarks; the app passes its own
+            from mmdemo.flows.chat import ChatService
+
+            chat = ChatService.standalone(self.manager)
+            self.responders = Responders.default(self.manager, chat)
         self.silero = SileroVad()  # finds the speech in uploaded clips (loads on first use)
 
     @property

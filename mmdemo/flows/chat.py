@@ -122,6 +122,12 @@ def model_inputs(bundle: Any, messages: list[dict[str, Any]], images: list[Any])
 class ChatService:
     """The chat capability over the shared manager and adapter store (one per app)."""
 
+    @classmethod
+    def standalone(cls, manager: ModelManager, retrieval: Any = None) -> ChatService:
+        """A service over the settings' adapter store (the app makes one, in
+        ``flows.services``; scripts and benchmarks make their own)."""
+        return cls(manager, AdapterStore(manager.settings), retrieval=retrieval)
+
     def __init__(self, manager: ModelManager, store: AdapterStore, retrieval: Any = None):
         self.manager = manager
         self.store = store

@@ -301,15 +301,9 @@ class Responders:
     vision: Responder
 
     @classmethod
-    def default(
-        cls, manager: Any, config: GenerationConfig | None = None, chat: Any = None
-    ) -> Responders:
-        """The text LLM, and the VLM through ``chat`` (a ChatService; one is made if None)."""
-        if chat is None:
-            from mmdemo.flows.chat import ChatService
-            from mmdemo.models.adapters import AdapterStore
-
-            chat = ChatService(manager, AdapterStore(manager.settings))
+    def default(cls, manager: Any, chat: Any, config: GenerationConfig | None = None) -> Responders:
+        """The text LLM, and the VLM through ``chat`` (the app's one ChatService, so voice
+        answers share its adapter store and batcher)."""
         return cls(TextLLMResponder(manager, config), ChatResponder(chat, config))
 
     def pick(self, has_image: bool, adapter: str | None = None) -> Responder:

@@ -1,6 +1,6 @@
 """IndexService: build, grow, shrink and search named image indexes with the manager's CLIP.
 
-One object per process (the app puts it in ``ctx.services["clip_index"]``), shared by the CLIP
+One object per process (the app puts it in ``Services.index``), shared by the CLIP
 tab, the ``index`` CLI and other tabs: the chat tab can fetch similar indexed images as
 context, the video tab can rank its key frames by text. Searches never wait for writers: each
 write commits a new snapshot and searches keep using the one they started with.

@@ -46,7 +46,7 @@ def create_ui(
 ) -> gr.Blocks:
     """The whole app. Builds widgets only: no model loads here."""
     settings = settings or Settings.load()
-    ctx = AppContext(settings=settings, manager=manager or ModelManager(settings))
+    ctx = AppContext.create(settings, manager)
     with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
@@ -54,9 +54,12 @@ def create_ui(
             elem_id="app-title",
         )
         components: dict[str, dict[str, Any]] = {}
+        tab_blocks: dict[str, gr.Tab] = {}
         for label, module, elem_id in tabs:
-            with gr.Tab(label, id=elem_id, elem_id=elem_id):
+            with gr.Tab(label, id=elem_id, elem_id=elem_id) as tab:
                 components[label] = importlib.import_module(module).build(ctx)
+            tab_blocks[label] = tab
+        poll_only_when_shown(tab_blocks, components)
         # A tab may ask to be filled when the page opens: {"on_load": (fn, outputs)}.
         for built in components.values():
             if "on_load" in built:
@@ -65,6 +68,25 @@ def create_ui(
     hide_state_factories(demo)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo
+
+
+def poll_only_when_shown(tabs: dict[str, gr.Tab], components: dict[str, dict[str, Any]]) -> None:
+    """A tab's ``poll`` timer ticks only while that tab is shown: selecting the tab starts
+    it, selecting any other tab stops it (no page polls for a tab nobody looks at)."""
+    for label, built in components.items():
+        timer = built.get("poll")
+        if timer is None:
+            continue
+        for other, tab in tabs.items():
+            active = other == label
+            tab.select(
+                lambda active=active: gr.Timer(active=active),
+                None,
+                timer,
+                queue=False,
+                api_visibility="private",
+                show_progress="hidden",
+            )
 
 
 def hide_state_factories(demo: gr.Blocks) -> None:

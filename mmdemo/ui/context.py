@@ -1,32 +1,23 @@
-"""What every tab's ``build(ctx)`` receives: settings and the shared, heavy services."""
+"""What every tab's ``build(ctx)`` receives: settings, the model manager and the app's
+shared services (made once, in ``flows.services``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 from mmdemo.config import Settings
+from mmdemo.flows.services import Services
 from mmdemo.models.manager import ModelManager
 
-if TYPE_CHECKING:
-    from mmdemo.retrieval import IndexService
 
-INDEX_SERVICE = "clip_index"  # its key in ``services`` (tabs built before this accessor use it)
-
-
-@dataclass
+@dataclass(frozen=True)
 class AppContext:
     settings: Settings
     manager: ModelManager
-    # services later tabs add (adapter store, index service, ...), by name
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services
 
-    def index_service(self) -> IndexService:
-        """The app's one CLIP ``IndexService`` (the CLIP, chat and video tabs share it);
-        made on first call, which loads no model."""
-        service = self.services.get(INDEX_SERVICE)
-        if service is None:
-            from mmdemo.retrieval import IndexService
-
-            service = self.services[INDEX_SERVICE] = IndexService(self.settings, self.manager)
-        return service
+    @classmethod
+    def create(cls, settings: Settings, manager: ModelManager | None = None) -> AppContext:
+        """The context of one app: its services made here, once, loading no model."""
+        manager = manager or ModelManager(settings)
+        return cls(settings, manager, Services.create(settings, manager))

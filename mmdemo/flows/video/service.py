@@ -1,6 +1,6 @@
 """VideoService: summarise a video, answer questions about it, search its key frames.
 
-One per process (the app keeps it in ``ctx.services["video"]``), over the shared
+One per process (the app keeps it in ``Services.video``), over the shared
 ``ModelManager``; results are cached under ``MMDEMO_HOME/video/<sha256>/``, so asking about a
 file again, or by its ``video_id``, recomputes nothing.
 """

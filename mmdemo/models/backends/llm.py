@@ -39,6 +39,7 @@ def embedded_smollm2(name: str, settings: Settings) -> Path:
     package, filename = EMBEDDED[name]
     target = settings.models_dir / "embedded" / name
     if (target / "config.json").is_file():
+        _drop_gguf_marker(target / "config.json")
         return target
     folder = package_dir(package)
     if folder is None or not (folder / filename).is_file():
@@ -56,13 +57,28 @@ def embedded_smollm2(name: str, settings: Settings) -> Path:
     # weights into a fresh model made from the same config gives a normal safetensors folder.
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    fresh = AutoModelForCausalLM.from_config(gguf_model.config)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        # the weights are plain floats now; the GGUF marker would make the Trainer refuse them
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(gguf_model.state_dict())
     fresh.generation_config = gguf_model.generation_config
     with atomic_folder(target) as tmp:
         fresh.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
+
+
+def _drop_gguf_marker(config_file: Path) -> None:
+    """Folders written before the marker was dropped: remove it from their config.json."""
+    import json
+
+    config = json.loads(config_file.read_text())
+    if config.pop("quantization_config", None) is not None:
+        tmp = config_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, indent=2))
+        tmp.replace(config_file)
 
 
 def load_parts(

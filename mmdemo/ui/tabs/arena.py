@@ -8,20 +8,14 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.flows.arena import MAX_COLUMNS, ArenaResult, ArenaService
+from mmdemo.flows.arena import MAX_COLUMNS, ArenaResult
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.system import human_bytes
 from mmdemo.ui.common import guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import chat_api
-from mmdemo.ui.tabs.chat import ASSET_IMAGES, chat_service
-
-
-def arena_service(ctx: AppContext) -> ArenaService:
-    if "arena" not in ctx.services:
-        ctx.services["arena"] = ArenaService(chat_service(ctx))
-    return ctx.services["arena"]
+from mmdemo.ui.tabs.chat import ASSET_IMAGES
 
 
 def column_md(result: ArenaResult, i: int) -> str:
@@ -43,8 +37,8 @@ def summary_md(result: ArenaResult) -> str:
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    arena = arena_service(ctx)
-    chat = chat_service(ctx)
+    arena = ctx.services.arena
+    chat = ctx.services.chat
     state = gr.State(dict)  # per session: {"stop": Event}
     with gr.Row():
         with gr.Column(scale=1):

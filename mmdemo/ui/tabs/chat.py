@@ -13,8 +13,6 @@ from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
-from mmdemo.models.adapters import AdapterStore
-from mmdemo.retrieval import IndexService
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel
@@ -32,17 +30,6 @@ class ChatState:
     def new_answer(self) -> threading.Event:
         self.stop = threading.Event()
         return self.stop
-
-
-def chat_service(ctx: AppContext) -> ChatService:
-    """The app's one ChatService (created by the first tab that needs it)."""
-    if "chat" not in ctx.services:
-        if "clip_index" not in ctx.services:
-            ctx.services["clip_index"] = IndexService(ctx.settings, ctx.manager)
-        ctx.services["chat"] = ChatService(
-            ctx.manager, AdapterStore(ctx.settings), retrieval=ctx.services["clip_index"]
-        )
-    return ctx.services["chat"]
 
 
 OFF = "off"
@@ -88,7 +75,7 @@ def to_messages(
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    chat = chat_service(ctx)
+    chat = ctx.services.chat
     state = gr.State(lambda: ChatState())
     with gr.Row():
         with gr.Column(scale=3):

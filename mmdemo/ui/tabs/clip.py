@@ -20,7 +20,7 @@ IMAGE_TYPES = list(IMAGE_EXTENSIONS)
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    api = ClipApi(ctx.index_service())
+    api = ClipApi(ctx.services.index)
     act = ClipActions(api)
     heavy = dict(concurrency_id="clip-embed", concurrency_limit=1)
     query = dict(concurrency_id="clip-query", concurrency_limit=ctx.settings.concurrency)

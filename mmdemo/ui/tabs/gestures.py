@@ -29,7 +29,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "assets" / "images" / "gestures
 
 
 def gesture_service(ctx: AppContext) -> GestureService:
-    return ctx.services.setdefault("gestures", GestureService(ctx.manager, ctx.settings.home))
+    return ctx.services.gestures
 
 
 def build(ctx: AppContext) -> dict[str, Any]:

@@ -121,7 +121,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
     unload_btn.click(unload, backend, outputs, api_name="unload_model")
     set_btn.click(set_model, [backend, model_id], outputs, api_name="set_model")
     refresh_btn.click(refresh, None, outputs, api_name="system_status")
-    timer = gr.Timer(3.0)
+    # polls only while the System tab is shown: app.create_ui starts it on the tab's select
+    # and stops it when another tab is picked
+    timer = gr.Timer(3.0, active=False)
     timer.tick(
         refresh, None, outputs, api_visibility="private", show_progress="hidden", queue=False
     )
@@ -133,6 +135,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "load": load_btn,
         "unload": unload_btn,
         "versions": versions,
-        "timer": timer,
+        "poll": timer,
         "refresh": refresh_btn,
     }

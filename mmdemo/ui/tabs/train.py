@@ -27,7 +27,7 @@ BAKEOFF_DEFAULT = ["lora", "dora", "ia3", "lora-fa", "dylora", "bottleneck", "lo
 
 
 def train_service(ctx: AppContext) -> TrainService:
-    return ctx.services.setdefault("train", TrainService(ctx.settings))
+    return ctx.services.train
 
 
 def base_choices(ctx: AppContext) -> list[str]:

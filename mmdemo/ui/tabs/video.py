@@ -18,7 +18,6 @@ from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.video.cache import ID_PATTERN
-from mmdemo.flows.video.service import VideoService
 from mmdemo.flows.video.types import Cancelled, Progress
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
@@ -56,9 +55,7 @@ def upload_path(video: Any) -> str:
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    if "video" not in ctx.services:
-        ctx.services["video"] = VideoService(ctx.settings, ctx.manager, ctx.index_service())
-    service: VideoService = ctx.services["video"]
+    service = ctx.services.video
     limit = ctx.settings.max_upload_mb * 2**20
     heavy = dict(concurrency_id="video", concurrency_limit=ctx.settings.concurrency)
 

@@ -15,13 +15,11 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.assistant import VoiceAssistant, VoiceOptions
+from mmdemo.flows.assistant import VoiceOptions
 from mmdemo.flows.audio import SAMPLE_RATE, Clip, read_audio, wav_bytes
 from mmdemo.flows.live import LiveListener
-from mmdemo.flows.responders import Responders
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
-from mmdemo.ui.tabs.chat import chat_service
 from mmdemo.ui.voice_view import (
     AUTO_LANGUAGE,
     DEFAULT_VOICE,
@@ -43,11 +41,8 @@ PAUSE_JS = (
 
 def build(ctx: AppContext) -> dict[str, Any]:
     settings = ctx.settings
-    chat = chat_service(ctx)  # the VLM answers through it, with the user's adapter pinned
-    assistant = ctx.services.get("voice") or VoiceAssistant(
-        ctx.manager, Responders.default(ctx.manager, chat=chat)
-    )
-    ctx.services["voice"] = assistant
+    chat = ctx.services.chat  # the VLM answers through it, with the user's adapter pinned
+    assistant = ctx.services.voice
 
     gr.Markdown(
         "Ask by voice: record (the answer starts when you stop recording) or upload a file, "
