@@ -153,6 +153,19 @@ class ChatService:
     def adapter_choices(self) -> list[str]:
         return [BASE_NAME, *self.store.names()]
 
+    def resident_adapters(self) -> set[str]:
+        """Adapters held in memory on the VLM now (none while the VLM is not loaded)."""
+        if not self.manager.is_loaded("vlm"):
+            return set()
+        return set(self.manager.get("vlm").adapters.resident_names())
+
+    def warm_adapter(self, info: AdapterInfo) -> float | None:
+        """Load ``info`` onto the VLM ahead of the first answer when the VLM is loaded;
+        seconds it took, or None when the VLM is not loaded (it loads on first use)."""
+        if not self.manager.is_loaded("vlm"):
+            return None
+        return self.manager.get("vlm").adapters.load(info)
+
     def adapters_summary(self) -> list[dict[str, Any]]:
         """Every adapter as plain data (the `adapters` API endpoint and the CLI)."""
         return [

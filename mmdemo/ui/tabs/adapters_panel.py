@@ -17,9 +17,7 @@ HEADERS = ["name", "method", "dataset", "score", "rank", "base model", "size", "
 
 
 def adapter_rows(chat: ChatService) -> list[list[Any]]:
-    resident: set[str] = set()
-    if chat.manager.is_loaded("vlm"):
-        resident = set(chat.manager.get("vlm").adapters.resident_names())
+    resident = chat.resident_adapters()
     rows = []
     for a in chat.store.list():
         score = ", ".join(f"{k} {v}" for k, v in list(a.metrics.items())[:1]) or "—"

@@ -213,8 +213,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         if info is None:
             return "The base model with no adapter."
         switch = ""
-        if ctx.manager.is_loaded("vlm"):
-            took = ctx.manager.get("vlm").adapters.load(info)
+        took = chat.warm_adapter(info)
+        if took is not None:
             switch = f"\n\nready in {seconds(took)} (kept loaded; switching back is instant)"
         score = ", ".join(f"{k} {v}" for k, v in info.metrics.items()) or "not evaluated"
         return (
