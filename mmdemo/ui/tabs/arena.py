@@ -16,6 +16,7 @@ from mmdemo.ui.common import guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import chat_api
 from mmdemo.ui.tabs.chat import ASSET_IMAGES, chat_service
+from mmdemo.zerogpu import gpu
 
 
 def arena_service(ctx: AppContext) -> ArenaService:
@@ -81,6 +82,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     for i in range(MAX_COLUMNS)
                 ]
 
+    @gpu("arena")
     @guarded_stream
     def run(path: str | None, text: str, names: list[str], max_new_tokens: float, st: dict):
         if path is None:

@@ -18,6 +18,7 @@ from mmdemo.retrieval import IndexService
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel
+from mmdemo.zerogpu import gpu
 
 ASSET_IMAGES = Path(__file__).resolve().parents[3] / "assets" / "images"
 
@@ -160,6 +161,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def settings_of(max_new_tokens, temp, p, is_greedy) -> GenerationSettings:
         return GenerationSettings(int(max_new_tokens), float(temp), float(p), bool(is_greedy))
 
+    @gpu("chat")
     @guarded_stream
     def submit(
         message: dict,
@@ -199,6 +201,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 cases,
             )
 
+    @gpu("chat")
     @guarded_stream
     def regenerate(st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
         gen = settings_of(max_new_tokens, temp, p, is_greedy)
@@ -222,6 +225,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     @guarded
     def show_adapter(name: str) -> str:
+        if chat.remote is not None:
+            return f"**{name}**, answered by the remote VLM at {chat.remote.endpoint.base_url}"
         info = chat.adapter_info(name)
         if info is None:
             return "The base model with no adapter."
