@@ -29,6 +29,8 @@ def arena_json(result: Any) -> dict[str, Any]:
                 "text": c.text,
                 "tokens": c.tokens,
                 "tokens_per_s": round(c.tokens_per_s, 2),
+                "remote": c.remote,
+                "error": c.error,
             }
             for c in result.columns
         ],
