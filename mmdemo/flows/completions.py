@@ -166,7 +166,10 @@ def to_session(
             pending = (text, images)
         elif role == "assistant":
             if pending is None:
-                raise BadInputError(f"message {i} is an assistant message without a question")
+                raise BadInputError(
+                    f"message {i} is an assistant answer with no user message before it",
+                    fix="start with a user message",
+                )
             turn = Turn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
             session.turns.append(turn)
             pending = None
