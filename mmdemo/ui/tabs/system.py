@@ -101,9 +101,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
             label="Model id",
             scale=3,
             elem_id="system-model-id",
+            visible=not hosted,
             placeholder="e.g. tiny:qwen2vl, HuggingFaceTB/SmolVLM-500M-Instruct",
         )
-        set_btn = gr.Button("Use", scale=0, elem_id="system-set-model")
+        set_btn = gr.Button("Use", scale=0, elem_id="system-set-model", visible=not hosted)
     versions = gr.Markdown(elem_id="system-versions")
     outputs = [summary, table, versions]
 
