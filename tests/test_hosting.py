@@ -185,7 +185,7 @@ def test_hosted_app_needs_the_login(hosted: Any) -> None:
 
     url = hosted.local_url.rstrip("/")
     assert httpx.get(f"{url}/config").status_code == 401
-    with pytest.raises(Exception, match="(?i)login|auth|401"):
+    with pytest.raises(Exception, match=r"(?i)login|auth|401"):
         Client(hosted.local_url, verbose=False)
     assert httpx.get(f"{url}/v1/models").status_code == 401
     wrong = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer nope"})

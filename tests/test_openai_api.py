@@ -158,7 +158,7 @@ def test_multi_turn_history_is_used(client: Any, chat: Any) -> None:
     reply = client.chat.completions.create(model="base", messages=messages, max_tokens=8)
     session = ChatSession(system="Answer briefly.")
     gen = GenerationSettings(max_new_tokens=8, greedy=True)
-    *_, first = chat.stream(session, "Name a colour.", [], "base", gen)
+    *_, _first = chat.stream(session, "Name a colour.", [], "base", gen)
     session.turns[-1].answer = "Red."
     *_, last = chat.stream(session, "Another one?", [], "base", gen)
     assert reply.choices[0].message.content == last.text

@@ -98,7 +98,7 @@ def vlm_endpoint(settings: Settings) -> RemoteEndpoint:
         "remote VLM",
         settings.remote_vlm_url,
         settings.remote_vlm_model,
-        "MMDEMO_REMOTE_VLM_KEY",
+        "",  # the key is optional (MMDEMO_REMOTE_VLM_KEY, read by Settings)
         settings.remote_vlm_key,
     )
 
