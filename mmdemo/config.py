@@ -238,6 +238,11 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {"hosted": bool(env.get("SPACE_ID"))}
+        # a Space (and any Gradio host) says where to listen through Gradio's own variables
+        if env.get("GRADIO_SERVER_NAME") or env.get("SPACE_ID"):
+            values["host"] = env.get("GRADIO_SERVER_NAME") or "0.0.0.0"
+        if env.get("GRADIO_SERVER_PORT"):
+            values["port"] = _coerce("port", env["GRADIO_SERVER_PORT"], "int")
         path = config_file or env.get("MMDEMO_CONFIG")
         if path:
             values.update(_read_toml(Path(path)))

@@ -249,3 +249,12 @@ def test_hosted_training_service_refuses_server_paths(tiny_settings: Settings) -
     off = TrainService(tiny_settings.replace(allow_training=False))
     with pytest.raises(NotAllowedError, match="training is turned off"):
         off.submit({"steps": 1})
+
+
+def test_a_space_listens_where_gradio_is_told_to() -> None:
+    space = Settings.load(environ={"SPACE_ID": "x/y"})
+    assert space.host == "0.0.0.0" and space.port == 7860
+    told = Settings.load(environ={"GRADIO_SERVER_NAME": "10.0.0.2", "GRADIO_SERVER_PORT": "8080"})
+    assert (told.host, told.port) == ("10.0.0.2", 8080)
+    mine = Settings.load(environ={"SPACE_ID": "x/y", "MMDEMO_HOST": "127.0.0.1"})
+    assert mine.host == "127.0.0.1"
