@@ -164,5 +164,36 @@ def test_arena_remotes_setting_adds_and_replaces_columns() -> None:
         parse_remotes("no-url-here")
 
 
-def test_served_paths_exist() -> None:
-    assert Path(RED).is_file()
+def test_arena_endpoint_and_tab_show_a_keyless_column(
+    app_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradio_client import Client, handle_file
+
+    from mmdemo.ui.tabs.arena import column_md, remote_updates
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    result = Client(app_url, verbose=False).predict(
+        handle_file(str(RED)), "What color is the shape?", ["base", "Gemini"], api_name="/arena"
+    )
+    base, gemini = result["columns"]
+    assert base["adapter"] == "base" and base["text"] and not base["remote"]
+    assert gemini["remote"] and "GEMINI_API_KEY is not set" in gemini["error"]
+
+    from mmdemo.flows.arena import ArenaColumn, ArenaResult
+
+    shown = ArenaResult(
+        (
+            ArenaColumn("base", "base model", "red", 1, 1.0),
+            ArenaColumn("Gemini", "gemini-2.5-flash via x", "", 0, 0.0, True, gemini["error"]),
+        ),
+        "one mixed-adapter batch + 1 remote",
+        1.0,
+        0.1,
+        0.0,
+        0,
+        True,
+    )
+    assert column_md(shown, 0).endswith("red") and column_md(shown, 1) == ""
+    assert "**Not answered:** GEMINI_API_KEY is not set" in column_md(shown, 0, remote=True)
+    updates = remote_updates(shown)
+    assert [u["visible"] for u in updates] == [True, False, False]
