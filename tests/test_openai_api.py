@@ -141,6 +141,14 @@ def test_image_from_an_http_url_is_fetched_locally(client: Any, chat: Any) -> No
         reply = client.chat.completions.create(
             model="color-namer", messages=image_message("Color?", url), max_tokens=8
         )
+        from mmdemo.errors import BadInputError, NotAllowedError
+        from mmdemo.flows.completions import image_bytes
+
+        assert image_bytes(url, hosted=False, max_bytes=2**20) == RED.read_bytes()
+        with pytest.raises(BadInputError, match="is over"):  # fetched no further than the limit
+            image_bytes(url, hosted=False, max_bytes=RED.stat().st_size - 1)
+        with pytest.raises(NotAllowedError, match="data URL"):
+            image_bytes(url, hosted=True, max_bytes=2**20)
     finally:
         server.shutdown()
     assert reply.choices[0].message.content == service_answer(

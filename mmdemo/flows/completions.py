@@ -83,7 +83,7 @@ def image_bytes(url: str, hosted: bool, max_bytes: int) -> bytes:
                 "an image data URL holds invalid base64", fix="encode the file with base64"
             ) from None
         if len(data) > max_bytes:
-            raise BadInputError(f"an image is over {max_bytes // 2**20} MB")
+            raise BadInputError(f"an image is over {_size(max_bytes)}", fix="send a smaller image")
         return data
     if url.startswith(("http://", "https://")):
         if hosted:
@@ -110,7 +110,7 @@ def _fetch(url: str, limit: int) -> bytes:
                 size += len(chunk)
                 if size > limit:
                     raise BadInputError(
-                        f"the image at {url} is over {limit // 2**20} MB",
+                        f"the image at {url} is over {_size(limit)}",
                         fix="send a smaller image",
                     )
                 chunks.append(chunk)
@@ -218,6 +218,10 @@ def complete(
             completion_tokens=m.tokens,
             adapter=adapter,
         )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def _common(a: str, b: str) -> int:
