@@ -278,3 +278,25 @@ def test_a_space_without_the_embedded_llm_package_takes_it_from_the_hub(
     )
     assert chosen.model_id("llm") == "tiny:llm"
     assert Settings.load(environ={"MMDEMO_PROFILE": "cpu"}).model_id("llm").startswith("embedded:")
+
+
+def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
+    import inspect
+
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from mmdemo.ui.hosting import limited
+
+    def add(name: str, folder: str, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+        return name + folder
+
+    def stream(text: str):
+        yield text
+
+    limiter = RateLimiter(per_minute=60)
+    wrapped, wrapped_stream = limited(add, limiter), limited(stream, limiter)
+    assert special_args(wrapped)[1] == special_args(add)[1] == 2  # gr.Progress still injected
+    assert inspect.signature(wrapped) == inspect.signature(add)
+    assert inspect.isgeneratorfunction(wrapped_stream) and list(wrapped_stream("hi")) == ["hi"]
+    assert wrapped("a", "b") == "ab"
