@@ -23,7 +23,7 @@ from mmdemo.flows.generation import (
     peak_memory_bytes,
     run_generation,
 )
-from mmdemo.flows.remote import RemoteClient, openai_messages, vlm_endpoint
+from mmdemo.flows.remote import RemoteClient, vlm_endpoint
 from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
 from mmdemo.images import load_image
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
@@ -251,7 +251,9 @@ class ChatService:
     ) -> Iterator[ChatUpdate]:
         stop = stop or threading.Event()
         if self.remote is not None:
-            yield from self._answer_remote(session, turn, adapter, gen, stop)
+            from mmdemo.flows.chat_remote import answer_remote  # it imports this module
+
+            yield from answer_remote(self.remote, session, turn, adapter, gen, stop)
             return
         info = self.adapter_info(adapter)
         turn.adapter = info.name if info else BASE_NAME
@@ -306,47 +308,6 @@ class ChatService:
             stopped=stop.is_set(),
             batch_rows=max(rows, 1),
             prompt_tokens=int(inputs["input_ids"].shape[-1]),
-        )
-        session.turns.append(turn)
-        yield ChatUpdate(turn.answer, turn.metrics)
-
-    def _answer_remote(
-        self,
-        session: ChatSession,
-        turn: Turn,
-        adapter: str | None,
-        gen: GenerationSettings,
-        stop: threading.Event,
-    ) -> Iterator[ChatUpdate]:
-        """The answer from the remote VLM (the adapter is the served model's name)."""
-        assert self.remote is not None
-        turn.adapter = adapter or BASE_NAME
-        messages, context_images = build_messages([*session.turns, turn], session.system)
-        started = time.perf_counter()
-        model = self.remote.model_name(adapter, BASE_NAME)
-        first: float | None = None
-        reply = None
-        for reply in self.remote.stream(
-            model, openai_messages(messages, context_images), gen, stop
-        ):
-            first = first or time.perf_counter()
-            turn.answer = reply.text
-            if not reply.done:
-                yield ChatUpdate(turn.answer)
-        total = time.perf_counter() - started
-        tokens = reply.completion_tokens if reply else 0
-        decode = total - ((first or started) - started)
-        turn.metrics = AnswerMetrics(
-            adapter=turn.adapter,
-            queue_wait_s=0.0,
-            switch_s=0.0,
-            ttft_s=(first or started) - started,
-            tokens=tokens,
-            tokens_per_s=tokens / decode if tokens and decode > 0 else 0.0,
-            total_s=total,
-            peak_memory_bytes=0,
-            stopped=stop.is_set(),
-            prompt_tokens=reply.prompt_tokens if reply else 0,
         )
         session.turns.append(turn)
         yield ChatUpdate(turn.answer, turn.metrics)
