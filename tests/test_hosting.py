@@ -124,6 +124,7 @@ def hosted(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         device="cpu",
         home=home,
         rate_limit=3,
+        max_upload_mb=1,
         auth_user=USER,
         auth_password=PASSWORD,
         api_key=API_KEY,
@@ -300,3 +301,13 @@ def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     assert inspect.signature(wrapped) == inspect.signature(add)
     assert inspect.isgeneratorfunction(wrapped_stream) and list(wrapped_stream("hi")) == ["hi"]
     assert wrapped("a", "b") == "ab"
+
+
+def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.png"
+    big.write_bytes(RED.read_bytes() + bytes(2 * 2**20))  # 2 MB > max_upload_mb=1
+    client = gradio_client(hosted.local_url)
+    with pytest.raises(Exception, match="exceeds the maximum file size of 1048576 bytes"):
+        client.predict("Hi", [handle_file(str(big))], "base", 1, True, api_name="/chat")
