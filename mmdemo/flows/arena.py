@@ -1,4 +1,5 @@
-"""Arena: one image and prompt answered by base and up to 3 adapters side by side, in one go.
+"""Arena: one image and prompt answered by base and up to 3 adapters side by side, in one go,
+and optionally by up to 3 remote models (GPT-4o, Gemini, Claude, ...; see arena_remote).
 
 LoRA adapters run as one PEFT mixed-adapter batch (``adapter_names=``). The vision tower
 carries no adapter, so the image is encoded once and its features are shared by every row.
@@ -7,6 +8,7 @@ Other adapter types fall back to answering one after another.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import time
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.errors import BadInputError
+from mmdemo.flows.arena_remote import MAX_REMOTE, RemoteRun
 from mmdemo.flows.chat import BASE_NAME, ChatService, model_inputs
 from mmdemo.flows.generation import (
     GenerationSettings,
@@ -24,6 +27,7 @@ from mmdemo.flows.generation import (
     peak_memory_bytes,
     run_generation,
 )
+from mmdemo.flows.remote import RemoteClient, RemoteEndpoint
 from mmdemo.models.lora import BASE, touches_vision
 
 MAX_COLUMNS = 4
@@ -36,6 +40,8 @@ class ArenaColumn:
     text: str
     tokens: int
     tokens_per_s: float
+    remote: bool = False  # answered by a remote model
+    error: str = ""  # why this column has no answer (a missing key, an unreachable server)
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,14 @@ def repeat_rows(inputs: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 class ArenaService:
-    def __init__(self, chat: ChatService):
+    def __init__(self, chat: ChatService, remotes: Sequence[RemoteEndpoint] = ()):
         self.chat = chat
+        self.remotes = {r.label: r for r in remotes}  # remote columns by label
+        self._clients: dict[str, RemoteClient] = {}
+
+    def choices(self) -> list[str]:
+        """What can be compared: base, the adapters, then the remote models."""
+        return [*self.chat.adapter_choices(), *self.remotes]
 
     def stream(
         self,
@@ -109,15 +121,42 @@ class ArenaService:
         prompt = (prompt or "").strip()
         if not prompt:
             raise BadInputError("the prompt is empty", fix="type the question every model answers")
-        names = list(dict.fromkeys(a or BASE_NAME for a in adapters))
-        if not names:
+        picked = list(dict.fromkeys(a or BASE_NAME for a in adapters))
+        names = [n for n in picked if n not in self.remotes]
+        remote = [self.remotes[n] for n in picked if n in self.remotes]
+        if not picked:
             raise BadInputError("pick at least one model (base or an adapter)")
-        if len(names) > MAX_COLUMNS:
+        if len(names) > MAX_COLUMNS or len(remote) > MAX_REMOTE:
             raise BadInputError(
-                f"the arena compares at most {MAX_COLUMNS} at once; {len(names)} were picked"
+                f"the arena compares at most {MAX_COLUMNS} local and {MAX_REMOTE} remote "
+                f"models at once; {len(names)} and {len(remote)} were picked"
             )
         gen, stop = gen or GenerationSettings(), stop or threading.Event()
         images = self.chat.prepare_images([image]) if image is not None else []
+        run = RemoteRun(remote, prompt, images, gen, stop, self._clients).start()
+        try:
+            last = None
+            for last in self._local(names, prompt, images, gen, stop):
+                yield _with_remote(last, run, done=False)
+            while not run.done:
+                run.wait(0.1)
+                if not run.done:
+                    yield _with_remote(last, run, done=False)
+            yield _with_remote(last, run, done=True)
+        finally:
+            if not run.done:  # the consumer left early: the remote requests end too
+                stop.set()
+
+    def _local(
+        self,
+        names: list[str],
+        prompt: str,
+        images: list[Any],
+        gen: GenerationSettings,
+        stop: threading.Event,
+    ) -> Iterator[ArenaResult]:
+        if not names:
+            return
         infos = [self.chat.adapter_info(n) for n in names]
         bundle = self.chat.manager.get("vlm")
         mixed = (
@@ -227,6 +266,24 @@ class _Board:
             self.peak,
             done,
         )
+
+
+def _with_remote(local: ArenaResult | None, run: RemoteRun, done: bool) -> ArenaResult:
+    """The local result with the remote columns after it (done when both are)."""
+    columns = tuple(
+        ArenaColumn(
+            s.endpoint.label, s.label, s.text.strip(), s.tokens, s.tokens_per_s, True, s.error
+        )
+        for s in run.slots
+    )
+    if local is None:
+        return ArenaResult(columns, "remote models only", 0.0, 0.0, 0.0, 0, done)
+    return dataclasses.replace(
+        local,
+        columns=(*local.columns, *columns),
+        mode=local.mode + (f" + {len(columns)} remote" if columns else ""),
+        done=done and local.done,
+    )
 
 
 __all__ = ["BASE", "ArenaColumn", "ArenaResult", "ArenaService"]

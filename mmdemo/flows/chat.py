@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmdemo.errors import AdapterError, BadInputError, OutOfMemoryError
+from mmdemo.errors import AdapterError, BadInputError, MMDemoError, OutOfMemoryError
 from mmdemo.flows.batching import BATCH_FAMILIES, Batcher, BatchRequest
 from mmdemo.flows.generation import (
     GenerationSettings,
@@ -23,6 +23,7 @@ from mmdemo.flows.generation import (
     peak_memory_bytes,
     run_generation,
 )
+from mmdemo.flows.remote import RemoteClient, vlm_endpoint
 from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
 from mmdemo.images import load_image
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
@@ -48,6 +49,7 @@ class AnswerMetrics:
     peak_memory_bytes: int
     stopped: bool = False
     batch_rows: int = 1  # answers computed together with this one (1: alone)
+    prompt_tokens: int = 0  # tokens of the prompt (text and image tokens)
 
 
 @dataclass
@@ -143,6 +145,10 @@ class ChatService:
         self._batcher: Batcher | None = None
         self._batcher_lock = threading.Lock()
         self._vision_adapters: dict[tuple[str, float], bool] = {}
+        # an OpenAI-compatible server answering in place of the local VLM (none: local)
+        self.remote: RemoteClient | None = None
+        if self.settings.remote_vlm_url:
+            self.remote = RemoteClient(vlm_endpoint(self.settings), include_usage=True)
 
     # adapters -----------------------------------------------------------------------------
     def adapter_info(self, name: str | None) -> AdapterInfo | None:
@@ -151,6 +157,14 @@ class ChatService:
         return self.store.get(name)
 
     def adapter_choices(self) -> list[str]:
+        """``base`` and every adapter (with a remote VLM: the models the server lists)."""
+        if self.remote is not None:
+            try:
+                served = [str(m["id"]) for m in self.remote.models()]
+            except MMDemoError:  # an unreachable server must not break the page
+                return [BASE_NAME]
+            base = self.remote.endpoint.model or (served[0] if served else "")
+            return [BASE_NAME, *(n for n in served if n not in (base, BASE_NAME))]
         return [BASE_NAME, *self.store.names()]
 
     def resident_adapters(self) -> set[str]:
@@ -255,14 +269,20 @@ class ChatService:
         stop: threading.Event | None,
     ) -> Iterator[ChatUpdate]:
         stop = stop or threading.Event()
+        if self.remote is not None:
+            from mmdemo.flows.chat_remote import answer_remote  # it imports this module
+
+            yield from answer_remote(self.remote, session, turn, adapter, gen, stop)
+            return
         info = self.adapter_info(adapter)
         turn.adapter = info.name if info else BASE_NAME
         bundle = self.manager.get("vlm")
         messages, context_images = build_messages([*session.turns, turn], session.system)
         started = time.perf_counter()
+        inputs = model_inputs(bundle, messages, context_images)
         if self._batchable(bundle, info):
             request = BatchRequest(
-                model_inputs(bundle, messages, context_images),
+                inputs,
                 info,
                 gen,
                 stop,
@@ -278,7 +298,6 @@ class ChatService:
             waited, switched = request.queue_wait_s, request.switch_s
         else:
             with bundle.adapters.pin((info,)) as pinned:
-                inputs = model_inputs(bundle, messages, context_images)
                 clock = TokenClock()
                 streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
                 for _ in run_generation(
@@ -307,6 +326,7 @@ class ChatService:
             peak_memory_bytes=peak_memory_bytes(clock, bundle.device),
             stopped=stop.is_set(),
             batch_rows=max(rows, 1),
+            prompt_tokens=int(inputs["input_ids"].shape[-1]),
         )
         session.turns.append(turn)
         yield ChatUpdate(turn.answer, turn.metrics)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mmdemo.flows.assistant import VoiceAssistant
     from mmdemo.flows.chat import ChatService
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.train import TrainService
     from mmdemo.flows.video.service import VideoService
     from mmdemo.models.manager import ModelManager
@@ -34,6 +35,7 @@ class Services:
     gestures: GestureService
     video: VideoService
     train: TrainService
+    limiter: RateLimiter  # per-session request budget (hosted mode)
 
     @classmethod
     def create(cls, settings: Settings, manager: ModelManager) -> Services:
@@ -41,6 +43,8 @@ class Services:
         from mmdemo.flows.assistant import VoiceAssistant
         from mmdemo.flows.chat import ChatService
         from mmdemo.flows.gestures.service import GestureService
+        from mmdemo.flows.limits import RateLimiter
+        from mmdemo.flows.remote import arena_remotes
         from mmdemo.flows.responders import Responders
         from mmdemo.flows.train import TrainService
         from mmdemo.flows.video.service import VideoService
@@ -51,9 +55,10 @@ class Services:
         return cls(
             index=index,
             chat=chat,
-            arena=ArenaService(chat),
+            arena=ArenaService(chat, arena_remotes(settings)),
             voice=VoiceAssistant(manager, Responders.default(manager, chat)),
             gestures=GestureService(manager, settings.home),
             video=VideoService(settings, manager, index),
             train=TrainService(settings),
+            limiter=RateLimiter(settings.requests_per_minute),
         )

@@ -25,6 +25,7 @@ from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.job import EVENTS, STOP, write_spec
 from mmdemo.finetune.progress import read_events
+from mmdemo.flows.limits import require_local, require_training
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 30.0  # then the job is terminated
@@ -134,6 +135,8 @@ class TrainService:
     def submit(self, config: TrainConfig | dict[str, Any]) -> str:
         """Queue a training run; returns its id. The config is checked now, not in the job."""
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+        require_training(self.settings)
+        self._check_hosted(cfg.dataset, cfg.model)
         if cfg.dataset != "builtin" and not Path(cfg.dataset).expanduser().exists():
             raise BadInputError(
                 f"dataset {cfg.dataset!r} does not exist",
@@ -151,9 +154,22 @@ class TrainService:
             raise BadInputError(f"a queued run already trains an adapter called {cfg.name!r}")
         return self._enqueue("train", cfg.to_dict(), config=cfg.to_dict())
 
+    def _check_hosted(self, dataset: str, model: str = "") -> None:
+        """Hosted: datasets are the built-in one or uploads; the base is the app's VLM."""
+        if not self.settings.hosted:
+            return
+        if model:
+            require_local(self.settings, "training on another base model")
+        uploads = (self.settings.runs_dir / "uploads").resolve()
+        path = Path(dataset or "builtin").expanduser().resolve()
+        if dataset not in ("", "builtin") and not path.is_relative_to(uploads):
+            require_local(self.settings, "reading a dataset from a server path")
+
     def submit_eval(self, adapter: str, dataset: str = "builtin") -> str:
         if not (adapter or "").strip():
             raise BadInputError("no adapter given", fix="name an adapter, or 'base'")
+        require_training(self.settings)
+        self._check_hosted(dataset)
         return self._enqueue(
             "eval",
             {"adapter": adapter, "dataset": dataset},

@@ -15,6 +15,7 @@ from mmdemo.config import Settings
 from mmdemo.logs import quiet_library_logs
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.hosting import launch_options, limit_heavy_events, mount_openai_api
 
 # (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
 TABS: tuple[tuple[str, str, str], ...] = (
@@ -28,6 +29,10 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("System", "mmdemo.ui.tabs.system", "tab-system"),
 )
 
+HOSTED_NOTE = (
+    " *Hosted mode: server paths, other model ids"
+    " and (unless allowed) training are off; run it locally for everything.*"
+)
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = """
 #app-title h1 { margin-bottom: 0; }
@@ -47,10 +52,12 @@ def create_ui(
     """The whole app. Builds widgets only: no model loads here."""
     settings = settings or Settings.load()
     ctx = AppContext.create(settings, manager)
+    limiter = ctx.services.limiter
     with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
-            "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning studio.",
+            "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning studio."
+            + (HOSTED_NOTE if settings.hosted else ""),
             elem_id="app-title",
         )
         components: dict[str, dict[str, Any]] = {}
@@ -66,6 +73,7 @@ def create_ui(
                 fn, outputs = built["on_load"]
                 demo.load(fn, None, outputs, api_visibility="private", queue=False)
     hide_state_factories(demo)
+    limit_heavy_events(demo, limiter)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo
 
@@ -101,7 +109,8 @@ def hide_state_factories(demo: gr.Blocks) -> None:
 
 
 def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
-    """Build the app and serve it (blocking unless ``prevent_thread_lock=True``)."""
+    """Build the app and serve it with ``/v1`` on the same port (blocking unless
+    ``prevent_thread_lock=True``)."""
     quiet_library_logs()
     settings = settings or Settings.load()
     demo = create_ui(settings)
@@ -112,12 +121,17 @@ def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
         share=settings.share,
         theme=theme(),
         css=CSS,
-        max_file_size=f"{settings.max_upload_mb}mb",
         allowed_paths=[str(ASSETS)],
         show_error=True,
+        **launch_options(settings),
     )
     kwargs.update(launch_kwargs)
-    demo.launch(**kwargs)
+    block = not kwargs.pop("prevent_thread_lock", False)
+    # Gradio has no catch-all route: the /v1 router joins its FastAPI app once it runs
+    demo.launch(prevent_thread_lock=True, **kwargs)
+    mount_openai_api(demo)
+    if block:
+        demo.block_thread()
     return demo
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -11,10 +10,9 @@ import gradio as gr
 from mmdemo.errors import BadInputError
 from mmdemo.images import ImageProblem, thumbnail
 from mmdemo.ui import clip_view as view
-from mmdemo.ui.clip_api import ClipApi
+from mmdemo.ui.clip_api import SAMPLES, ClipApi
 from mmdemo.ui.common import guarded
 
-SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"
 DEFAULT_INDEX = "photos"
 
 

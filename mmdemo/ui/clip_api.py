@@ -24,9 +24,11 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.flows.limits import require_local
 from mmdemo.retrieval import IndexService, Query
 from mmdemo.ui.common import guarded
 
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"  # allowed when hosted
 SCRATCH = "mmdemo-clip"  # explanation pictures, under the system temp folder (gradio serves it)
 SCRATCH_HOURS = 1.0
 
@@ -97,6 +99,8 @@ class ClipApi:
         files = [f for f in files or [] if f]
         if not folder and not files:
             raise BadInputError("nothing to add", fix="give a folder path or upload images")
+        if folder and Path(folder).expanduser().resolve() != SAMPLES:
+            require_local(self.service.settings, "indexing a folder on the server")
         report = None
         if folder:
             report = self.service.add(name, [folder], create=True, progress=progress)

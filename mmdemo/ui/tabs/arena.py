@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.flows.arena import MAX_COLUMNS, ArenaResult
+from mmdemo.flows.arena_remote import MAX_REMOTE
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.system import human_bytes
@@ -16,14 +17,27 @@ from mmdemo.ui.common import guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import chat_api
 from mmdemo.ui.tabs.chat import ASSET_IMAGES
+from mmdemo.zerogpu import gpu
 
 
-def column_md(result: ArenaResult, i: int) -> str:
-    if i >= len(result.columns):
+def column_md(result: ArenaResult, i: int, remote: bool = False) -> str:
+    """Column ``i`` of the local (or the remote) columns, as Markdown ("" when unused)."""
+    columns = [c for c in result.columns if c.remote == remote]
+    if i >= len(columns):
         return ""
-    c = result.columns[i]
+    c = columns[i]
+    if c.error:
+        return f"#### {c.adapter}\n<sub>{c.label}</sub>\n\n**Not answered:** {c.error}"
     speed = f" · {c.tokens} tokens · {c.tokens_per_s:.1f} tok/s" if result.done else ""
     return f"#### {c.adapter}\n<sub>{c.label}{speed}</sub>\n\n{c.text or '…'}"
+
+
+def remote_updates(result: ArenaResult) -> list[Any]:
+    """The remote columns: shown only when picked."""
+    return [
+        gr.update(value=column_md(result, i, remote=True), visible=bool(md))
+        for i, md in enumerate(column_md(result, i, remote=True) for i in range(MAX_REMOTE))
+    ]
 
 
 def summary_md(result: ArenaResult) -> str:
@@ -46,12 +60,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
             prompt = gr.Textbox(
                 label="Prompt", value="What color is the shape?", elem_id="arena-prompt"
             )
+            local = chat.adapter_choices()
             picks = gr.Dropdown(
-                chat.adapter_choices(),
-                value=chat.adapter_choices()[:MAX_COLUMNS],
+                arena.choices(),
+                value=local[:MAX_COLUMNS],
                 multiselect=True,
-                max_choices=MAX_COLUMNS,
-                label=f"Compare (base and up to {MAX_COLUMNS - 1} adapters)",
+                max_choices=MAX_COLUMNS + MAX_REMOTE,
+                label=f"Compare (base and up to {MAX_COLUMNS - 1} adapters; "
+                f"up to {MAX_REMOTE} remote models: {', '.join(arena.remotes) or 'none'})",
                 elem_id="arena-picks",
             )
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
@@ -74,7 +90,15 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     gr.Markdown(elem_id=f"arena-col-{i}", container=True, min_height=160)
                     for i in range(MAX_COLUMNS)
                 ]
+            with gr.Row(equal_height=True):
+                remote_cols = [
+                    gr.Markdown(
+                        elem_id=f"arena-remote-{i}", container=True, min_height=160, visible=False
+                    )
+                    for i in range(MAX_REMOTE)
+                ]
 
+    @gpu("arena")
     @guarded_stream
     def run(path: str | None, text: str, names: list[str], max_new_tokens: float, st: dict):
         if path is None:
@@ -82,7 +106,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         stop = st["stop"] = threading.Event()
         gen = GenerationSettings(max_new_tokens=int(max_new_tokens), greedy=True)
         for result in arena.stream(path, text, names or [BASE_NAME], gen, stop):
-            yield (summary_md(result), *[column_md(result, i) for i in range(MAX_COLUMNS)], st)
+            yield (
+                summary_md(result),
+                *[column_md(result, i) for i in range(MAX_COLUMNS)],
+                *remote_updates(result),
+                st,
+            )
 
     def stop(st: dict) -> None:
         if "stop" in st:
@@ -91,13 +120,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
     run_btn.click(
         run,
         [image, prompt, picks, max_new, state],
-        [summary, *cols, state],
+        [summary, *cols, *remote_cols, state],
         concurrency_id="vlm",
         api_visibility="private",
     )
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
     picks.focus(
-        lambda: gr.update(choices=chat.adapter_choices()),
+        lambda: gr.update(choices=arena.choices()),
         None,
         picks,
         queue=False,
@@ -111,5 +140,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "run": run_btn,
         "summary": summary,
         "columns": cols,
-        "on_load": (lambda: gr.update(choices=chat.adapter_choices()), [picks]),
+        "remote_columns": remote_cols,
+        "on_load": (lambda: gr.update(choices=arena.choices()), [picks]),
     }

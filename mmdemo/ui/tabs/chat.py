@@ -16,6 +16,7 @@ from mmdemo.flows.system import human_bytes
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel
+from mmdemo.zerogpu import gpu
 
 ASSET_IMAGES = Path(__file__).resolve().parents[3] / "assets" / "images"
 
@@ -147,6 +148,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def settings_of(max_new_tokens, temp, p, is_greedy) -> GenerationSettings:
         return GenerationSettings(int(max_new_tokens), float(temp), float(p), bool(is_greedy))
 
+    @gpu("chat")
     @guarded_stream
     def submit(
         message: dict,
@@ -186,6 +188,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 cases,
             )
 
+    @gpu("chat")
     @guarded_stream
     def regenerate(st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
         gen = settings_of(max_new_tokens, temp, p, is_greedy)
@@ -209,6 +212,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     @guarded
     def show_adapter(name: str) -> str:
+        if chat.remote is not None:
+            return f"**{name}**, answered by the remote VLM at {chat.remote.endpoint.base_url}"
         info = chat.adapter_info(name)
         if info is None:
             return "The base model with no adapter."

@@ -14,6 +14,7 @@ from mmdemo.flows.arena import ArenaService
 from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.ui.common import guarded_stream
+from mmdemo.zerogpu import gpu
 
 
 def arena_json(result: Any) -> dict[str, Any]:
@@ -28,6 +29,8 @@ def arena_json(result: Any) -> dict[str, Any]:
                 "text": c.text,
                 "tokens": c.tokens,
                 "tokens_per_s": round(c.tokens_per_s, 2),
+                "remote": c.remote,
+                "error": c.error,
             }
             for c in result.columns
         ],
@@ -49,6 +52,7 @@ def build(chat: ChatService, arena: ArenaService, concurrency: int) -> None:
         chat_btn = gr.Button("chat")
         arena_btn = gr.Button("arena")
 
+    @gpu("chat")
     @guarded_stream
     def chat_api(
         text: str, files: list[str] | None, name: str, max_new_tokens: float, is_greedy: bool
@@ -60,6 +64,7 @@ def build(chat: ChatService, arena: ArenaService, concurrency: int) -> None:
         ):
             yield update.text
 
+    @gpu("arena")
     @guarded_stream
     def arena_api(path: str | None, text: str, names: list[str] | None):
         """The same image and prompt answered by base and up to 3 adapters."""

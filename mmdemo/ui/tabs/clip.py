@@ -49,6 +49,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 placeholder="/path/to/photos",
                 scale=3,
                 elem_id="clip-folder",
+                visible=not ctx.settings.hosted,  # hosted: uploads and the samples only
             )
             samples_btn = gr.Button("Use the sample photos", scale=0, elem_id="clip-samples")
         upload = gr.File(

@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.flows.limits import require_local
 from mmdemo.flows.system import SystemReport, human_bytes, human_count, system_report
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
@@ -64,48 +65,66 @@ def versions_md(report: SystemReport) -> str:
 def build(ctx: AppContext) -> dict[str, Any]:
     manager = ctx.manager
     names = list(manager.backends)
+    hosted = ctx.settings.hosted  # models load on use only; no loading, unloading, other ids
 
     def refresh() -> tuple[str, list[list[Any]], str]:
         report = system_report(manager)
         return summary_md(report), model_rows(report), versions_md(report)
 
-    gr.Markdown("Models load on first use and stay loaded until you unload them here.")
+    gr.Markdown(
+        "Models load on first use and stay loaded"
+        + (" (this hosted server manages them)." if hosted else " until you unload them here.")
+    )
     summary = gr.Markdown(elem_id="system-summary")
     table = gr.Dataframe(
         headers=HEADERS, label="Models", interactive=False, elem_id="system-models", wrap=True
     )
     with gr.Row():
         backend = gr.Dropdown(
-            names, value=names[0], label="Backend", scale=1, elem_id="system-backend"
+            names,
+            value=names[0],
+            label="Backend",
+            scale=1,
+            elem_id="system-backend",
+            visible=not hosted,
         )
-        load_btn = gr.Button("Load", variant="primary", scale=0, elem_id="system-load")
-        unload_btn = gr.Button("Unload", scale=0, elem_id="system-unload")
+        load_btn = gr.Button(
+            "Load", variant="primary", scale=0, elem_id="system-load", visible=not hosted
+        )
+        unload_btn = gr.Button("Unload", scale=0, elem_id="system-unload", visible=not hosted)
         refresh_btn = gr.Button("Refresh", scale=0, elem_id="system-refresh")
-    with gr.Accordion("Use another model for this backend", open=False), gr.Row():
+    with (
+        gr.Accordion("Use another model for this backend", open=False, visible=not hosted),
+        gr.Row(),
+    ):
         model_id = gr.Textbox(
             label="Model id",
             scale=3,
             elem_id="system-model-id",
+            visible=not hosted,
             placeholder="e.g. tiny:qwen2vl, HuggingFaceTB/SmolVLM-500M-Instruct",
         )
-        set_btn = gr.Button("Use", scale=0, elem_id="system-set-model")
+        set_btn = gr.Button("Use", scale=0, elem_id="system-set-model", visible=not hosted)
     versions = gr.Markdown(elem_id="system-versions")
     outputs = [summary, table, versions]
 
     @guarded
     def load(name: str) -> tuple[str, list[list[Any]], str]:
+        require_local(ctx.settings, "loading models by hand")
         manager.get(name)
         gr.Info(f"{name} loaded")
         return refresh()
 
     @guarded
     def unload(name: str) -> tuple[str, list[list[Any]], str]:
+        require_local(ctx.settings, "unloading models")
         if not manager.unload(name):
             gr.Info(f"{name} was not loaded")
         return refresh()
 
     @guarded
     def set_model(name: str, new_id: str) -> tuple[str, list[list[Any]], str]:
+        require_local(ctx.settings, "loading another model id")
         manager.set_model(name, new_id)
         gr.Info(f"{name} will load {new_id.strip()} on next use")
         return refresh()

@@ -33,6 +33,8 @@ def train_service(ctx: AppContext) -> TrainService:
 def base_choices(ctx: AppContext) -> list[str]:
     """The app's VLM first, then the offline tiny builds of both families."""
     current = ctx.manager.model_id("vlm")
+    if ctx.settings.hosted:  # the app's VLM only
+        return [current]
     return list(dict.fromkeys([current, "tiny:smolvlm", "tiny:qwen2vl"]))
 
 
@@ -55,7 +57,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 value=ctx.manager.model_id("vlm"),
                 label="Base model",
                 info="Adapters serve on this VLM; another one is loaded in the System tab",
-                allow_custom_value=True,
+                allow_custom_value=not ctx.settings.hosted,
                 elem_id="train-base",
             )
             method = gr.Dropdown(
@@ -64,7 +66,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 label="Method",
                 elem_id="train-method",
             )
-            source = gr.Radio([BUILTIN, UPLOAD, FOLDER], value=BUILTIN, label="Data")
+            sources = [BUILTIN, UPLOAD] if ctx.settings.hosted else [BUILTIN, UPLOAD, FOLDER]
+            source = gr.Radio(sources, value=BUILTIN, label="Data")
             upload = gr.File(
                 label="A zip, or a JSONL file with its images",
                 file_count="multiple",

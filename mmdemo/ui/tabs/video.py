@@ -35,6 +35,7 @@ from mmdemo.ui.video_view import (
     summary_md,
     transcript_rows,
 )
+from mmdemo.zerogpu import gpu
 
 # Jump the player to a time (seconds) held by the hidden "seek" number.
 SEEK_JS = """(t) => {
@@ -141,6 +142,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     seek = gr.Number(visible=False, elem_id="video-seek")
 
+    @gpu("video")
     @guarded_stream
     def summarise(
         path: str | None,
@@ -236,6 +238,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             raise BadInputError("no video was sent", fix=NO_VIDEO)
         return service.summarize(path, max_bytes=limit)
 
+    @gpu("video")
     @guarded
     def video_summary(video: FileData) -> dict[str, Any]:
         """Summarise a video file: chapters, key frames, transcript, summary, notes and the

@@ -1,0 +1,233 @@
+"""OpenAI-style chat completions answered by the ChatService, so ``/v1/chat/completions``
+shares adapters, batching and the VLM lock with the chat tab.
+
+Plain values in (OpenAI message dicts, a model name, decoding settings), small dataclasses
+out; the HTTP layer lives in ``mmdemo.serve.openai_api``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mmdemo.errors import BadInputError, MMDemoError, NotAllowedError
+from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession, Turn
+from mmdemo.flows.generation import GenerationSettings
+
+MAX_FETCH_MB = 20  # largest image fetched from an http(s) URL (local mode only)
+FETCH_TIMEOUT_S = 10.0
+
+
+class UnknownModelError(MMDemoError):
+    """The request names a model (adapter) this server does not have."""
+
+
+@dataclass(frozen=True)
+class CompletionChunk:
+    """New text of the answer; the last chunk has ``done`` and the counts."""
+
+    delta: str
+    done: bool = False
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    adapter: str = BASE_NAME
+
+
+def model_list(chat: ChatService) -> list[dict[str, Any]]:
+    """``base`` and every adapter, with what is known about each (the /v1/models data)."""
+    if chat.remote is not None:
+        return [
+            {"id": name, "parent": None if name == BASE_NAME else BASE_NAME, "metadata": {}}
+            for name in chat.adapter_choices()
+        ]
+    base = {
+        "id": BASE_NAME,
+        "parent": None,
+        "metadata": {"model": chat.manager.model_id("vlm"), "kind": "base model"},
+    }
+    return [base] + [
+        {"id": a["name"], "parent": BASE_NAME, "metadata": a} for a in chat.adapters_summary()
+    ]
+
+
+def check_model(chat: ChatService, model: str) -> str:
+    """The adapter a request's ``model`` names (refused with the names that exist)."""
+    name = (model or "").strip() or BASE_NAME
+    choices = chat.adapter_choices()
+    if name not in choices:
+        raise UnknownModelError(
+            f"the model {name!r} does not exist on this server",
+            fix=f"use one of: {', '.join(choices)} (GET /v1/models lists them)",
+        )
+    return name
+
+
+def image_bytes(url: str, hosted: bool, max_bytes: int) -> bytes:
+    """The bytes of an image given as a data URL or (local mode only) an http(s) URL."""
+    url = (url or "").strip()
+    if url.startswith("data:"):
+        head, comma, payload = url.partition(",")
+        if not comma or ";base64" not in head:
+            raise BadInputError(
+                "an image data URL must be base64", fix="send data:image/png;base64,<data>"
+            )
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInputError(
+                "an image data URL holds invalid base64", fix="encode the file with base64"
+            ) from None
+        if len(data) > max_bytes:
+            raise BadInputError(f"an image is over {_size(max_bytes)}", fix="send a smaller image")
+        return data
+    if url.startswith(("http://", "https://")):
+        if hosted:
+            raise NotAllowedError(
+                "image URLs are not fetched on this hosted server",
+                fix="send the image inline as a data URL (data:image/png;base64,...)",
+            )
+        return _fetch(url, min(max_bytes, MAX_FETCH_MB * 2**20))
+    raise BadInputError(
+        f"image URL {url[:40]!r} is neither a data URL nor http(s)",
+        fix="send data:image/png;base64,<data> or an https:// URL",
+    )
+
+
+def _fetch(url: str, limit: int) -> bytes:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=True) as r:
+            if r.status_code != 200:
+                raise BadInputError(f"fetching the image {url} answered HTTP {r.status_code}")
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise BadInputError(
+                        f"the image at {url} is over {_size(limit)}",
+                        fix="send a smaller image",
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise BadInputError(f"the image at {url} could not be fetched: {exc}") from None
+
+
+def split_content(content: Any) -> tuple[str, list[str]]:
+    """(text, image URLs) of an OpenAI message's content (a string or a list of parts)."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise BadInputError("message content must be a string or a list of parts")
+    texts, urls = [], []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text") or ""))
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            urls.append(str(url or ""))
+        else:
+            raise BadInputError(
+                f"unsupported content part {kind!r}", fix="use 'text' and 'image_url' parts"
+            )
+    return "\n".join(t for t in texts if t), urls
+
+
+def to_session(
+    chat: ChatService, messages: Sequence[dict[str, Any]], hosted: bool
+) -> tuple[ChatSession, str, list[bytes]]:
+    """The earlier turns as a ChatSession, and the last user message's text and images."""
+    if not messages:
+        raise BadInputError("messages is empty", fix="send at least one user message")
+    limit = chat.settings.max_upload_mb * 2**20
+    session = ChatSession()
+    system: list[str] = []
+    pending: tuple[str, list[bytes]] | None = None
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        text, urls = split_content(m.get("content"))
+        images = [image_bytes(u, hosted, limit) for u in urls]
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role == "user":
+            if pending is not None:  # two user messages in a row: one turn
+                text = f"{pending[0]}\n{text}".strip()
+                images = [*pending[1], *images]
+            pending = (text, images)
+        elif role == "assistant":
+            if pending is None:
+                raise BadInputError(
+                    f"message {i} is an assistant answer with no user message before it",
+                    fix="start with a user message",
+                )
+            turn = Turn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
+            session.turns.append(turn)
+            pending = None
+        else:
+            raise BadInputError(
+                f"message {i} has role {role!r}", fix="use system, user and assistant"
+            )
+    if pending is None:
+        raise BadInputError("the last message must be from the user", fix="end with a question")
+    session.system = "\n".join(s for s in system if s)
+    return session, pending[0], pending[1]
+
+
+def complete(
+    chat: ChatService,
+    model: str,
+    messages: Sequence[dict[str, Any]],
+    gen: GenerationSettings,
+    hosted: bool = False,
+    stop: threading.Event | None = None,
+) -> Iterator[CompletionChunk]:
+    """Answer OpenAI ``messages`` with adapter ``model``: new text as it comes, then counts.
+
+    The streamed pieces hold back trailing whitespace and half-decoded characters, so they
+    add up to exactly the final answer.
+    """
+    adapter = check_model(chat, model)
+    session, text, images = to_session(chat, messages, hosted)
+    sent = ""
+    pictures = chat.prepare_images(images)  # decoded once, refused with the cause if bad
+    for update in chat.stream(session, text, pictures, adapter, gen, stop):
+        if update.metrics is None:
+            stable = update.text.lstrip().rstrip().rstrip("\ufffd")
+            if stable.startswith(sent) and len(stable) > len(sent):
+                yield CompletionChunk(stable[len(sent) :], adapter=adapter)
+                sent = stable
+            continue
+        final, m = update.text, update.metrics
+        rest = final[len(sent) :] if final.startswith(sent) else final[_common(sent, final) :]
+        length = m.tokens >= gen.max_new_tokens and not m.stopped
+        yield CompletionChunk(
+            rest,
+            done=True,
+            finish_reason="length" if length else "stop",
+            prompt_tokens=m.prompt_tokens,
+            completion_tokens=m.tokens,
+            adapter=adapter,
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
