@@ -92,4 +92,4 @@ def test_demo_adapters_can_be_rebuilt(
         assert meta["base_model_type"] == "idefics3" and meta["steps"] == 4
         assert meta["metrics"]["count"] == 4 and scored in meta["metrics"]
         assert read_adapter(tmp_path / name).method == "lora"
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".locks"]

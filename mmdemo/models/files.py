@@ -53,8 +53,13 @@ def aside_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.replaced")
 
 
+LOCKS = ".locks"  # lock files stay after use (deleting one another process waits on is racy)
+
+
 def _swap_lock(target: Path) -> Path:
-    return target.with_name(f".{target.name}.swap.lock")
+    folder = target.parent / LOCKS
+    folder.mkdir(exist_ok=True)
+    return folder / f"{target.name}.swap.lock"
 
 
 def restore_folder(target: Path) -> bool:
