@@ -71,7 +71,10 @@ def _blind(task: str = "vqa") -> dict[str, float]:
     return blind_baseline(synthetic_split("train", task), synthetic_split("test", task))
 
 
-def run(quick: bool = False) -> list[Table]:
+PARTS = ("lora", "real", "bakeoff")  # lora: the headline and the two-stage table
+
+
+def run(quick: bool = False, only: tuple[str, ...] = PARTS) -> list[Table]:
     from mmdemo.config import Settings
     from mmdemo.flows.train import TrainService
     from mmdemo.models.tiny import build_all
@@ -85,13 +88,14 @@ def run(quick: bool = False) -> list[Table]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = _scratch(base, Path(tmp))
         tiny = TrainService(settings, threads=1)  # tiny models train fastest on one thread
-        headline, vqa_runs = _headline(tiny, steps, scale, seeds)
-        tables = [
-            headline,
-            _two_stage(tiny, steps, scale, vqa_runs, seeds),
-            _real_weights(settings, 10 if quick else REAL_STEPS),
-            _bakeoff(tiny, settings, 60 if quick else BAKEOFF_STEPS, scale, quick),
-        ]
+        tables = []
+        if "lora" in only:
+            headline, vqa_runs = _headline(tiny, steps, scale, seeds)
+            tables += [headline, _two_stage(tiny, steps, scale, vqa_runs, seeds)]
+        if "real" in only:
+            tables.append(_real_weights(settings, 10 if quick else REAL_STEPS))
+        if "bakeoff" in only:
+            tables.append(_bakeoff(tiny, settings, 60 if quick else BAKEOFF_STEPS, scale, quick))
     for table in tables:
         table.notes.append(f"Load average when the run started: {load:.2f}.")
     return tables

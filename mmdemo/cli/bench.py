@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
     p.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--quick", action="store_true", help="fewer/smaller cases (smoke run)")
+    p.add_argument("--only", default="", help="comma-separated parts, for benchmarks made of parts")
     p.set_defaults(func=run)
 
 
@@ -32,7 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from mmdemo.bench.report import write_section
 
     module = importlib.import_module(BENCHES[args.name])
-    kwargs = {"quick": True} if args.quick and "quick" in module.run.__code__.co_varnames else {}
+    takes = module.run.__code__.co_varnames
+    kwargs: dict = {"quick": True} if args.quick and "quick" in takes else {}
+    if args.only:
+        if "only" not in takes:
+            raise SystemExit(f"bench {args.name} has no parts: drop --only")
+        kwargs["only"] = tuple(p.strip() for p in args.only.split(",") if p.strip())
     result = module.run(**kwargs)
     for table in result if isinstance(result, list) else [result]:
         print(table.markdown(), "\n")
