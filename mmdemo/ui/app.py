@@ -62,8 +62,29 @@ def create_ui(
             if "on_load" in built:
                 fn, outputs = built["on_load"]
                 demo.load(fn, None, outputs, api_visibility="private", queue=False)
+        # a closed tab ends its session: its scratch files and API conversation go
+        folders = ctx.session_folders()
+
+        def end_session(request: gr.Request) -> None:
+            for built in components.values():
+                if "on_unload" in built:
+                    built["on_unload"](request.session_hash)
+            folders.drop(request.session_hash)
+
+        demo.unload(end_session)
+    hide_state_initialisers(demo)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo
+
+
+def hide_state_initialisers(demo: gr.Blocks) -> None:
+    """Keep Gradio's own per-session ``gr.State`` initialisers (``gr.State(VoiceSession)``
+    becomes an endpoint named after the class) out of the API: they take and return nothing
+    a client could use."""
+    for fn in demo.fns.values():
+        outputs = fn.outputs or []
+        if not fn.inputs and outputs and all(isinstance(o, gr.State) for o in outputs):
+            fn.api_visibility = "private"
 
 
 def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:

@@ -10,7 +10,9 @@ from mmdemo.models.manager import ModelManager
 
 if TYPE_CHECKING:
     from mmdemo.retrieval import IndexService
+    from mmdemo.ui.sessions import SessionFolders
 
+SESSION_FOLDERS = "session_folders"
 INDEX_SERVICE = "clip_index"  # its key in ``services`` (tabs built before this accessor use it)
 
 
@@ -30,3 +32,12 @@ class AppContext:
 
             service = self.services[INDEX_SERVICE] = IndexService(self.settings, self.manager)
         return service
+
+    def session_folders(self) -> SessionFolders:
+        """Per-session scratch folders, removed when a session ends (see ui/sessions.py)."""
+        folders = self.services.get(SESSION_FOLDERS)
+        if folders is None:
+            from mmdemo.ui.sessions import SessionFolders
+
+            folders = self.services[SESSION_FOLDERS] = SessionFolders()
+        return folders

@@ -59,7 +59,6 @@ def _callback(mask: RankMask, seed: int) -> Any:
 
 
 class DyLoRA(LoRA):
-
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         plan = super().prepare(model, cfg, targets, work)
         mask = RankMask(plan.model, cfg.rank, cfg.alpha)
