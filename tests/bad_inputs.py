@@ -157,7 +157,7 @@ def corpus(folder: Path, limit_bytes: int) -> dict[str, Bad]:
         ),
         "MP4 as image": Bad(mp4_file(folder / "clip.mp4"), r"not an image"),
         "text renamed .png": Bad(write("notes.png", b"just some notes\n" * 20), r"not an image"),
-        "oversized": Bad(oversized, r"too large|maximum allowed size"),
+        "oversized": Bad(oversized, r"too large|maximum file size"),
         "decompression bomb": Bad(write("bomb.png", bomb_png()), r"too large"),
         "truncated MP4": Bad(
             write("cut.mp4", mp4_file(folder / "whole.mp4", 2.0).read_bytes()[:600]),
@@ -167,6 +167,7 @@ def corpus(folder: Path, limit_bytes: int) -> dict[str, Bad]:
             write("notes.mp4", b"just some notes\n" * 20),
             r"corrupt|cannot be read|not a video|no video|unreadable",
         ),
+        "photo as video": Bad(write("photo.mp4", jpeg), r"still image|not a video"),
         "NaN audio": Bad(wav_file(folder / "nan.wav", nan), r"not a number|NaN|no sound|corrupt"),
         "silent audio": Bad(
             wav_file(folder / "silent.wav", np.zeros(2 * rate, np.float32)), r"silent|no sound"
@@ -222,7 +223,7 @@ IMAGE_CASES = (
     "decompression bomb",
 )
 AUDIO_CASES = ("empty file", "NaN audio", "silent audio", "text renamed .png", "oversized")
-VIDEO_CASES = ("empty file", "truncated MP4", "text renamed .mp4", "truncated JPEG", "oversized")
+VIDEO_CASES = ("empty file", "truncated MP4", "text renamed .mp4", "photo as video", "oversized")
 DATASET_CASES = (
     "empty file",
     "zip-slip archive",

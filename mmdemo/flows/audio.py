@@ -131,6 +131,8 @@ def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> 
         raise BadInputError("no audio was given", fix=FILE_FIX)
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise BadInputError(f"the audio file {Path(source).name} does not exist", fix=FILE_FIX)
+    if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
+        raise BadInputError(f"the audio file {Path(source).name} is empty (0 bytes)", fix=FILE_FIX)
     try:
         data, rate, total = _read_soundfile(source, max_seconds)
     except BadInputError:

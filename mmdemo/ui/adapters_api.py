@@ -22,6 +22,8 @@ from mmdemo.ui.clip_api import upload_path
 from mmdemo.ui.common import guarded
 from mmdemo.ui.sessions import SessionFolders
 
+ADAPTER_SUFFIXES = (".zip", ".json", ".safetensors")
+
 
 def stage_upload(files: list[str], folder: Path) -> Path:
     """One path to install from: the zip itself, or a new folder (inside ``folder``, the
@@ -46,6 +48,15 @@ def install_upload(
             fix="upload a zip of the PEFT adapter folder, or adapter_config.json + "
             "adapter_model.safetensors",
         )
+    for f in map(Path, files):
+        if f.suffix.lower() not in ADAPTER_SUFFIXES:
+            raise BadInputError(
+                f"{f.name} is not part of a PEFT adapter",
+                fix="upload a .zip of the adapter folder, or adapter_config.json + "
+                "adapter_model.safetensors (safetensors only: no .bin or .pt pickles)",
+            )
+        if f.stat().st_size == 0:
+            raise BadInputError(f"{f.name} is empty (0 bytes)", fix="upload it again")
     source = stage_upload(files, folder)
     default = Path(files[0]).stem if source.suffix == ".zip" else None
     try:

@@ -41,6 +41,13 @@ def stage_dataset(files: list[str], root: Path, max_bytes: int) -> Path:
                 f"{path.name} is not a dataset file",
                 fix="upload a .zip, or a .jsonl with its images (.png, .jpg, ...)",
             )
+        if path.stat().st_size == 0:
+            raise BadInputError(f"{path.name} is empty (0 bytes)", fix="upload it again")
+    if not any(p.suffix.lower() in (".zip", ".jsonl", ".json") for p in paths):
+        raise BadInputError(
+            "no dataset file among the uploads (only images)",
+            fix="add the .jsonl that lists image, question and answer, or upload a .zip",
+        )
     folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}"
     folder.mkdir(parents=True)
     try:
