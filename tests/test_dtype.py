@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdemo.flows.media import load_image
 
 from mmdemo.config import Settings
 from mmdemo.flows.chat import ChatService, ChatSession, Turn, build_messages, model_inputs
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.flows.media import load_image
 from mmdemo.models import device
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
