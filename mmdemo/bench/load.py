@@ -336,10 +336,9 @@ def exercise(
         "requests_per_s": total / wall,
         "errors": tally.errors,
         "crossed": tally.crossed,
-        "rss_start": rss[0][1],
-        "rss_quarter": next(v for t, v in rss if t >= wall / 4),
+        # the server's memory at the start and after each quarter of the run
+        "rss": [next(v for t, v in rss if t >= wall * q / 4) for q in range(5)],
         "rss_peak": max(v for _, v in rss),
-        "rss_end": rss[-1][1],
         "endpoints": {
             name: {"count": len(v), "p50": statistics.median(v), "p95": percentile(v, 0.95)}
             for name, v in sorted(tally.latencies.items())
@@ -381,14 +380,14 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
     if quick:
         users, seconds = 2, 10.0
     r = load_test(users, seconds)
-    growth = (r["rss_end"] - r["rss_start"]) / r["rss_start"]
-    late = (r["rss_end"] - r["rss_quarter"]) / r["rss_quarter"]
+    rss = r["rss"]
+    growth, late = rss[-1] / rss[0] - 1, rss[-1] / rss[2] - 1
     mb = 2**20
     summary = Table(
         "load",
         "Load: concurrent API users on the tiny profile",
         ["users", "seconds", "requests", "requests/s", "errors", "cross-user answers",
-         "server RSS start -> 1/4 -> end (peak)"],
+         "server RSS at start, each quarter", "growth (second half)"],
     )  # fmt: skip
     summary.add(
         r["users"],
@@ -397,8 +396,8 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
         f"{r['requests_per_s']:.1f}",
         len(r["errors"]),
         len(r["crossed"]),
-        f"{r['rss_start'] / mb:.0f} -> {r['rss_quarter'] / mb:.0f} -> {r['rss_end'] / mb:.0f} MB "
-        f"({growth:+.1%}; after the first quarter {late:+.1%}; peak {r['rss_peak'] / mb:.0f} MB)",
+        " / ".join(f"{v / mb:.0f}" for v in rss) + " MB",
+        f"{growth:+.1%} ({late:+.1%})",
     )
     summary.notes.append(
         "each user mixes chat (its own adapter of 3), arena, CLIP search and zero-shot, voice, "

@@ -18,8 +18,7 @@ from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.chat import ChatService
-from mmdemo.ui.clip_api import upload_path
-from mmdemo.ui.common import guarded
+from mmdemo.ui.common import guarded, upload_path
 from mmdemo.ui.sessions import SessionFolders
 
 ADAPTER_SUFFIXES = (".zip", ".json", ".safetensors")

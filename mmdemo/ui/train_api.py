@@ -14,8 +14,7 @@ from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.train import TrainService
-from mmdemo.ui.clip_api import upload_path
-from mmdemo.ui.common import guarded
+from mmdemo.ui.common import guarded, upload_path
 from mmdemo.ui.context import AppContext
 
 

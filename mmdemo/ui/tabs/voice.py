@@ -15,8 +15,7 @@ from gradio.data_classes import FileData
 
 from mmdemo.flows.assistant import VoiceAssistant
 from mmdemo.flows.responders import Responders
-from mmdemo.ui.clip_api import upload_path
-from mmdemo.ui.common import guarded, guarded_stream
+from mmdemo.ui.common import guarded, guarded_stream, upload_path
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.chat import chat_service
 from mmdemo.ui.voice_actions import VoiceActions, upload_file
