@@ -21,6 +21,14 @@ from mmdemo.errors import BadInputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FORMATS_FIX = "use a JPEG, PNG, WebP, GIF, BMP or TIFF image"
+# file signatures: a file that starts like an image but does not open is a damaged image
+MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"RIFF", "WebP"),
+    (b"BM", "BMP"),
+)
 REEXPORT_FIX = "re-export the image (or upload it again) and retry"
 
 
@@ -140,6 +148,11 @@ def _open(data: bytes, name: str) -> Any:
     except Image.DecompressionBombError as exc:  # PIL's own guard, at twice its warning size
         raise ImageProblem(f"image too large: {exc}", name=name, fix="downscale it") from None
     except UnidentifiedImageError:
+        kind = next((k for magic, k in MAGIC if data.startswith(magic)), None)
+        if kind == "WebP" and data[8:12] != b"WEBP":  # RIFF is also WAV's and AVI's header
+            kind = None
+        if kind is not None:  # the right header, then nothing usable: cut short or damaged
+            raise ImageProblem(f"corrupt or truncated {kind} image", name=name) from None
         raise ImageProblem(
             "not an image (unrecognised format)", name=name, fix=FORMATS_FIX
         ) from None

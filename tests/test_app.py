@@ -10,29 +10,26 @@ import pytest
 from tests.conftest import screenshot_dir
 
 
-def rows_by_backend(table: Any) -> dict[str, list[Any]]:
-    data = table["data"] if isinstance(table, dict) else table
-    return {row[0]: row for row in data}
+def states(status: dict) -> dict[str, dict]:
+    return {m["backend"]: m for m in status["models"]}
 
 
 def test_system_api_shows_lazy_loading_and_unloading(app: Any, app_url: str) -> None:
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    summary, table, versions = client.predict(api_name="/system_status")
-    rows = rows_by_backend(table)
+    status = client.predict(api_name="/system_status")
+    rows = states(status)
     assert set(rows) == {"vlm", "llm", "clip", "asr", "tts", "hands"}
-    assert "profile" in summary.lower() and "tiny" in summary
-    assert "torch" in versions and "gradio" in versions
-    assert rows["clip"][2] in ("not loaded", "loaded")
+    assert status["profile"] == "tiny" and status["rss_bytes"] > 0
+    assert "torch" in status["versions"] and "gradio" in status["versions"]
+    assert rows["clip"]["state"] in ("not loaded", "loaded")
     client.predict("clip", api_name="/unload_model")
-    rows = rows_by_backend(client.predict(api_name="/system_status")[1])
-    assert rows["clip"][2] == "not loaded"
-    _, table, _ = client.predict("clip", api_name="/load_model")
-    rows = rows_by_backend(table)
-    assert rows["clip"][2] == "loaded" and rows["clip"][6].endswith("MB")
-    _, table, _ = client.predict("clip", api_name="/unload_model")
-    assert rows_by_backend(table)["clip"][2] == "not loaded"
+    assert states(client.predict(api_name="/system_status"))["clip"]["state"] == "not loaded"
+    clip = states(client.predict("clip", api_name="/load_model"))["clip"]
+    assert clip["state"] == "loaded" and clip["nbytes"] > 0
+    status = client.predict("clip", api_name="/unload_model")
+    assert status["was_loaded"] and states(status)["clip"]["state"] == "not loaded"
 
 
 @pytest.mark.browser

@@ -70,7 +70,8 @@ def test_api_arena_and_adapter_list(client: Any) -> None:
 def test_everything_that_touches_the_vlm_queues_in_its_group(app: Any) -> None:
     """Generation, the arena and loading an adapter share the 'vlm' concurrency group."""
     groups = {fn.name: fn.concurrency_id for fn in app.fns.values()}
-    for name in ("submit", "regenerate", "show_adapter", "chat_api", "arena_api", "run"):
+    names = ("submit", "regenerate", "show_adapter", "chat_endpoint", "arena_endpoint", "run")
+    for name in (*names, "adapter_upload", "adapter_delete"):
         assert groups.get(name) == "vlm", (name, groups.get(name))
 
 

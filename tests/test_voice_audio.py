@@ -92,7 +92,7 @@ def test_browser_containers_decode_through_pyav(tmp_path: Path, speech: tuple[An
     [
         ("random bytes", bytes(range(256)) * 40, "corrupt or not audio"),
         ("text file", b"this is not a recording\n" * 50, "corrupt or not audio"),
-        ("empty file", b"", "corrupt or not audio"),
+        ("empty file", b"", "empty \\(0 bytes\\)"),
         ("truncated wav header", b"RIFF\x24\x00\x00\x00WAVEfmt ", "corrupt or not audio"),
     ],
 )

@@ -46,15 +46,16 @@ def ask(
 ) -> tuple[str, str, Any]:
     from gradio_client import handle_file
 
-    return client.predict(
-        handle_file(audio) if audio else None,
-        handle_file(image) if image else None,
-        "default",
-        language,
-        1.0,
-        adapter,
+    result = client.predict(
+        question_audio=handle_file(audio) if audio else None,
+        image=handle_file(image) if image else None,
+        voice="default",
+        language=language,
+        speed=1.0,
+        adapter=adapter,
         api_name="/voice",
     )
+    return result["transcript"], result["answer"], result["answer_audio"]
 
 
 def test_voice_api_answers_in_text_and_speech_and_remembers_the_session(

@@ -17,6 +17,7 @@ BENCHES = {
     "gestures": "mmdemo.bench.gestures",
     "finetune": "mmdemo.bench.finetune",
     "video": "mmdemo.bench.video",
+    "load": "mmdemo.bench.load",
 }
 
 
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--quick", action="store_true", help="fewer/smaller cases (smoke run)")
     p.add_argument("--only", default="", help="comma-separated parts, for benchmarks made of parts")
+    p.add_argument("--users", type=int, help="load: concurrent users (default 8, at most 32)")
+    p.add_argument("--seconds", type=float, help="load: duration (default 120, at most 600)")
     p.set_defaults(func=run)
 
 
@@ -39,9 +42,16 @@ def run(args: argparse.Namespace) -> int:
         if "only" not in takes:
             raise SystemExit(f"bench {args.name} has no parts: drop --only")
         kwargs["only"] = tuple(p.strip() for p in args.only.split(",") if p.strip())
+    for option in ("users", "seconds"):
+        if getattr(args, option, None) is not None and option in takes:
+            kwargs[option] = getattr(args, option)
     result = module.run(**kwargs)
-    for table in result if isinstance(result, list) else [result]:
+    tables = result if isinstance(result, list) else [result]
+    for table in tables:
         print(table.markdown(), "\n")
-        if args.write:
-            print(f"written to {write_section(table)}\n")
+    if args.write and hasattr(module, "write_reliability"):  # load: docs/reliability.md too
+        print(f"written to {write_section(tables[0])} and {module.write_reliability(tables)}")
+    elif args.write:
+        for table in tables:
+            print(f"written to {write_section(table)}")
     return 0

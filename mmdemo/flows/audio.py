@@ -131,6 +131,8 @@ def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> 
         raise BadInputError("no audio was given", fix=FILE_FIX)
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise BadInputError(f"the audio file {Path(source).name} does not exist", fix=FILE_FIX)
+    if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
+        raise BadInputError(f"the audio file {Path(source).name} is empty (0 bytes)", fix=FILE_FIX)
     try:
         data, rate, total = _read_soundfile(source, max_seconds)
     except BadInputError:
@@ -159,10 +161,15 @@ def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
     import numpy as np
 
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    name = "the audio" if isinstance(source, bytes) else Path(source).name
     try:
         with av.open(handle) as container:
             if not container.streams.audio:
-                raise BadInputError("the file has no audio track", fix=FILE_FIX)
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
+                raise BadInputError(
+                    f"{name} has no audio track (it holds {kinds}): not an audio recording",
+                    fix=FILE_FIX,
+                )
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate or stream.rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
@@ -184,11 +191,11 @@ def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
         raise
     except Exception as exc:
         raise BadInputError(
-            f"the audio file cannot be read: it is corrupt or not audio ({type(exc).__name__})",
+            f"{name} cannot be read: it is corrupt or not audio ({type(exc).__name__})",
             fix=FILE_FIX,
         ) from exc
     if not chunks:
-        raise BadInputError("the audio file holds no sound", fix=FILE_FIX)
+        raise BadInputError(f"{name} holds no sound", fix=FILE_FIX)
     data = np.concatenate(chunks)
     return data, int(rate), max(duration, len(data) / rate)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import AdapterError
 from mmdemo.models.archive import PICKLE_SUFFIXES, safe_extract
-from mmdemo.models.files import restore_folders
+from mmdemo.models.files import restore_folders, staging_dir, sweep_staging
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "adapters"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -144,6 +143,7 @@ class AdapterStore:
         """All readable adapters, user ones first; unreadable folders are skipped."""
         found: dict[str, AdapterInfo] = {}
         restore_folders(self.root)  # a training run's swap a crash cut in half
+        sweep_staging(self.root)  # unfinished writes of processes that died
         for folder, builtin in ((self.root, False), (self.builtin_dir, True)):
             if folder is None or not folder.is_dir():
                 continue
@@ -181,7 +181,7 @@ class AdapterStore:
                 fix="delete it first or choose another name",
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+        staging = staging_dir(self.root, name)
         try:
             if source.is_dir():
                 _copy_adapter_files(source, staging)

@@ -5,14 +5,16 @@ it in with two renames: the old folder is renamed aside, then the new one takes 
 Between the two renames the target is briefly absent; a crash right there leaves the old
 folder aside, and ``restore_folder`` (which every later ``atomic_folder`` on the same target
 runs first) puts it back. So a reader finds the old folder or the complete new one, never
-half of one. (A crashed write's unfinished ``.NAME-new-*`` folder stays behind, hidden: with
-writers building side by side, no one can tell it from another writer's work in progress.)
+half of one. A crashed write's unfinished ``.NAME-new-PID-*`` folder stays behind, hidden;
+its name carries the writer's process id, so ``sweep_staging`` (run by the adapter store when
+it lists) removes it once that process is gone, and never another writer's work in progress.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -92,6 +94,31 @@ def restore_folders(parent: Path) -> list[str]:
     return [n for n in names if n and restore_folder(parent / n)]
 
 
+# ".NAME-new-PID-XXXXXXXX": mkdtemp's random suffix has no "-"
+STAGING_RE = re.compile(r"^\..+-new-(\d+)-[^-]+$")
+
+
+def staging_dir(parent: Path, name: str) -> Path:
+    """A new hidden folder in ``parent`` to build ``name`` in, named with our process id."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}-new-{os.getpid()}-", dir=parent))
+
+
+def sweep_staging(parent: Path) -> list[str]:
+    """Remove staging folders whose writer process no longer runs (a crash's debris);
+    returns their names."""
+    import psutil
+
+    if not Path(parent).is_dir():
+        return []
+    swept = []
+    for path in Path(parent).iterdir():
+        match = STAGING_RE.match(path.name)
+        if match and path.is_dir() and not psutil.pid_exists(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            swept.append(path.name)
+    return swept
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target``, on error it is
@@ -99,7 +126,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_folder(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
+    tmp = staging_dir(target.parent, target.name)
     try:
         yield tmp
     except BaseException:

@@ -26,29 +26,11 @@ from gradio.data_classes import FileData
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.limits import require_local
 from mmdemo.retrieval import IndexService, Query
-from mmdemo.ui.common import guarded
+from mmdemo.ui.common import guarded, upload_path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"  # allowed when hosted
 SCRATCH = "mmdemo-clip"  # explanation pictures, under the system temp folder (gradio serves it)
 SCRATCH_HOURS = 1.0
-
-
-def upload_path(upload: Any, role: str) -> str | None:
-    """The server path of an uploaded file (a FileData dict or object), or None for none.
-
-    A bare string is refused: an API client sends files with ``handle_file(path)``; a server
-    path would let anyone read the server's files.
-    """
-    if upload is None or upload == "":
-        return None
-    if isinstance(upload, dict):
-        return str(upload.get("path") or "") or None
-    if isinstance(upload, FileData):
-        return str(upload.path)
-    raise BadInputError(
-        f"{role} must be an uploaded file, got {type(upload).__name__} {str(upload)[:40]!r}",
-        fix="send it with gradio_client.handle_file(path)",
-    )
 
 
 def _scratch_png(image: Any) -> str:

@@ -1,15 +1,20 @@
 """The training API: named endpoints with plain values in and data out (``/train``,
-``/train_status``, ``/train_stop``, ``/evaluate``, ``/train_methods``)."""
+``/train_status``, ``/train_stop``, ``/evaluate``, ``/train_methods``, ``/train_dataset``).
+
+``/train_dataset(files)`` takes an uploaded dataset (a zip, or a JSONL with its images),
+checks it and returns its ``dataset`` handle for ``/train``; a bad file is refused with its
+cause and a fix."""
 
 from __future__ import annotations
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.train import TrainService
-from mmdemo.ui.common import guarded
+from mmdemo.ui.common import guarded, upload_path
 from mmdemo.ui.context import AppContext
 
 
@@ -67,6 +72,19 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         check()
         return service.evaluate(adapter, dataset)
 
+    @guarded
+    def train_dataset(files: list[FileData], task: str = "vqa") -> dict:
+        """Check and keep an uploaded dataset (a .zip, or a .jsonl with its images): its
+        "dataset" handle (pass it to /train), examples per split and the lines skipped."""
+        check()
+        from mmdemo.ui.train_actions import checked_upload
+
+        paths = [upload_path(f, "each dataset file") for f in files or []]
+        settings = ctx.settings
+        return checked_upload(
+            [p for p in paths if p], settings.runs_dir / "uploads", settings.max_upload_mb, task
+        )
+
     def train_methods() -> list:
         """The training methods: name, family (peft | own | full), summary."""
         return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
@@ -76,3 +94,4 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
     gr.api(train_stop, api_name="train_stop", concurrency_limit=None, queue=False)
     gr.api(evaluate, api_name="evaluate", concurrency_limit=None)
     gr.api(train_methods, api_name="train_methods", queue=False)
+    gr.api(train_dataset, api_name="train_dataset", concurrency_limit=None)

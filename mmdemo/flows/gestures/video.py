@@ -65,6 +65,10 @@ def _open(path: str | Path) -> Any:
 
 
 def _video_stream(container: Any, path: str | Path) -> Any:
+    from mmdemo.flows.video.probe import IMAGE_DEMUXERS
+
+    if container.format.name.split(",")[0] in IMAGE_DEMUXERS:
+        raise BadInputError(f"{Path(str(path)).name} is a still image, not a video", fix=VIDEO_FIX)
     if not container.streams.video:
         raise BadInputError(f"{Path(str(path)).name} has no video track", fix=VIDEO_FIX)
     return container.streams.video[0]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from mmdemo.flows.chat import BASE_NAME, ChatService
 from mmdemo.flows.system import human_bytes
+from mmdemo.ui.adapters_api import install_upload, register_api
 from mmdemo.ui.common import guarded
+from mmdemo.ui.sessions import SessionFolders
 
 HEADERS = ["name", "method", "dataset", "score", "rank", "base model", "size", "source", "loaded"]
 
@@ -37,18 +36,9 @@ def adapter_rows(chat: ChatService) -> list[list[Any]]:
     return rows
 
 
-def stage_upload(files: list[str]) -> Path:
-    """One path to install from: the zip itself, or a temp folder holding loose adapter files."""
-    paths = [Path(f) for f in files]
-    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
-        return paths[0]
-    folder = Path(tempfile.mkdtemp(prefix="mmdemo-upload-"))
-    for p in paths:
-        shutil.copy2(p, folder / p.name)
-    return folder
-
-
-def build(chat: ChatService, adapter_dropdown: gr.Dropdown) -> dict[str, Any]:
+def build(
+    chat: ChatService, adapter_dropdown: gr.Dropdown, folders: SessionFolders
+) -> dict[str, Any]:
     with gr.Accordion("Manage adapters", open=False, elem_id="chat-adapters-panel"):
         table = gr.Dataframe(
             adapter_rows(chat),
@@ -82,18 +72,12 @@ def build(chat: ChatService, adapter_dropdown: gr.Dropdown) -> dict[str, Any]:
         return gr.update(choices=names, value=value if value in names else BASE_NAME)
 
     @guarded
-    def add(files: list[str] | None, wanted: str):
+    def add(files: list[str] | None, wanted: str, request: gr.Request):
         if not files:
             raise gr.Error("Choose an adapter zip or its files first.")
-        source = stage_upload(files)
-        default = Path(files[0]).stem if source.suffix == ".zip" else None
-        try:
-            info = chat.install_adapter(source, (wanted or "").strip() or default)
-        finally:
-            if source.is_dir():
-                shutil.rmtree(source, ignore_errors=True)
-        gr.Info(f"Adapter {info.name} added and loaded")
-        return adapter_rows(chat), choices(info.name), None, ""
+        info = install_upload(chat, files, wanted, folders.folder(request.session_hash))
+        gr.Info(f"Adapter {info['name']} added and loaded")
+        return adapter_rows(chat), choices(info["name"]), None, ""
 
     @guarded
     def delete(current: str):
@@ -124,6 +108,7 @@ def build(chat: ChatService, adapter_dropdown: gr.Dropdown) -> dict[str, Any]:
         refresh, adapter_dropdown, [table, adapter_dropdown], api_visibility="private"
     )
     refresh_btn.click(chat.adapters_summary, None, listing, api_name="adapters")
+    register_api(chat, folders)
     return {
         "adapters_table": table,
         "upload": upload,

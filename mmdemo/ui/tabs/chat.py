@@ -141,7 +141,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     height=140,
                     elem_id="chat-similar-gallery",
                 )
-            panel = adapters_panel.build(chat, adapter)
+            panel = adapters_panel.build(chat, adapter, ctx.session_folders())
 
     gen_inputs = [adapter, max_new, temperature, top_p, greedy]
 

@@ -1,19 +1,24 @@
 """Named API endpoints for clients (gradio_client): ``chat`` and ``arena``.
 
-They sit on hidden components so uploaded files go through Gradio's normal file handling.
+``/chat(message, images, adapter, max_new_tokens, greedy)`` streams the answer text;
+``/arena(image, prompt, adapters)`` returns every column's answer and speed. Images arrive as
+uploads (``handle_file``) and are decoded by the house decoder, so a wrong file is refused
+with its cause and a fix, not a framework error.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from mmdemo.flows.arena import ArenaService
 from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.ui.common import guarded_stream
+from mmdemo.ui.common import guarded, guarded_stream, upload_path
 from mmdemo.zerogpu import gpu
 
 
@@ -38,50 +43,45 @@ def arena_json(result: Any) -> dict[str, Any]:
 
 
 def build(chat: ChatService, arena: ArenaService, concurrency: int) -> None:
-    with gr.Column(visible=False):
-        message = gr.Textbox(label="message")
-        images = gr.File(file_count="multiple", type="filepath", label="images")
-        adapter = gr.Textbox(BASE_NAME, label="adapter")
-        max_new = gr.Number(128, precision=0, label="max_new_tokens")
-        greedy = gr.Checkbox(True, label="greedy")
-        answer = gr.Textbox(label="answer")
-        image = gr.Image(type="filepath", label="image")
-        prompt = gr.Textbox(label="prompt")
-        adapters = gr.Dropdown([], multiselect=True, allow_custom_value=True, label="adapters")
-        result = gr.JSON(label="result")
-        chat_btn = gr.Button("chat")
-        arena_btn = gr.Button("arena")
-
     @gpu("chat")
-    @guarded_stream
-    def chat_api(
-        text: str, files: list[str] | None, name: str, max_new_tokens: float, is_greedy: bool
-    ):
-        """One question (with optional images) to the VLM with an adapter; streams the answer."""
-        gen = GenerationSettings(max_new_tokens=int(max_new_tokens or 128), greedy=bool(is_greedy))
+    def chat_endpoint(
+        message: str,
+        images: list[FileData] | None = None,
+        adapter: str = BASE_NAME,
+        max_new_tokens: int = 128,
+        greedy: bool = True,
+    ) -> Iterator[str]:
+        """One question (with optional images) to the VLM with an adapter ("base": none);
+        streams the answer text."""
+        paths = [upload_path(f, "each image") for f in images or []]
+        gen = GenerationSettings(max_new_tokens=int(max_new_tokens or 128), greedy=bool(greedy))
         for update in chat.stream(
-            ChatSession(), text, files or [], name or BASE_NAME, gen, threading.Event()
+            ChatSession(),
+            message,
+            [p for p in paths if p],
+            adapter or BASE_NAME,
+            gen,
+            threading.Event(),
         ):
             yield update.text
 
     @gpu("arena")
-    @guarded_stream
-    def arena_api(path: str | None, text: str, names: list[str] | None):
-        """The same image and prompt answered by base and up to 3 adapters."""
+    def arena_endpoint(
+        image: FileData | None, prompt: str, adapters: list[str] | None = None
+    ) -> dict:
+        """The same image and prompt answered by base and up to 3 adapters side by side."""
+        path = upload_path(image, "image")
         for res in arena.stream(
-            path, text, names or [BASE_NAME], GenerationSettings(), threading.Event()
+            path, prompt, adapters or [BASE_NAME], GenerationSettings(), threading.Event()
         ):
             if res.done:
-                yield arena_json(res)
+                return arena_json(res)
+        raise RuntimeError("the arena ended without a result")
 
-    chat_btn.click(
-        chat_api,
-        [message, images, adapter, max_new, greedy],
-        answer,
+    gr.api(
+        guarded_stream(chat_endpoint),
         api_name="chat",
         concurrency_id="vlm",
         concurrency_limit=concurrency,
     )
-    arena_btn.click(
-        arena_api, [image, prompt, adapters], result, api_name="arena", concurrency_id="vlm"
-    )
+    gr.api(guarded(arena_endpoint), api_name="arena", concurrency_id="vlm")

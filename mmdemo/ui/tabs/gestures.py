@@ -15,6 +15,7 @@ from mmdemo.flows.gestures.service import GestureService, VideoOptions
 from mmdemo.flows.gestures.spelling import SpellingConfig
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.gestures_api import register_api
 from mmdemo.ui.gestures_view import (
     HAND_HEADERS,
     MODES,
@@ -131,18 +132,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 file_types=[".json"],
                 elem_id="gest-import",
             )
-
-    # hidden: the API endpoints' inputs and outputs
-    with gr.Column(visible=False):
-        api_image = gr.File(type="filepath", label="image")
-        api_video = gr.File(type="filepath", label="video")
-        api_fps = gr.Number(8, label="fps")
-        api_seconds = gr.Number(600, label="max_seconds")
-        api_name = gr.Textbox(label="name")
-        api_examples = gr.File(file_count="multiple", type="filepath", label="examples")
-        api_replace = gr.Checkbox(False, label="replace")
-        api_out = gr.JSON(label="result")
-        api_buttons = [gr.Button(n) for n in ("gestures", "gestures_video", "gesture_teach")]
 
     def taught_view(note: str = "") -> tuple[Any, Any, str]:
         gestures = service.custom.gestures()
@@ -267,39 +256,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         gestures = service.custom.import_json(data, Path(path).name)
         return taught_view(f"Imported: {len(gestures)} taught gesture(s) in the set.")
 
-    # API endpoints: plain functions, data out
-    @guarded
-    def gestures_api(image: str | None) -> dict[str, Any]:
-        """An image file -> {"hands": [{handedness, gesture, confidence, landmarks}], ...}."""
-        if not image:
-            raise BadInputError("there is no image", fix="send an image file")
-        return service.analyse_image(image, **limits).to_json()
-
-    @guarded
-    def gestures_video_api(video: str | None, fps_: float, max_seconds: float) -> dict[str, Any]:
-        """A video file -> {"frames": [{time, hands}], "transcript": str, ...}."""
-        if not video:
-            raise BadInputError("there is no video", fix="send a video file")
-        options = VideoOptions(fps=float(fps_ or 8), max_seconds=float(max_seconds or 600))
-        *_, last = service.analyse_video(video, options)
-        return last.result.to_json()
-
-    @guarded
-    def teach_api(name: str, examples: list[str] | None, again: bool) -> dict[str, Any]:
-        """(name, example images) -> the taught gestures with per-class training accuracy."""
-        gestures, skipped = service.teach(name, examples or [], bool(again))
-        return {
-            "gestures": [
-                {
-                    "name": g.name,
-                    "examples": g.examples,
-                    "train_accuracy": round(g.train_accuracy, 4),
-                }
-                for g in gestures
-            ],
-            "skipped": skipped,
-        }
-
     heavy = dict(concurrency_id="hands", concurrency_limit=settings.concurrency)
     image_outputs = [annotated, summary, hands_table, second]
     image_btn.click(
@@ -329,7 +285,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         show_progress="hidden",
     )
     clear_btn.click(clear, state, [transcript, speech], queue=False, api_visibility="private")
-    speak_btn.click(speak, transcript, speech, api_name="gesture_speak")
+    speak_btn.click(speak, transcript, speech, api_visibility="private")
     teach_btn.click(
         teach,
         [teach_name, teach_files, replace],
@@ -337,22 +293,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
         **heavy,
     )
-    delete_btn.click(delete, delete_dd, [taught, delete_dd, teach_info], api_name="gesture_delete")
-    export_btn.click(export, None, export_file, api_name="gesture_export")
+    delete_btn.click(delete, delete_dd, [taught, delete_dd, teach_info], api_visibility="private")
+    export_btn.click(export, None, export_file, api_visibility="private")
     import_file.upload(
         import_set, import_file, [taught, delete_dd, teach_info], api_visibility="private"
     )
-    api_buttons[0].click(gestures_api, api_image, api_out, api_name="gestures", **heavy)
-    api_buttons[1].click(
-        gestures_video_api,
-        [api_video, api_fps, api_seconds],
-        api_out,
-        api_name="gestures_video",
-        **heavy,
-    )
-    api_buttons[2].click(
-        teach_api, [api_name, api_examples, api_replace], api_out, api_name="gesture_teach", **heavy
-    )
+    register_api(service, ctx.session_folders(), limits, heavy)
     return {
         "on_load": (lambda: taught_view(), [taught, delete_dd, teach_info]),
         "image_in": image_in,

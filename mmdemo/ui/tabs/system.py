@@ -1,4 +1,8 @@
-"""System tab: profile, device, every model's state and memory, versions; load and unload."""
+"""System tab: profile, device, every model's state and memory, versions; load and unload.
+
+Named endpoints return data: ``/system_status()``, ``/load_model(backend)``,
+``/unload_model(backend)``, ``/set_model(backend, model_id)`` each give the report as a dict
+(``report_json``); the tab's buttons show the same report as a table."""
 
 from __future__ import annotations
 
@@ -62,10 +66,58 @@ def versions_md(report: SystemReport) -> str:
     return " · ".join(f"{name} `{version}`" for name, version in report.versions)
 
 
+def report_json(report: SystemReport) -> dict[str, Any]:
+    """The report as plain data: profile, device, memory, every model's state, versions."""
+    from dataclasses import fields
+
+    def model(s: Any) -> dict[str, Any]:  # not asdict: ``details`` is a read-only mapping
+        return {f.name: getattr(s, f.name) for f in fields(s)} | {"details": dict(s.details)}
+
+    return {
+        "profile": report.profile,
+        "device": report.device,
+        "rss_bytes": report.rss_bytes,
+        "accelerator_bytes": report.accelerator_bytes,
+        "models": [model(s) for s in report.models],
+        "versions": dict(report.versions),
+    }
+
+
+def register_api(manager: Any, settings: Any) -> None:
+    def system_status() -> dict:
+        """Profile, device, process memory, every backend's model and state, versions."""
+        return report_json(system_report(manager))
+
+    def load_model(backend: str) -> dict:
+        """Load a backend's model now (it loads on first use otherwise); the new status."""
+        require_local(settings, "loading models by hand")
+        manager.get(backend)
+        return system_status()
+
+    def unload_model(backend: str) -> dict:
+        """Free a backend's model; "was_loaded" says whether it was."""
+        require_local(settings, "unloading models")
+        return {"was_loaded": manager.unload(backend), **system_status()}
+
+    def set_model(backend: str, model_id: str) -> dict:
+        """Use another model id for a backend (loaded on next use); the new status."""
+        require_local(settings, "loading another model id")
+        manager.set_model(backend, model_id)
+        return system_status()
+
+    gr.api(guarded(system_status), api_name="system_status", queue=False)
+    gr.api(
+        guarded(load_model), api_name="load_model", concurrency_id="model-load", concurrency_limit=1
+    )
+    gr.api(guarded(unload_model), api_name="unload_model")
+    gr.api(guarded(set_model), api_name="set_model")
+
+
 def build(ctx: AppContext) -> dict[str, Any]:
     manager = ctx.manager
     names = list(manager.backends)
     hosted = ctx.settings.hosted  # models load on use only; no loading, unloading, other ids
+    register_api(manager, ctx.settings)  # first: the named endpoints keep their names
 
     def refresh() -> tuple[str, list[list[Any]], str]:
         report = system_report(manager)
@@ -133,13 +185,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
         load,
         backend,
         outputs,
-        api_name="load_model",
+        api_visibility="private",
         concurrency_id="model-load",
         concurrency_limit=1,
     )
-    unload_btn.click(unload, backend, outputs, api_name="unload_model")
-    set_btn.click(set_model, [backend, model_id], outputs, api_name="set_model")
-    refresh_btn.click(refresh, None, outputs, api_name="system_status")
+    unload_btn.click(unload, backend, outputs, api_visibility="private")
+    set_btn.click(set_model, [backend, model_id], outputs, api_visibility="private")
+    refresh_btn.click(refresh, None, outputs, api_visibility="private")
     # polls only while the System tab is shown: app.create_ui starts it on the tab's select
     # and stops it when another tab is picked
     timer = gr.Timer(3.0, active=False)

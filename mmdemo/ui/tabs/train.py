@@ -203,12 +203,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         [state, bake_table, timer],
         api_visibility="private",
     )
-    eval_btn.click(
-        act.evaluate,
-        [eval_adapter, eval_data],
-        eval_out,
-        api_name="evaluate_in_tab",
-        api_visibility="private",
-    )
-    register_api(ctx, service)
+    register_api(ctx, service)  # first: the named endpoints keep their names (/evaluate ...)
+    eval_btn.click(act.evaluate, [eval_adapter, eval_data], eval_out, api_visibility="private")
     return {"method": method, "start": start_btn, "status": status, "state": state, "timer": timer}

@@ -260,9 +260,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
         }
 
     @guarded
-    def video_search(video: FileData | str, text: str, k: int = 8) -> list[dict[str, Any]]:
+    def video_search(
+        video: FileData | str, query_text: str, top_k: int = 8
+    ) -> list[dict[str, Any]]:
         """Key frames of a video ranked by similarity to a text (CLIP)."""
-        found = service.search(resolve(video), text, k=int(k))
+        found = service.search(resolve(video), query_text, k=int(top_k))
         return [
             {
                 "rank": h.rank,
