@@ -155,8 +155,8 @@ def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: An
     from gradio_client.exceptions import AppError
 
     client = gradio_client(hosted.local_url)
-    summary, _, _ = client.predict(api_name="/system_status")
-    assert "tiny" in summary
+    status = client.predict(api_name="/system_status")
+    assert status["profile"] == "tiny"
     for args, api in (
         (("vlm", "HuggingFaceTB/SmolVLM-500M-Instruct"), "/set_model"),
         (("clip",), "/load_model"),
