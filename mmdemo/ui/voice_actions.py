@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -56,6 +57,11 @@ class VoiceActions:
         self.streaming = streaming  # answer audio as WAV chunks (needs ffmpeg in gradio)
         self._api_sessions: OrderedDict[str, VoiceSession] = OrderedDict()
         self._lock = threading.Lock()
+        # microphone chunks of one session arrive as parallel events (the stream has no
+        # concurrency limit): one lock per live session keeps its listener fed one chunk at a
+        # time (the first chunk loads the VAD model; without it a second chunk made a second
+        # listener and the utterance was lost)
+        self._listening: dict[int, threading.Lock] = {}
 
     # ---- data ------------------------------------------------------------------------
 
@@ -261,12 +267,18 @@ class VoiceActions:
     def listen(self, chunk: Any, sess: VoiceSession) -> tuple[int, int]:
         """Feed a microphone chunk to the session's listener: (utterances, barge-ins) so far.
         A new utterance count starts a turn; a new barge-in count pauses the answer."""
-        if sess.live is None:
-            sess.live = LiveListener(sess.conversation, self.assistant.vad)
-        if chunk is None:
-            return sess.live.utterances, sess.live.barge_ins
-        rate, data = chunk
-        return sess.live.hear(data, rate)
+        with self._lock:
+            lock = self._listening.get(id(sess))
+            if lock is None:
+                lock = self._listening[id(sess)] = threading.Lock()
+                weakref.finalize(sess, self._listening.pop, id(sess), None)  # gone with it
+        with lock:
+            if sess.live is None:
+                sess.live = LiveListener(sess.conversation, self.assistant.vad)
+            if chunk is None:
+                return sess.live.utterances, sess.live.barge_ins
+            rate, data = chunk
+            return sess.live.hear(data, rate)
 
     def stop_ui(self, sess: VoiceSession) -> str:
         return self.stop(sess)["message"]
