@@ -239,9 +239,10 @@ def run(quick: bool = False) -> Table:
         "Concurrent users: four threads start together; the serial path answers one request at "
         "a time (the pinned adapter switched per request: the app before batching); the batch "
         "left-pads the four prompts into one `generate` with `adapter_names` (no adapter switch). "
-        "'Same image and question' shows that each user got their own adapter's answer (four "
-        "adapters, four distinct answers, each equal to its solo answer); 'different' adds "
-        "padding to the batch.",
+        "'Different' adds padding to the batch. The 'answers' rows count distinct answers: the "
+        "random-weight adapters of this architecture may all give the same greedy answer, and "
+        "then this run cannot tell adapters apart; tests/test_concurrency_arena.py shows each "
+        "user gets their own adapter's answer with the trained tiny demo adapters.",
         "Measured on a 2-core machine shared with other jobs (load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
     ]
