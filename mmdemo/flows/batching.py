@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmdemo.flows.generation import GenerationSettings, TokenClock
+from mmdemo.flows.generation import GenerationSettings, TokenClock, throttled
 from mmdemo.models.adapters import AdapterInfo
 
 # Families whose padded batches were checked to give each row its solo answer (greedy).
@@ -71,17 +71,11 @@ class BatchRequest:
         Leaving early (a closed tab) stops this row only; a batch of one is waited for, so
         no generation keeps running unseen."""
         finished = False
-        last = 0.0
         try:
-            while self.events.get() is not None:
-                now = time.perf_counter()
-                if now - last >= min_interval:
-                    last = now
-                    yield
+            yield from throttled(self.events, min_interval, self.stop)  # sets stop if left
             finished = True
         finally:
             if not finished:
-                self.stop.set()
                 while not self.done and self.events.get() is not None:
                     pass
             if self.rows <= 1 and self.thread is not None:

@@ -179,18 +179,9 @@ def run_generation(
 
     thread = threading.Thread(target=work, name="mmdemo-generate", daemon=True)
     thread.start()
-    finished = False
-    last = 0.0
     try:
-        while streamer.queue.get() is not None:
-            now = time.perf_counter()
-            if now - last >= min_interval:
-                last = now
-                yield
-        finished = True
+        yield from throttled(streamer.queue, min_interval, stop)
     finally:
-        if not finished:  # the consumer left early: stop computing
-            stop.set()
         thread.join()
     if errors:
         exc = errors[0]
@@ -200,3 +191,20 @@ def run_generation(
                 fix="use fewer images, fewer new tokens, or a smaller model",
             ) from exc
         raise exc
+
+
+def throttled(queue: Any, min_interval: float, stop: threading.Event) -> Iterator[None]:
+    """Yield when items arrive on ``queue`` (at most every ``min_interval`` s) until a None
+    ends it. A consumer that leaves early (a closed tab) sets ``stop`` so the producer ends."""
+    finished = False
+    last = 0.0
+    try:
+        while queue.get() is not None:
+            now = time.perf_counter()
+            if now - last >= min_interval:
+                last = now
+                yield
+        finished = True
+    finally:
+        if not finished:
+            stop.set()
