@@ -10,13 +10,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import AdapterError
 from mmdemo.models import bottleneck
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo
+from mmdemo.models.row_lora import stacked_rows
 
 BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
 # Parameter name segments that start an adapter's own tensors, per PEFT method.
@@ -176,11 +177,14 @@ class AdapterRuntime:
             waited = time.perf_counter() - asked
             start = time.perf_counter()
             names = tuple(self._ensure(a) if a is not None else BASE for a in adapters)
-            if len(names) == 1:
-                self._activate(names[0])
-            else:  # a mixed PEFT batch: no hooked adapter may act on every row
-                self.hooked.activate(None)
-            yield Pinned(self.model, names, waited, time.perf_counter() - start)
+            with ExitStack() as stack:
+                if len(names) == 1:
+                    self._activate(names[0])
+                else:  # a mixed PEFT batch: no hooked adapter may act on every row
+                    self.hooked.activate(None)
+                    if self.peft is not None:  # each row's LoRA in stacked products
+                        stack.enter_context(stacked_rows(self._layers, names))
+                yield Pinned(self.model, names, waited, time.perf_counter() - start)
 
     def load(self, info: AdapterInfo) -> float:
         """Validate and make an adapter resident now (e.g. right after upload); seconds taken."""
