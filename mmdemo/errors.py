@@ -6,6 +6,8 @@ user sees both.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MMDemoError(Exception):
     """Base class: a problem the user can understand and, usually, fix."""
@@ -66,3 +68,12 @@ class RateLimitedError(MMDemoError):
 
 class NotAllowedError(MMDemoError):
     """This server's operator turned the action off (hosted mode, training off)."""
+
+
+def require_local(settings: Any, what: str) -> None:
+    """Refuse ``what`` (e.g. "loading another model") on a hosted server (``settings.hosted``)."""
+    if settings.hosted:
+        raise NotAllowedError(
+            f"{what} is turned off on this hosted server",
+            fix="run mmdemo on your own machine (local mode) to do this",
+        )

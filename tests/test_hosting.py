@@ -311,3 +311,27 @@ def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) 
     client = gradio_client(hosted.local_url)
     with pytest.raises(Exception, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict("Hi", [handle_file(str(big))], "base", 1, True, api_name="/chat")
+
+
+def test_hosted_visitors_cannot_delete_what_every_visitor_shares(
+    hosted: Any, app: Any, tmp_path: Path
+) -> None:
+    from gradio_client.exceptions import AppError
+
+    from tests.helpers import make_adapter
+
+    chat = hosted.mmdemo_context.services.chat
+    model = hosted.mmdemo_context.manager.get("vlm").model
+    chat.store.install(make_adapter(model, tmp_path / "shared", seed=5), "shared-one")
+    client = gradio_client(hosted.local_url)
+    for args, api, what in (
+        (("shared-one",), "/adapter_delete", "deleting a shared adapter"),
+        (("photos", True), "/clip_delete", "deleting a shared index"),
+        (("wave",), "/gesture_delete", "deleting a shared taught gesture"),
+    ):
+        with pytest.raises(AppError, match=f"{what} is turned off on this hosted server"):
+            client.predict(*args, api_name=api)
+    assert "shared-one" in chat.store.names(), "the refused delete kept the adapter"
+    for elem_id in ("chat-delete-btn", "clip-delete", "clip-remove", "gest-delete"):
+        assert not elem(hosted, elem_id).visible, elem_id
+        assert elem(app, elem_id).visible, elem_id  # local mode shows them

@@ -238,7 +238,11 @@ def run(quick: bool = False) -> Table:
         f" ({'met' if identical else 'missed: see the answers rows'}).",
         "Concurrent users: four threads start together; the serial path answers one request at "
         "a time (the pinned adapter switched per request: the app before batching); the batch "
-        "left-pads the four prompts into one `generate` with `adapter_names` (no adapter switch). "
+        "left-pads the four prompts into one `generate` with `adapter_names` (no adapter switch); "
+        "every LoRA layer applies each row's adapter in two stacked products "
+        "(mmdemo/models/row_lora.py, as Punica/S-LoRA's BGMV) instead of PEFT's per-adapter "
+        "loop. Each case runs serial and batched in turn three times; the headline is the "
+        "median of the three batched/serial ratios. "
         "'Different' adds padding to the batch. The 'answers' rows count distinct answers: the "
         "random-weight adapters of this architecture may all give the same greedy answer, and "
         "then this run cannot tell adapters apart; tests/test_concurrency_arena.py shows each "

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmdemo.errors import AdapterError, BadInputError, MMDemoError, OutOfMemoryError
+from mmdemo.errors import (
+    AdapterError,
+    BadInputError,
+    MMDemoError,
+    OutOfMemoryError,
+    require_local,
+)
 from mmdemo.flows.batching import BATCH_FAMILIES, Batcher, BatchRequest
 from mmdemo.flows.generation import (
     GenerationSettings,
@@ -212,6 +218,8 @@ class ChatService:
         return info
 
     def delete_adapter(self, name: str) -> None:
+        """Delete an installed adapter (refused on a hosted server: visitors share them)."""
+        require_local(self.settings, "deleting a shared adapter")
         info = self.store.get(name)
         if info.builtin:
             raise AdapterError(f"{name!r} ships with mmdemo and cannot be deleted")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from mmdemo.config import Settings
 from mmdemo.errors import NotAllowedError, RateLimitedError
+from mmdemo.errors import require_local as require_local  # re-exported for the flows
 
 MAX_KEYS = 10_000  # buckets kept; the fullest (idle) ones are dropped first beyond this
 
@@ -63,15 +64,6 @@ class RateLimiter:
         fullest = sorted(self._buckets, key=lambda k: self._buckets[k][0], reverse=True)
         for key in fullest[: len(self._buckets) - MAX_KEYS]:
             del self._buckets[key]
-
-
-def require_local(settings: Settings, what: str) -> None:
-    """Refuse ``what`` (e.g. "loading another model") on a hosted server."""
-    if settings.hosted:
-        raise NotAllowedError(
-            f"{what} is turned off on this hosted server",
-            fix="run mmdemo on your own machine (local mode) to do this",
-        )
 
 
 def require_training(settings: Settings) -> None:

@@ -57,7 +57,7 @@ class Services:
             chat=chat,
             arena=ArenaService(chat, arena_remotes(settings)),
             voice=VoiceAssistant(manager, Responders.default(manager, chat)),
-            gestures=GestureService(manager, settings.home),
+            gestures=GestureService(manager, settings.home, hosted=settings.hosted),
             video=VideoService(settings, manager, index),
             train=TrainService(settings),
             limiter=RateLimiter(settings.requests_per_minute),

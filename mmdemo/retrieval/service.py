@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmdemo.config import Settings
-from mmdemo.errors import BadInputError
+from mmdemo.errors import BadInputError, require_local
 from mmdemo.images import ImageProblem, decode, thumbnail
 from mmdemo.retrieval import embed as emb
 from mmdemo.retrieval.identity import ModelIdentity, mismatch_error
@@ -257,7 +257,9 @@ class IndexService:
         paths: Sequence[str] = (),
         missing: bool = False,
     ) -> RemoveReport:
-        """Remove images by id, by path (or file name, for uploads), or all whose file is gone."""
+        """Remove images by id, by path (or file name, for uploads), or all whose file is gone.
+        Refused on a hosted server: every visitor shares the indexes."""
+        require_local(self.settings, "removing images from a shared index")
         snap = self.snapshot(name)
         wanted = {int(i) for i in ids}
         not_found = [str(i) for i in wanted if not snap.is_live(i)]
@@ -277,6 +279,8 @@ class IndexService:
         return RemoveReport(name, len(gone), tuple(not_found), new.count)
 
     def delete(self, name: str) -> None:
+        """Delete an index (refused on a hosted server: every visitor shares the indexes)."""
+        require_local(self.settings, "deleting a shared index")
         self.store.delete(name)
         with self._lock:
             self._open.pop(name, None)

@@ -71,7 +71,7 @@ def register_api(
         """Forget a taught gesture; returns the gestures left."""
         if not (name or "").strip():
             raise BadInputError("no taught gesture named", fix="pass the gesture's name")
-        service.custom.delete(name.strip())
+        service.forget(name.strip())
         return {"deleted": name.strip(), "gestures": taught_list(service)}
 
     def gesture_list() -> list[dict]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.errors import BadInputError
+from mmdemo.errors import BadInputError, require_local
 from mmdemo.flows.gestures.classifier import GestureModel
 from mmdemo.flows.gestures.custom import OTHER, CustomGestures
 from mmdemo.flows.gestures.draw import draw_hands
@@ -41,8 +41,11 @@ SMALL_HAND_PX = 40  # hands narrower than this are found less often and less pre
 class GestureService:
     """Hand landmarks (shared backend) + built-in and taught classifiers."""
 
-    def __init__(self, manager: Any, home: Path, threshold: float = 0.5) -> None:
+    def __init__(
+        self, manager: Any, home: Path, threshold: float = 0.5, hosted: bool = False
+    ) -> None:
         self.manager = manager
+        self.hosted = hosted  # visitors of a hosted server share the taught set
         self.threshold = threshold  # below this probability a hand's gesture is "none"
         self.custom_path = Path(home) / "gestures" / "custom.json"
         self._lock = threading.Lock()
@@ -218,6 +221,12 @@ class GestureService:
         )
         yield VideoProgress(last_t, total, result.transcript, annotated, result)
 
+    def forget(self, name: str) -> list[Any]:
+        """Forget a taught gesture (refused on a hosted server, whose visitors share the set);
+        returns the gestures left."""
+        require_local(self, "deleting a shared taught gesture")
+        return self.custom.delete(name)
+
     def teach(
         self, name: str, images: list[Any], replace: bool = False, max_side: int = 1024
     ) -> tuple[list[Any], list[str]]:
@@ -226,6 +235,8 @@ class GestureService:
         from mmdemo.flows.gestures.custom import MAX_EXAMPLES, MIN_EXAMPLES, check_name
         from mmdemo.images import load_image
 
+        if replace and self.hosted and name.strip() in self.custom.names:
+            require_local(self, "replacing a shared taught gesture")
         check_name(name, self.custom.names, replace)  # before any image is read
         images = [i for i in images or [] if i is not None]
         if len(images) < MIN_EXAMPLES:

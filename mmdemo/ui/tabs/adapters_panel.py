@@ -62,7 +62,10 @@ def build(
         with gr.Row():
             upload_btn = gr.Button("Add adapter", variant="primary", elem_id="chat-upload-btn")
             delete_btn = gr.Button(
-                "Delete selected adapter", variant="stop", elem_id="chat-delete-btn"
+                "Delete selected adapter",
+                variant="stop",
+                elem_id="chat-delete-btn",
+                visible=not chat.settings.hosted,  # visitors share the adapters
             )
         refresh_btn = gr.Button("Refresh list", size="sm", elem_id="chat-adapters-refresh")
         listing = gr.JSON(visible=False)

@@ -21,6 +21,7 @@ IMAGE_TYPES = list(IMAGE_EXTENSIONS)
 
 def build(ctx: AppContext) -> dict[str, Any]:
     api = ClipApi(ctx.services.index)
+    hosted = ctx.settings.hosted  # visitors share the indexes: no removing or deleting
     act = ClipActions(api)
     heavy = dict(concurrency_id="clip-embed", concurrency_limit=1)
     query = dict(concurrency_id="clip-query", concurrency_limit=ctx.settings.concurrency)
@@ -57,11 +58,17 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
         with gr.Row():
             add_btn = gr.Button("Add to index", variant="primary", elem_id="clip-add")
-            missing_btn = gr.Button("Remove entries whose files are gone", elem_id="clip-prune")
-            confirm = gr.Checkbox(
-                label="I want to delete this index", elem_id="clip-delete-confirm"
+            missing_btn = gr.Button(
+                "Remove entries whose files are gone", elem_id="clip-prune", visible=not hosted
             )
-            delete_btn = gr.Button("Delete index", variant="stop", elem_id="clip-delete")
+            confirm = gr.Checkbox(
+                label="I want to delete this index",
+                elem_id="clip-delete-confirm",
+                visible=not hosted,
+            )
+            delete_btn = gr.Button(
+                "Delete index", variant="stop", elem_id="clip-delete", visible=not hosted
+            )
         add_report = gr.Markdown(elem_id="clip-add-report")
         skipped = gr.Dataframe(
             headers=SKIPPED_HEADERS,
@@ -109,7 +116,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         pick = gr.Dropdown(label="Result", choices=[], scale=2, elem_id="clip-pick")
         explain_btn = gr.Button("Explain the match with the text", elem_id="clip-explain-btn")
-        remove_btn = gr.Button("Remove from index", elem_id="clip-remove")
+        remove_btn = gr.Button("Remove from index", elem_id="clip-remove", visible=not hosted)
     with gr.Row():
         heat = gr.Image(
             label="Where the text matches (occlusion map)",

@@ -115,7 +115,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
             delete_dd = gr.Dropdown(
                 [], label="Taught gesture", allow_custom_value=True, elem_id="gest-taught-pick"
             )
-            delete_btn = gr.Button("Delete", variant="stop", elem_id="gest-delete")
+            delete_btn = gr.Button(
+                "Delete", variant="stop", elem_id="gest-delete", visible=not settings.hosted
+            )
         taught = gr.Dataframe(
             headers=TAUGHT_HEADERS,
             interactive=False,
@@ -238,7 +240,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def delete(name: str | None) -> tuple[Any, ...]:
         if not name:
             raise BadInputError("no taught gesture picked", fix="pick one in the list")
-        service.custom.delete(name)
+        service.forget(name)
         return taught_view(f"Deleted {name}.")
 
     @guarded
