@@ -18,7 +18,13 @@ def test_two_users_mix_every_tab_without_errors_or_crossed_answers(
 
     add_index(app_url)
     result = exercise(
-        app_url, os.getpid(), 2, 4.0, _media(tmp_path), adapters=("color-namer", "pirate")
+        app_url,
+        os.getpid(),
+        2,
+        4.0,
+        _media(tmp_path),
+        adapters=("color-namer", "pirate"),
+        idle_s=0.0,
     )
     assert result["errors"] == [] and result["crossed"] == []
     assert result["requests"] >= 2  # each user asked at least once under load

@@ -47,6 +47,7 @@ ENDPOINTS = {  # user operation -> the endpoint it calls
     "system": "/system_status",
 }
 
+IDLE_S = 25.0  # longer than the server's heap-trim interval (mmdemo/serve/memory.py)
 SERVER = """
 import sys, time
 from mmdemo.config import Settings
@@ -308,12 +309,15 @@ def exercise(
     media: dict[str, Path],
     run_id: str = "",
     adapters: tuple[str, ...] = ADAPTERS,
+    idle_s: float = IDLE_S,
 ) -> dict[str, Any]:
     """Solo answers first (one user at a time), then every user at once until ``seconds``
     are up; returns the figures. The app at ``url`` needs a CLIP index called "load"."""
     people = [User(i, url, media, run_id, adapters) for i in range(users)]
     for person in people:  # solo answers, one user at a time (also loads every model)
         person.solo()
+    time.sleep(idle_s)  # idle: the server's heap trimmer runs before the first sample
+    idle_before = _rss(server_pid)
     tally = Tally()
     deadline = time.monotonic() + seconds
     started = time.perf_counter()
@@ -328,6 +332,8 @@ def exercise(
         t.join(600)
     wall = time.perf_counter() - started
     rss.append((wall, _rss(server_pid)))
+    time.sleep(idle_s)
+    idle_after = _rss(server_pid)
     total = sum(len(v) for v in tally.latencies.values())
     return {
         "users": users,
@@ -339,6 +345,7 @@ def exercise(
         # the server's memory at the start and after each quarter of the run
         "rss": [next(v for t, v in rss if t >= wall * q / 4) for q in range(5)],
         "rss_peak": max(v for _, v in rss),
+        "rss_idle": (idle_before, idle_after),  # idle before and after the load
         "endpoints": {
             name: {"count": len(v), "p50": statistics.median(v), "p95": percentile(v, 0.95)}
             for name, v in sorted(tally.latencies.items())
@@ -382,12 +389,14 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
     r = load_test(users, seconds)
     rss = r["rss"]
     growth, late = rss[-1] / rss[0] - 1, rss[-1] / rss[2] - 1
+    idle_before, idle_after = r["rss_idle"]
     mb = 2**20
     summary = Table(
         "load",
         "Load: concurrent API users on the tiny profile",
         ["users", "seconds", "requests", "requests/s", "errors", "cross-user answers",
-         "server RSS at start, each quarter", "growth (second half)"],
+         "server RSS at start, each quarter", "growth (second half)",
+         "idle before -> idle after"],
     )  # fmt: skip
     summary.add(
         r["users"],
@@ -398,13 +407,22 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
         len(r["crossed"]),
         " / ".join(f"{v / mb:.0f}" for v in rss) + " MB",
         f"{growth:+.1%} ({late:+.1%})",
+        f"{idle_before / mb:.0f} -> {idle_after / mb:.0f} MB ({idle_after / idle_before - 1:+.1%})",
     )
     summary.notes.append(
         "each user mixes chat (its own adapter of 3), arena, CLIP search and zero-shot, voice, "
         "gestures on an image and a video, a video summary, training status and system "
         "status; every answer "
         "is compared with the same request's answer asked alone before the load; "
-        "details per endpoint in docs/reliability.md"
+        "details per endpoint in docs/reliability.md",
+    )
+    summary.notes.append(
+        f"Memory: the server's resident memory, sampled once a second during the load; 'idle' "
+        f"samples are taken {IDLE_S:.0f} s after the solo answers and after the last user "
+        "stopped, when the server's heap trimmer (mmdemo/serve/memory.py) has given freed "
+        "memory back. The quarters show the peak working set of concurrent answers (eight "
+        "users' batches, video summaries) held while the load lasts; the idle figures show "
+        "what stays afterwards (a leak would show there)."
     )
     summary.notes += [f"error: {e}" for e in r["errors"][:5]]
     summary.notes += [f"cross-user: {c}" for c in r["crossed"][:5]]

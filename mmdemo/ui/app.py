@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.logs import quiet_library_logs
 from mmdemo.models.manager import ModelManager
+from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.hosting import launch_options, limit_heavy_events, mount_openai_api
 
@@ -117,26 +119,6 @@ def hide_state_initialisers(demo: gr.Blocks) -> None:
             fn.api_visibility = "private"
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would) before the server's threads
-    start. Gradio runs handlers in many worker threads and glibc gives each its own arena,
-    which it rarely returns: under 8 concurrent users the server grew 51% in 5 minutes with
-    the default and 2% after warm-up with 2 arenas, at the same or better throughput
-    (docs/reliability.md). A no-op off glibc or when ``MALLOC_ARENA_MAX`` is set; returns
-    whether the cap was applied. (No library offers this; ctypes reaches libc's mallopt.)"""
-    import ctypes
-    import ctypes.util
-    import platform
-
-    if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-8, int(arenas)))  # -8: M_ARENA_MAX in malloc.h
-    except (OSError, AttributeError):
-        return False
-
-
 def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
     """Build the app and serve it with ``/v1`` on the same port (blocking unless
     ``prevent_thread_lock=True``)."""
@@ -160,6 +142,9 @@ def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
     # Gradio has no catch-all route: the /v1 router joins its FastAPI app once it runs
     demo.launch(prevent_thread_lock=True, **kwargs)
     mount_openai_api(demo)
+    # freed heap memory goes back to the system after peaks, for as long as the app serves
+    ref = weakref.ref(demo)
+    FreeMemoryTrimmer.start(lambda: getattr(ref(), "is_running", False))
     if block:
         demo.block_thread()
     return demo
