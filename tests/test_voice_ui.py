@@ -234,6 +234,31 @@ def test_browser_push_to_talk_answers_when_recording_stops(
     assert len(scripted.calls) == 1, "one recording must start exactly one turn"
 
 
+# Gradio 6.31's streaming microphone (the hands-free one) starts importing its WAV recorder
+# (extendable-media-recorder) when the component mounts, i.e. when the hands-free section
+# opens, and its Record button does not wait for it: pressed before the recorder module has
+# loaded and registered its WAV encoder, Record throws in the page ("... is not a
+# constructor"), shows Stop and streams nothing. A person takes longer than that to reach the
+# button; the test waits for the condition itself: the recorder module says it can record WAV
+# (its static isTypeSupported turns true once the encoder is registered; Chromium's own
+# MediaRecorder cannot record WAV). Each module the page loaded is imported once (the same
+# instance the component uses) and checked on every poll.
+WAV_RECORDER_READY = """() => {
+  const seen = (window.__wavRecorderModules ??= new Map());
+  const urls = [
+    ...performance.getEntriesByType('resource').map((e) => e.name),
+    ...[...document.querySelectorAll('link[rel=modulepreload]')].map((l) => l.href),
+  ].filter((u) => /\\/assets\\/module-[^/?]*\\.js$/.test(u));
+  for (const url of urls) {
+    if (!seen.has(url)) {
+      seen.set(url, null);
+      import(url).then((m) => seen.set(url, m), () => {});
+    }
+  }
+  return [...seen.values()].some((m) => m?.MediaRecorder?.isTypeSupported?.('audio/wav') === true);
+}"""
+
+
 @pytest.mark.browser
 def test_browser_hands_free_answers_at_the_pause(
     mic_page: Any, scripted: ScriptedResponder
@@ -242,6 +267,7 @@ def test_browser_hands_free_answers_at_the_pause(
 
     page = mic_page
     page.get_by_text("Hands-free: answer when I stop talking").click()
+    page.wait_for_function(WAV_RECORDER_READY)  # see its comment: Gradio's Record races it
     page.locator("#voice-live").get_by_role("button", name="Record", exact=True).click()
     expect(page.locator("#voice-status")).to_contain_text("end of speech detected", timeout=180_000)
     expect(page.locator("#voice-chat")).to_contain_text("You asked 0 questions")

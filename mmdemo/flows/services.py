@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
+from mmdemo.models.manager import ModelManager  # light: loads nothing; the UI takes it from here
 
 if TYPE_CHECKING:
     from mmdemo.flows.arena import ArenaService
@@ -19,8 +20,15 @@ if TYPE_CHECKING:
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.train import TrainService
     from mmdemo.flows.video.service import VideoService
-    from mmdemo.models.manager import ModelManager
     from mmdemo.retrieval import IndexService
+
+__all__ = ["ModelManager", "Services", "create_manager"]
+
+
+def create_manager(settings: Settings) -> ModelManager:
+    """The process's one ModelManager (made by the app, passed down; it loads nothing until a
+    model is first used)."""
+    return ModelManager(settings)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from mmdemo.config import Settings
+from mmdemo.flows.services import ModelManager
 from mmdemo.logs import quiet_library_logs
-from mmdemo.models.manager import ModelManager
 from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.hosting import launch_options, limit_heavy_events, mount_openai_api

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
-from mmdemo.flows.services import Services
-from mmdemo.models.manager import ModelManager
+from mmdemo.flows.services import ModelManager, Services, create_manager
 
 if TYPE_CHECKING:
     from mmdemo.ui.sessions import SessionFolders
@@ -27,7 +26,7 @@ class AppContext:
         """The context of one app: its services made here, once, loading no model."""
         from mmdemo.ui.sessions import SessionFolders
 
-        manager = manager or ModelManager(settings)
+        manager = manager or create_manager(settings)
         return cls(settings, manager, Services.create(settings, manager), SessionFolders())
 
     def session_folders(self) -> SessionFolders:

@@ -77,7 +77,7 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         """Check and keep an uploaded dataset (a .zip, or a .jsonl with its images): its
         "dataset" handle (pass it to /train), examples per split and the lines skipped."""
         check()
-        from mmdemo.ui.train_actions import checked_upload
+        from mmdemo.flows.train_data import checked_upload
 
         paths = [upload_path(f, "each dataset file") for f in files or []]
         settings = ctx.settings

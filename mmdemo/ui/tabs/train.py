@@ -11,11 +11,11 @@ import gradio as gr
 
 from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.train import TrainService
+from mmdemo.flows.train_data import DATA_SUFFIXES
 from mmdemo.ui import train_view as view
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.train_actions import (
     BUILTIN,
-    DATA_SUFFIXES,
     FOLDER,
     UPLOAD,
     TrainActions,
