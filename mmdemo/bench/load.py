@@ -13,6 +13,7 @@ Bounded: at most 32 users and 600 seconds; the server listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import statistics
@@ -310,42 +311,51 @@ def exercise(
     run_id: str = "",
     adapters: tuple[str, ...] = ADAPTERS,
     idle_s: float = IDLE_S,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Solo answers first (one user at a time), then every user at once until ``seconds``
-    are up; returns the figures. The app at ``url`` needs a CLIP index called "load"."""
+    are up, in ``rounds`` equal rounds with an idle pause after each; returns the figures.
+    The app at ``url`` needs a CLIP index called "load"."""
     people = [User(i, url, media, run_id, adapters) for i in range(users)]
     for person in people:  # solo answers, one user at a time (also loads every model)
         person.solo()
     time.sleep(idle_s)  # idle: the server's heap trimmer runs before the first sample
-    idle_before = _rss(server_pid)
+    idle = [_rss(server_pid)]  # idle before the load and after each round
     tally = Tally()
-    deadline = time.monotonic() + seconds
     started = time.perf_counter()
     rss: list[tuple[float, int]] = []
-    threads = [threading.Thread(target=p.run, args=(deadline, tally), daemon=True) for p in people]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):  # the server's memory, once a second
-        rss.append((time.perf_counter() - started, _rss(server_pid)))
-        time.sleep(1.0)
-    for t in threads:
-        t.join(600)
-    wall = time.perf_counter() - started
-    rss.append((wall, _rss(server_pid)))
-    time.sleep(idle_s)
-    idle_after = _rss(server_pid)
+    busy = 0.0
+    for _ in range(rounds):
+        round_start = time.perf_counter()
+        deadline = time.monotonic() + seconds / rounds
+        threads = [
+            threading.Thread(target=p.run, args=(deadline, tally), daemon=True) for p in people
+        ]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):  # the server's memory, once a second
+            rss.append((busy + time.perf_counter() - round_start, _rss(server_pid)))
+            time.sleep(1.0)
+        for t in threads:
+            t.join(600)
+        busy += time.perf_counter() - round_start
+        rss.append((busy, _rss(server_pid)))
+        time.sleep(idle_s)
+        idle.append(_rss(server_pid))
     total = sum(len(v) for v in tally.latencies.values())
     return {
         "users": users,
-        "seconds": round(wall, 1),
+        "seconds": round(busy, 1),
+        "rounds": rounds,
+        "wall": round(time.perf_counter() - started, 1),
         "requests": total,
-        "requests_per_s": total / wall,
+        "requests_per_s": total / busy,
         "errors": tally.errors,
         "crossed": tally.crossed,
-        # the server's memory at the start and after each quarter of the run
-        "rss": [next(v for t, v in rss if t >= wall * q / 4) for q in range(5)],
+        # the server's memory at the start and after each quarter of the busy time
+        "rss": [next(v for t, v in rss if t >= busy * q / 4) for q in range(5)],
         "rss_peak": max(v for _, v in rss),
-        "rss_idle": (idle_before, idle_after),  # idle before and after the load
+        "rss_idle": idle,
         "endpoints": {
             name: {"count": len(v), "p50": statistics.median(v), "p95": percentile(v, 0.95)}
             for name, v in sorted(tally.latencies.items())
@@ -361,7 +371,7 @@ def add_index(url: str) -> None:
     Client(url, verbose=False).predict("load", "", images, api_name="/clip_add")
 
 
-def load_test(users: int = 8, seconds: float = 120.0) -> dict[str, Any]:
+def load_test(users: int = 8, seconds: float = 120.0, rounds: int = 2) -> dict[str, Any]:
     """Start a tiny-profile server in its own process and put ``users`` on it."""
     from gradio_client import Client
 
@@ -375,7 +385,7 @@ def load_test(users: int = 8, seconds: float = 120.0) -> dict[str, Any]:
         run = Client(url, verbose=False).predict(
             "lora", "builtin", "vqa", 2, 2, 0.0, 4, "language", "load-run", 0, api_name="/train"
         )  # a short training run whose status the users poll
-        return exercise(url, server.pid, users, seconds, media, run["id"])
+        return exercise(url, server.pid, users, seconds, media, run["id"], rounds=rounds)
     finally:
         server.kill()
         server.wait()
@@ -389,14 +399,14 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
     r = load_test(users, seconds)
     rss = r["rss"]
     growth, late = rss[-1] / rss[0] - 1, rss[-1] / rss[2] - 1
-    idle_before, idle_after = r["rss_idle"]
+    idle = r["rss_idle"]
     mb = 2**20
     summary = Table(
         "load",
         "Load: concurrent API users on the tiny profile",
         ["users", "seconds", "requests", "requests/s", "errors", "cross-user answers",
          "server RSS at start, each quarter", "growth (second half)",
-         "idle before -> idle after"],
+         "idle: before, after each round"],
     )  # fmt: skip
     summary.add(
         r["users"],
@@ -407,7 +417,10 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
         len(r["crossed"]),
         " / ".join(f"{v / mb:.0f}" for v in rss) + " MB",
         f"{growth:+.1%} ({late:+.1%})",
-        f"{idle_before / mb:.0f} -> {idle_after / mb:.0f} MB ({idle_after / idle_before - 1:+.1%})",
+        " / ".join(f"{v / mb:.0f}" for v in idle)
+        + " MB ("
+        + ", ".join(f"{b / a - 1:+.1%}" for a, b in itertools.pairwise(idle))
+        + ")",
     )
     summary.notes.append(
         "each user mixes chat (its own adapter of 3), arena, CLIP search and zero-shot, voice, "
@@ -417,12 +430,13 @@ def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Tab
         "details per endpoint in docs/reliability.md",
     )
     summary.notes.append(
-        f"Memory: the server's resident memory, sampled once a second during the load; 'idle' "
-        f"samples are taken {IDLE_S:.0f} s after the solo answers and after the last user "
-        "stopped, when the server's heap trimmer (mmdemo/serve/memory.py) has given freed "
+        f"Memory: the server's resident memory, sampled once a second during the load (the "
+        f"seconds are split into {r['rounds']} equal rounds); 'idle' samples are taken "
+        f"{IDLE_S:.0f} s after the solo answers and after each round's last user stopped, when the server's heap trimmer (mmdemo/serve/memory.py) has given freed "
         "memory back. The quarters show the peak working set of concurrent answers (eight "
         "users' batches, video summaries) held while the load lasts; the idle figures show "
-        "what stays afterwards (a leak would show there)."
+        "what stays afterwards: a leak would keep adding to it round after round, one-time "
+        "state (every user's session, caches, the allocator's pools) only after the first."
     )
     summary.notes += [f"error: {e}" for e in r["errors"][:5]]
     summary.notes += [f"cross-user: {c}" for c in r["crossed"][:5]]
