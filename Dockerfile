@@ -9,7 +9,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     MMDEMO_HOST=0.0.0.0 \
     MMDEMO_PORT=7860 \
     MMDEMO_HOME=/data/mmdemo \
-    HF_HOME=/data/hf
+    HF_HOME=/data/hf \
+    MALLOC_ARENA_MAX=2
 
 # the same system packages as a Space (packages.txt), plus Python itself
 COPY packages.txt /tmp/packages.txt
