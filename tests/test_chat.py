@@ -198,3 +198,23 @@ def test_qwen2vl_family_chats_with_images(tiny_settings) -> None:
     final = answer(chat, "What is in the picture?", [RED_CIRCLE, ASSETS / "cat.jpg"])[-1]
     assert final.metrics.tokens == 12
     manager.unload_all()
+
+
+def test_a_long_conversation_keeps_only_the_images_its_prompts_can_show(chat) -> None:
+    """Older images than the newest MAX_IMAGES_IN_CONTEXT are let go (paths stay for the UI),
+    so a session's memory does not grow with every image sent; prompts keep the newest."""
+    from mmdemo.flows.chat import MAX_IMAGES_IN_CONTEXT, ChatSession, build_messages
+
+    session = ChatSession()
+    image = Path(__file__).resolve().parents[1] / "assets" / "images" / "cat.jpg"
+    gen = GenerationSettings(max_new_tokens=2, greedy=True)
+    for i in range(MAX_IMAGES_IN_CONTEXT + 3):
+        list(chat.stream(session, f"Question {i}?", [image], "base", gen))
+        held = sum(len(t.images) for t in session.turns)
+        assert held == min(i + 1, MAX_IMAGES_IN_CONTEXT)
+        assert all(t.image_paths for t in session.turns), "the UI still shows every image"
+    # the prompt still carries the newest images, one per recent turn
+    _, images = build_messages(session.turns)
+    assert len(images) == MAX_IMAGES_IN_CONTEXT
+    recent = session.turns[-MAX_IMAGES_IN_CONTEXT:]
+    assert all(t.images for t in recent) and not any(t.images for t in session.turns[:3])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,26 @@ class ChatSession:
     def pop_last(self) -> Turn | None:
         return self.turns.pop() if self.turns else None
 
+    def add(self, turn: Turn) -> None:
+        """Append a turn and let go of the decoded images no prompt will show again: as in
+        build_messages, only the newest MAX_IMAGES_IN_CONTEXT images go into a prompt, so
+        older ones are kept as their paths (for the UI) only and a long conversation's memory
+        stays bounded. The newest turn stays whole (a retry sends it again)."""
+        self.turns.append(turn)
+        budget = MAX_IMAGES_IN_CONTEXT
+        for old in reversed(self.turns):
+            similar = [i for i, c in enumerate(old.similar) if c.image is not None]
+            own = len(old.images) + len(similar)
+            if old is not turn and own > budget:  # build_messages keeps the tail of own
+                keep_similar = set(similar[len(similar) - min(budget, len(similar)) :])
+                keep_images = max(budget - len(similar), 0)
+                old.images = old.images[len(old.images) - keep_images :] if keep_images else []
+                old.similar = [
+                    c if i in keep_similar or c.image is None else replace(c, image=None)
+                    for i, c in enumerate(old.similar)
+                ]
+            budget = max(budget - own, 0)
+
 
 @dataclass(frozen=True)
 class ChatUpdate:
@@ -97,7 +117,7 @@ def build_messages(
     budget = MAX_IMAGES_IN_CONTEXT
     keep: list[list[Any]] = []
     for turn in reversed(turns):
-        own = [*turn.images, *(c.image for c in turn.similar)]
+        own = [*turn.images, *(c.image for c in turn.similar if c.image is not None)]
         kept = own[-budget:] if budget > 0 else []
         budget -= len(kept)
         keep.append(kept)
@@ -336,7 +356,7 @@ class ChatService:
             batch_rows=max(rows, 1),
             prompt_tokens=int(inputs["input_ids"].shape[-1]),
         )
-        session.turns.append(turn)
+        session.add(turn)
         yield ChatUpdate(turn.answer, turn.metrics)
 
     def _batchable(self, bundle: Any, info: AdapterInfo | None) -> bool:
@@ -378,7 +398,7 @@ class ChatService:
             )
         except BaseException:
             if not session.turns or session.turns[-1] is not last:
-                session.turns.append(last)
+                session.add(last)
             raise
 
 

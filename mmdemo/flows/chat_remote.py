@@ -54,5 +54,5 @@ def answer_remote(
         stopped=stop.is_set(),
         prompt_tokens=reply.prompt_tokens if reply else 0,
     )
-    session.turns.append(turn)
+    session.add(turn)
     yield ChatUpdate(turn.answer, turn.metrics)

@@ -171,7 +171,7 @@ def to_session(
                     fix="start with a user message",
                 )
             turn = Turn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
-            session.turns.append(turn)
+            session.add(turn)
             pending = None
         else:
             raise BadInputError(
