@@ -391,12 +391,14 @@ def load_test(users: int = 8, seconds: float = 120.0, rounds: int = 2) -> dict[s
         server.wait()
 
 
-def run(quick: bool = False, users: int = 8, seconds: float = 120.0) -> list[Table]:
+def run(
+    quick: bool = False, users: int = 8, seconds: float = 120.0, rounds: int = 2
+) -> list[Table]:
     """The load test as tables: a summary row (benchmarks.md) and the per-endpoint latencies
     (reliability.md)."""
     if quick:
         users, seconds = 2, 10.0
-    r = load_test(users, seconds)
+    r = load_test(users, seconds, max(1, min(rounds, 10)))
     rss = r["rss"]
     growth, late = rss[-1] / rss[0] - 1, rss[-1] / rss[2] - 1
     idle = r["rss_idle"]
