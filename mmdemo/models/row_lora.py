@@ -18,8 +18,8 @@ cover (DoRA and other variants, merged or training-mode layers, non-Linear layer
 whose size is not the number of names) keep PEFT's own path.
 
 Cost: while a batch runs, each covered layer holds its rows' A and B in the adapters' dtype,
-``rows x (in + out) x r`` values (65 MB for four rows of rank-16 adapters on SmolVLM-256M's
-language model; a copy freed when the batch ends). Batches are capped at ``batch_max_rows``.
+``rows x (in + out) x r`` values (30 MB in fp32 for four rows of rank-16 adapters on the
+attention projections of SmolVLM-256M's language model; a copy freed when the batch ends). Batches are capped at ``batch_max_rows``.
 """
 
 from __future__ import annotations
