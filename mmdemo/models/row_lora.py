@@ -19,7 +19,8 @@ whose size is not the number of names) keep PEFT's own path.
 
 Cost: while a batch runs, each covered layer holds its rows' A and B in the adapters' dtype,
 ``rows x (in + out) x r`` values (30 MB in fp32 for four rows of rank-16 adapters on the
-attention projections of SmolVLM-256M's language model; a copy freed when the batch ends). Batches are capped at ``batch_max_rows``.
+attention projections of SmolVLM-256M's language model; a copy freed when the batch ends).
+Batches are capped at ``batch_max_rows``.
 """
 
 from __future__ import annotations
