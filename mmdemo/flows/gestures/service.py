@@ -235,7 +235,7 @@ class GestureService:
         from mmdemo.flows.gestures.custom import MAX_EXAMPLES, MIN_EXAMPLES, check_name
         from mmdemo.images import load_image
 
-        if replace and self.hosted and name.strip() in self.custom.names:
+        if replace and name.strip() in self.custom.names:  # refused when hosted
             require_local(self, "replacing a shared taught gesture")
         check_name(name, self.custom.names, replace)  # before any image is read
         images = [i for i in images or [] if i is not None]
