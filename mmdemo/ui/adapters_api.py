@@ -18,22 +18,24 @@ from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.chat import ChatService
-from mmdemo.ui.common import guarded, upload_path
+from mmdemo.ui.common import guarded
 from mmdemo.ui.sessions import SessionFolders
+from mmdemo.ui.uploads import upload_path
 
 ADAPTER_SUFFIXES = (".zip", ".json", ".safetensors")
 
 
 def stage_upload(files: list[str], folder: Path) -> Path:
-    """One path to install from: the zip itself, or a new folder (inside ``folder``, the
-    session's scratch folder) holding the loose adapter files."""
-    paths = [Path(f) for f in files]
-    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
-        return paths[0]
+    """A new folder inside ``folder`` (the session's scratch folder) holding copies of the
+    uploaded files; the caller removes it when done. Only this folder is ever deleted: the
+    uploads themselves are never touched."""
     staged = folder / f"adapter-{uuid.uuid4().hex[:12]}"
     staged.mkdir(parents=True)
-    for p in paths:
-        shutil.copy2(p, staged / p.name)
+    for p in map(Path, files):
+        if not p.is_file():
+            shutil.rmtree(staged, ignore_errors=True)
+            raise BadInputError(f"{p.name} is not a file", fix="upload the adapter's files")
+        shutil.copyfile(p, staged / p.name)
     return staged
 
 
@@ -54,15 +56,18 @@ def install_upload(
                 fix="upload a .zip of the adapter folder, or adapter_config.json + "
                 "adapter_model.safetensors (safetensors only: no .bin or .pt pickles)",
             )
+        if not f.is_file():
+            raise BadInputError(f"{f.name} is not a file", fix="upload the adapter's files")
         if f.stat().st_size == 0:
             raise BadInputError(f"{f.name} is empty (0 bytes)", fix="upload it again")
-    source = stage_upload(files, folder)
-    default = Path(files[0]).stem if source.suffix == ".zip" else None
+    staged = stage_upload(files, folder)
+    single_zip = len(files) == 1 and Path(files[0]).suffix.lower() == ".zip"
+    source = staged / Path(files[0]).name if single_zip else staged
+    default = Path(files[0]).stem if single_zip else None
     try:
         info = chat.install_adapter(source, (adapter_name or "").strip() or default)
     finally:
-        if source.is_dir():
-            shutil.rmtree(source, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)  # the staging folder made above, nothing else
     return next(a for a in chat.adapters_summary() if a["name"] == info.name)
 
 

@@ -18,6 +18,7 @@ from mmdemo.logs import quiet_library_logs
 from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.hosting import launch_options, limit_heavy_events, mount_openai_api
+from mmdemo.ui.uploads import guard_file_inputs
 
 # (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
 TABS: tuple[tuple[str, str, str], ...] = (
@@ -85,6 +86,7 @@ def create_ui(
 
         demo.unload(end_session)
     limit_heavy_events(demo, limiter)
+    guard_file_inputs(demo)  # every event's file arguments must be uploads
     hide_state_initialisers(demo)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo

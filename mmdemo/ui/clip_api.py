@@ -26,7 +26,8 @@ from gradio.data_classes import FileData
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.limits import require_local
 from mmdemo.retrieval import IndexService, Query
-from mmdemo.ui.common import guarded, upload_path
+from mmdemo.ui.common import guarded
+from mmdemo.ui.uploads import upload_path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"  # allowed when hosted
 SCRATCH = "mmdemo-clip"  # explanation pictures, under the system temp folder (gradio serves it)

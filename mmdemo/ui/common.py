@@ -1,5 +1,4 @@
-"""Helpers shared by tabs: turning typed errors into messages the user reads, and the
-server path of an uploaded file."""
+"""Helpers shared by tabs: turning typed errors into messages the user reads."""
 
 from __future__ import annotations
 
@@ -9,9 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
-from gradio.data_classes import FileData
 
-from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.errors import MMDemoError
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -57,21 +55,3 @@ def guarded_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[A
 def seconds(s: float) -> str:
     """Short human duration: 4 ms, 0.31 s, 12.4 s."""
     return f"{s * 1000:.0f} ms" if s < 0.1 else f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
-
-
-def upload_path(upload: Any, role: str) -> str | None:
-    """The server path of an uploaded file (a FileData dict or object), or None for none.
-
-    A bare string is refused: an API client sends files with ``handle_file(path)``; a server
-    path would let anyone read the server's files.
-    """
-    if upload is None or upload == "":
-        return None
-    if isinstance(upload, dict):
-        return str(upload.get("path") or "") or None
-    if isinstance(upload, FileData):
-        return str(upload.path)
-    raise BadInputError(
-        f"{role} must be an uploaded file, got {type(upload).__name__} {str(upload)[:40]!r}",
-        fix="send it with gradio_client.handle_file(path)",
-    )

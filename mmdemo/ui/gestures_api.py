@@ -18,8 +18,9 @@ from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.gestures.service import GestureService, VideoOptions
-from mmdemo.ui.common import guarded, upload_path
+from mmdemo.ui.common import guarded
 from mmdemo.ui.sessions import SessionFolders
+from mmdemo.ui.uploads import upload_path
 
 
 def taught_list(service: GestureService) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@ from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.train import TrainService
-from mmdemo.ui.common import guarded, upload_path
+from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.uploads import upload_path
 
 
 def register_api(ctx: AppContext, service: TrainService) -> None:

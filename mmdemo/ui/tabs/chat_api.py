@@ -18,7 +18,8 @@ from gradio.data_classes import FileData
 from mmdemo.flows.arena import ArenaService
 from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.ui.common import guarded, guarded_stream, upload_path
+from mmdemo.ui.common import guarded, guarded_stream
+from mmdemo.ui.uploads import upload_path
 from mmdemo.zerogpu import gpu
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,6 +20,7 @@ from mmdemo.flows.video.cache import ID_PATTERN
 from mmdemo.flows.video.types import Cancelled, Progress
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.uploads import upload_path
 from mmdemo.ui.video_view import (
     CHAPTER_HEADERS,
     TRANSCRIPT_HEADERS,
@@ -44,15 +44,6 @@ SEEK_JS = """(t) => {
   return [];
 }"""
 NO_VIDEO = "upload a video first (MP4, WebM, MKV or MOV)"
-
-
-def upload_path(video: Any) -> str:
-    """The server path of an uploaded file (a FileData dict or a path string from the UI)."""
-    if isinstance(video, dict):
-        return str(video.get("path") or "")
-    if isinstance(video, FileData):
-        return str(video.path)
-    return str(video or "")
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
@@ -233,7 +224,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 fix="send the file with gradio_client.handle_file(path), or the video_id "
                 "that /video_summary returned",
             )
-        path = upload_path(video)
+        path = upload_path(video, "video")
         if not path:
             raise BadInputError("no video was sent", fix=NO_VIDEO)
         return service.summarize(path, max_bytes=limit)
@@ -243,8 +234,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def video_summary(video: FileData) -> dict[str, Any]:
         """Summarise a video file: chapters, key frames, transcript, summary, notes and the
         video_id for later questions (times in seconds)."""
-        path = upload_path(video)
-        if not path or not Path(path).is_file():
+        path = upload_path(video, "video")
+        if not path:
             raise BadInputError("no video file was sent", fix="send it with handle_file(path)")
         return service.summarize(path, max_bytes=limit).to_json()
 

@@ -13,8 +13,9 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from mmdemo.ui.common import guarded, guarded_stream, upload_path
+from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.uploads import upload_path
 from mmdemo.ui.voice_actions import VoiceActions, upload_file
 from mmdemo.ui.voice_view import AUTO_LANGUAGE, DEFAULT_VOICE, LATENCY_HEADERS, VoiceSession
 
