@@ -129,6 +129,22 @@ class Settings:
     remote_vlm_model: str = ""
     # extra arena columns: "label=model@base_url[@KEY_ENV]", comma separated
     arena_remotes: str = ""
+    # /v1 image URLs may point at this machine or a private network (loopback, 10.x,
+    # 192.168.x, link-local, cloud metadata ...); off: only public addresses are fetched
+    allow_local_urls: bool = False
+    # browser origins (scheme://host[:port], comma separated) allowed to call /v1 besides the
+    # server's own; a request from any other page is refused
+    allowed_origins: str = ""
+    # largest /v1 request body (megabytes; images sent inline count)
+    max_request_mb: int = 50
+    # characters of a whole conversation (every turn, the system prompt and the new message)
+    max_conversation_chars: int = 32_000
+    # longest audio file read (minutes, from its header; longer files are refused)
+    max_audio_minutes: int = 60
+    # longest video summarised or analysed (minutes); 0: 720 locally, 60 when hosted
+    max_video_minutes: int = 0
+    # largest dataset file (JSONL / JSON) read for fine-tuning (megabytes)
+    max_dataset_mb: int = 200
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -159,6 +175,11 @@ class Settings:
             ("concurrency", 1, 64),
             ("port", 0, 65535),
             ("rate_limit", 0, 100_000),
+            ("max_request_mb", 1, 10_000),
+            ("max_conversation_chars", 100, 10_000_000),
+            ("max_audio_minutes", 1, 24 * 60),
+            ("max_video_minutes", 0, 100 * 60),
+            ("max_dataset_mb", 1, 100_000),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -180,6 +201,13 @@ class Settings:
                 f"remote_vlm_url {self.remote_vlm_url!r} is not an http(s) URL",
                 fix="set MMDEMO_REMOTE_VLM_URL to e.g. http://gpu-box:8000/v1",
             )
+        for origin in self.origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise SettingsError(
+                    f"allowed origin {origin!r} is not scheme://host[:port]",
+                    fix="set MMDEMO_ALLOWED_ORIGINS to e.g. "
+                    "https://my-site.example,http://localhost:3000",
+                )
 
     @property
     def resolved_profile(self) -> str:
@@ -200,6 +228,18 @@ class Settings:
         if self.rate_limit or not self.hosted:
             return self.rate_limit
         return HOSTED_RATE_LIMIT
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Browser origins allowed to call /v1 besides the server's own (lower case)."""
+        return tuple(o.strip().lower() for o in self.allowed_origins.split(",") if o.strip())
+
+    @property
+    def video_seconds(self) -> float:
+        """The longest video accepted: the setting, or 12 h locally and 1 h when hosted."""
+        if self.max_video_minutes:
+            return self.max_video_minutes * 60.0
+        return 3600.0 if self.hosted else 12 * 3600.0
 
     @property
     def api_keys(self) -> tuple[str, ...]:

@@ -131,28 +131,49 @@ def test_image_as_data_url_and_adapter_answer_like_the_chat_tab(client: Any, cha
     assert answers["pirate"] != answers["base"]  # the adapter changes the answer
 
 
-def test_image_from_an_http_url_is_fetched_locally(client: Any, chat: Any) -> None:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(IMAGES))
+def test_image_urls_on_this_machine_are_refused_unless_allowed(client: Any) -> None:
+    import openai
+
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            super().do_GET()
+
+    handler = functools.partial(Handler, directory=str(IMAGES))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/red-circle.png"
-        reply = client.chat.completions.create(
-            model="color-namer", messages=image_message("Color?", url), max_tokens=8
-        )
-        from mmdemo.errors import BadInputError, NotAllowedError
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="color-namer", messages=image_message("Color?", url), max_tokens=8
+            )
+        assert "could not be fetched" in refused.value.message
+        assert "MMDEMO_ALLOW_LOCAL_URLS" in refused.value.message
+        assert hits == []  # the server never reached its own network
         from mmdemo.flows.completions import image_bytes
 
-        assert image_bytes(url, hosted=False, max_bytes=2**20) == RED.read_bytes()
-        with pytest.raises(BadInputError, match="is over"):  # fetched no further than the limit
-            image_bytes(url, hosted=False, max_bytes=RED.stat().st_size - 1)
-        with pytest.raises(NotAllowedError, match="data URL"):
-            image_bytes(url, hosted=True, max_bytes=2**20)
+        allowed = image_bytes(url, hosted=False, max_bytes=2**20, allow_local=True)
+        assert allowed == RED.read_bytes() and hits == ["/red-circle.png"]
     finally:
         server.shutdown()
-    assert reply.choices[0].message.content == service_answer(
-        chat, "Color?", [str(RED)], "color-namer", 8
-    )
+        server.server_close()
+
+
+def test_pages_of_other_sites_and_non_json_bodies_are_refused(app_url: str) -> None:
+    import httpx
+
+    url = f"{app_url.rstrip('/')}/v1/chat/completions"
+    body = '{"model": "base", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
+    typed = {"Content-Type": "application/json"}
+    plain = httpx.post(url, content=body, headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415
+    foreign = httpx.post(url, content=body, headers={**typed, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "origin_not_allowed"
+    own = httpx.post(url, content=body, headers={**typed, "Origin": app_url.rstrip("/")})
+    assert own.status_code == 200
 
 
 def test_multi_turn_history_is_used(client: Any, chat: Any) -> None:

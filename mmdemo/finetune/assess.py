@@ -14,7 +14,9 @@ from mmdemo.finetune.progress import Emit, StopSwitch
 BASE = "base"
 
 
-def test_examples(dataset: str, task: str, max_side: int) -> tuple[list[Any], str]:
+def test_examples(
+    dataset: str, task: str, max_side: int, max_mb: int = 200
+) -> tuple[list[Any], str]:
     """The test split of ``dataset`` (validation when it has none)."""
     if dataset == "builtin":
         from mmdemo.finetune.synthetic import synthetic_split
@@ -22,7 +24,7 @@ def test_examples(dataset: str, task: str, max_side: int) -> tuple[list[Any], st
         return synthetic_split("test", task), f"built-in synthetic shapes ({task}), test split"
     from mmdemo.finetune.formats import load_dataset
 
-    data = load_dataset(dataset, task, max_side)
+    data = load_dataset(dataset, task, max_side, max_mb)
     split = (
         "test" if data.splits["test"] else "validation" if data.splits["validation"] else "train"
     )
@@ -51,7 +53,9 @@ def evaluate_adapter(
     store = AdapterStore(settings)
     info = None if adapter in ("", BASE) else store.get(adapter)
     emit({"type": "phase", "phase": "data", "message": "reading the data"})
-    examples, described = test_examples(dataset, task, settings.max_image_side)
+    examples, described = test_examples(
+        dataset, task, settings.max_image_side, settings.max_dataset_mb
+    )
     if limit:
         examples = examples[:limit]
     if not examples:

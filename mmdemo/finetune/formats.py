@@ -2,7 +2,8 @@
 layouts when a user points at a local copy. Every problem is reported with where it is (file
 and line); a dataset is refused only when nothing in it is usable.
 
-JSONL, one object per line, image paths relative to the file:
+JSONL, one object per line, image paths relative to the file and inside the dataset's folder
+(``../x.png``, absolute paths and links that lead out are refused, naming the line):
   {"image": "img/1.png", "question": "Is there a fracture?", "answer": "no"}
   {"image": "img/1.png", "caption": "Chest x-ray, no fracture."}
 Optional keys: "split" (train / validation / test), "type" (closed / open).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from mmdemo.errors import BadInputError
@@ -24,6 +25,9 @@ SPLIT_NAMES |= {"valid": "validation", "validate": "validation", "dev": "validat
 SPLIT_NAMES |= {"test": "test"}
 CLOSED_ANSWERS = frozenset({"yes", "no"})
 MAX_PROBLEMS_SHOWN = 8
+MAX_PROBLEMS_KEPT = 50  # problems listed in a report; the rest are only counted
+MAX_ROWS = 500_000  # rows read from one dataset (memory)
+DATASET_MB = 200  # the default of Settings.max_dataset_mb
 MIN_IMAGES_TO_SPLIT = 10  # fewer distinct images: everything trains, nothing is held out
 
 
@@ -34,17 +38,26 @@ class DataReport:
     source: str
     layout: str  # builtin | jsonl | vqa-rad | slake
     counts: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS_KEPT
+    skipped: int = 0  # every problem, listed or not
+
+    def problem(self, text: str) -> None:
+        """Note a skipped line (listed while fewer than MAX_PROBLEMS_KEPT are, then counted)."""
+        self.skipped += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(text)
+
+    def listed(self, most: int = MAX_PROBLEMS_KEPT) -> list[str]:
+        """The first ``most`` problems, then "and K more" when there are others."""
+        shown = self.problems[:most]
+        more = self.skipped - len(shown)
+        return [*shown, f"and {more} more"] if more > 0 else shown
 
     def describe(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         text = f"{self.layout} data from {self.source}: {counts}"
-        if self.problems:
-            shown = "; ".join(self.problems[:MAX_PROBLEMS_SHOWN])
-            more = len(self.problems) - MAX_PROBLEMS_SHOWN
-            text += f". Skipped {len(self.problems)}: {shown}" + (
-                f" (+{more} more)" if more > 0 else ""
-            )
+        if self.skipped:
+            text += f". Skipped {self.skipped}: " + "; ".join(self.listed(MAX_PROBLEMS_SHOWN))
         return text
 
 
@@ -54,25 +67,30 @@ class Dataset:
     report: DataReport
 
 
-def load_dataset(source: str, task: str = "vqa", max_side: int = 1024) -> Dataset:
-    """Examples for ``task`` ("vqa" or "caption") from a JSONL file or a dataset folder."""
+def load_dataset(
+    source: str, task: str = "vqa", max_side: int = 1024, max_mb: int = DATASET_MB
+) -> Dataset:
+    """Examples for ``task`` ("vqa" or "caption") from a JSONL file or a dataset folder
+    (each file at most ``max_mb`` megabytes: Settings.max_dataset_mb)."""
     path = Path(source).expanduser()
     if not path.exists():
         raise BadInputError(
             f"dataset {source!r} does not exist",
             fix="give a JSONL file, a folder with one, or a local VQA-RAD / SLAKE copy",
         )
+    limit = max_mb * 2**20
+    root = path.parent if path.is_file() else path  # every image must be inside
     if path.is_file():
         report = DataReport(str(path), "jsonl")
-        rows = _read_jsonl(path, report)
+        rows = _read_jsonl(path, report, limit)
     elif (path / "imgs").is_dir() and any(
         (path / f"{s}.json").is_file() for s in ("train", "test")
     ):
         report = DataReport(str(path), "slake")
-        rows = _read_slake(path, report)
-    elif (rad := _find_vqa_rad(path)) is not None:
+        rows = _read_slake(path, report, limit)
+    elif (rad := _find_vqa_rad(path, limit)) is not None:
         report = DataReport(str(path), "vqa-rad")
-        rows = _read_vqa_rad(rad, report)
+        rows = _read_vqa_rad(rad, report, limit)
     else:
         files = sorted(path.rglob("*.jsonl"))
         if not files:
@@ -80,13 +98,19 @@ def load_dataset(source: str, task: str = "vqa", max_side: int = 1024) -> Datase
                 f"no .jsonl file, VQA-RAD or SLAKE layout found in {path}",
                 fix="put a JSONL file with image/question/answer (or caption) lines in the folder",
             )
+        _check_size(files, limit)  # all of them together, before reading any
         report = DataReport(str(path), "jsonl")
-        rows = [row for f in files for row in _read_jsonl(f, report, _split_of_file(f))]
-    examples = _to_examples(rows, task, report, max_side)
+        rows = [row for f in files for row in _read_jsonl(f, report, limit, _split_of_file(f))]
+    if len(rows) > MAX_ROWS:
+        raise BadInputError(
+            f"{source} has {len(rows):,} rows; at most {MAX_ROWS:,} are read",
+            fix="train on a part of the dataset",
+        )
+    examples = _to_examples(rows, task, report, max_side, root)
     splits = _split(examples)
     report.counts = {k: len(v) for k, v in splits.items()}
     if not splits["train"]:
-        shown = "; ".join(report.problems[:MAX_PROBLEMS_SHOWN]) or "no lines at all"
+        shown = "; ".join(report.listed(MAX_PROBLEMS_SHOWN)) or "no lines at all"
         raise BadInputError(
             f"no usable {task} examples in {source} ({shown})",
             fix=(
@@ -102,14 +126,36 @@ def _split_of_file(path: Path) -> str | None:
     return SPLIT_NAMES.get(path.stem.lower())
 
 
-def _read_jsonl(path: Path, report: DataReport, split: str | None = None) -> list[dict]:
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
+def _check_size(paths: list[Path], limit: int) -> None:
+    """Refuse data files whose total size passes ``limit`` (before any is read)."""
+    size = sum(p.stat().st_size for p in paths)
+    if size > limit:
+        names = ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
         raise BadInputError(
-            f"{path.name} is not UTF-8 text", fix="save the JSONL as UTF-8"
-        ) from None
+            f"{names}: {size / 2**20:,.1f} MB of data; the limit is {limit / 2**20:,.0f} MB",
+            fix="train on a part of the dataset (the operator sets the limit with "
+            "MMDEMO_MAX_DATASET_MB)",
+        )
+
+
+def _text(path: Path, limit: int) -> str:
+    """The UTF-8 text of a data file, its size checked first."""
+    _check_size([path], limit)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path.name} is not UTF-8 text", fix="save it as UTF-8") from None
+
+
+def _escapes(name: str) -> bool:
+    """Whether an image path from the data is absolute or climbs out with ``..``."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    return pure.is_absolute() or ".." in pure.parts or PureWindowsPath(name).drive != ""
+
+
+def _read_jsonl(path: Path, report: DataReport, limit: int, split: str | None = None) -> list[dict]:
+    rows = []
+    text = _text(path, limit)
     for number, line in enumerate(text.splitlines(), 1):
         where = f"{path.name} line {number}"
         if not line.strip():
@@ -117,14 +163,17 @@ def _read_jsonl(path: Path, report: DataReport, split: str | None = None) -> lis
         try:
             row = json.loads(line)
         except ValueError as exc:
-            report.problems.append(f"{where}: not valid JSON ({exc.msg})")
+            report.problem(f"{where}: not valid JSON ({exc.msg})")
             continue
         if not isinstance(row, dict):
-            report.problems.append(f"{where}: not a JSON object")
+            report.problem(f"{where}: not a JSON object")
             continue
         image = row.get("image")
         if not isinstance(image, str) or not image.strip():
-            report.problems.append(f"{where}: no 'image' path")
+            report.problem(f"{where}: no 'image' path")
+            continue
+        if _escapes(image):
+            report.problem(f"{where}: image {image[:80]!r} is outside the dataset folder")
             continue
         rows.append(
             {
@@ -141,8 +190,10 @@ def _read_jsonl(path: Path, report: DataReport, split: str | None = None) -> lis
     return rows
 
 
-def _find_vqa_rad(folder: Path) -> Path | None:
+def _find_vqa_rad(folder: Path, limit: int) -> Path | None:
     for candidate in sorted(folder.glob("*.json")):
+        if candidate.stat().st_size > limit:
+            _check_size([candidate], limit)
         try:
             data = json.loads(candidate.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError, OSError):
@@ -153,14 +204,17 @@ def _find_vqa_rad(folder: Path) -> Path | None:
     return None
 
 
-def _read_vqa_rad(json_path: Path, report: DataReport) -> list[dict]:
+def _read_vqa_rad(json_path: Path, report: DataReport, limit: int) -> list[dict]:
     """VQA-RAD: one JSON list; images in a sibling folder; test questions have a phrase_type
     starting with 'test'."""
-    data = json.loads(json_path.read_text(encoding="utf-8"))
+    data = json.loads(_text(json_path, limit))
     folders = [p for p in json_path.parent.iterdir() if p.is_dir()]
     rows = []
     for i, item in enumerate(data):
         name = str(item.get("image_name", ""))
+        if _escapes(name):  # checked before any path is looked at
+            report.problem(f"{json_path.name} item {i}: image {name[:80]!r} is outside the folder")
+            continue
         image = next((f / name for f in folders if (f / name).is_file()), json_path.parent / name)
         phrase = str(item.get("phrase_type", ""))
         rows.append(
@@ -178,25 +232,30 @@ def _read_vqa_rad(json_path: Path, report: DataReport) -> list[dict]:
     return rows
 
 
-def _read_slake(folder: Path, report: DataReport) -> list[dict]:
+def _read_slake(folder: Path, report: DataReport, limit: int) -> list[dict]:
     """SLAKE 1.0: train/validate/test.json with img_name under imgs/; English questions only."""
     rows = []
     for stem, split in (("train", "train"), ("validate", "validation"), ("test", "test")):
         path = folder / f"{stem}.json"
         if not path.is_file():
             continue
+        text = _text(path, limit)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            report.problems.append(f"{path.name}: not valid JSON ({exc})")
+            data = json.loads(text)
+        except ValueError as exc:
+            report.problem(f"{path.name}: not valid JSON ({exc})")
             continue
         for i, item in enumerate(data if isinstance(data, list) else []):
             if item.get("q_lang", "en") != "en":
                 continue
+            name = str(item.get("img_name", ""))
+            if _escapes(name):
+                report.problem(f"{path.name} item {i}: image {name[:80]!r} is outside the folder")
+                continue
             rows.append(
                 {
                     "where": f"{path.name} item {i}",
-                    "image": folder / "imgs" / str(item.get("img_name", "")),
+                    "image": folder / "imgs" / name,
                     "question": item.get("question"),
                     "answer": item.get("answer"),
                     "caption": None,
@@ -208,8 +267,12 @@ def _read_slake(folder: Path, report: DataReport) -> list[dict]:
     return rows
 
 
-def _to_examples(rows: list[dict], task: str, report: DataReport, max_side: int) -> list[Example]:
+def _to_examples(
+    rows: list[dict], task: str, report: DataReport, max_side: int, root: Path
+) -> list[Example]:
     from mmdemo.images import load_image
+
+    inside = root.resolve()
 
     checked: dict[Path, str] = {}  # image -> "" if readable, else the reason
     out = []
@@ -220,10 +283,10 @@ def _to_examples(rows: list[dict], task: str, report: DataReport, max_side: int)
             if row["caption"] is not None and question is None:
                 continue  # a caption line: used by the captioning stage, not this one
             if not isinstance(question, str) or not question.strip():
-                report.problems.append(f"{where}: no 'question'")
+                report.problem(f"{where}: no 'question'")
                 continue
             if answer is None or not str(answer).strip():
-                report.problems.append(f"{where}: no 'answer'")
+                report.problem(f"{where}: no 'answer'")
                 continue
             prompt, target = question.strip(), str(answer).strip()
             kind = str(row["type"] or "").lower()
@@ -234,22 +297,33 @@ def _to_examples(rows: list[dict], task: str, report: DataReport, max_side: int)
             if text is None:
                 continue  # a question line
             if not isinstance(text, str) or not text.strip():
-                report.problems.append(f"{where}: empty 'caption'")
+                report.problem(f"{where}: empty 'caption'")
                 continue
             prompt, target, kind = "Describe the image.", text.strip(), "caption"
         image = Path(row["image"])
         if image not in checked:
-            try:
-                load_image(image, max_side)
-                checked[image] = ""
-            except BadInputError as exc:
-                checked[image] = str(exc)
+            checked[image] = _image_problem(image, inside, max_side, load_image)
         if checked[image]:
-            report.problems.append(f"{where}: image {image.name}: {checked[image]}")
+            report.problem(f"{where}: image {image.name}: {checked[image]}")
             continue
         ex = Example(str(image), prompt, target, (), kind, row["qid"])
         out.append((row["split"], ex))
     return out  # type: ignore[return-value]
+
+
+def _image_problem(image: Path, inside: Path, max_side: int, load_image: Any) -> str:
+    """Why ``image`` cannot be used ("" if it can): a link leading out of the dataset's folder
+    is refused before it is opened."""
+    try:
+        if not image.resolve().is_relative_to(inside):
+            return "it is a link that leads outside the dataset folder"
+    except (OSError, RuntimeError):  # a link loop
+        return "it is a link that leads nowhere"
+    try:
+        load_image(image, max_side)
+    except BadInputError as exc:
+        return str(exc)
+    return ""
 
 
 def _split(tagged: list[Any]) -> dict[str, list[Example]]:

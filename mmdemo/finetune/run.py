@@ -57,7 +57,9 @@ def default_name(cfg: TrainConfig) -> str:
     return f"{cfg.method}-{data}-{stamp}".replace(" ", "-")
 
 
-def load_stage_data(cfg: TrainConfig, task: str, max_side: int) -> tuple[dict, str]:
+def load_stage_data(
+    cfg: TrainConfig, task: str, max_side: int, max_mb: int = 200
+) -> tuple[dict, str]:
     """Splits for one task ("vqa" or "caption") and a line describing where they came from."""
     if cfg.dataset == "builtin":
         from mmdemo.finetune.synthetic import synthetic_dataset
@@ -70,7 +72,7 @@ def load_stage_data(cfg: TrainConfig, task: str, max_side: int) -> tuple[dict, s
     from mmdemo.finetune.formats import load_dataset
 
     source = cfg.extra.get("caption_dataset", cfg.dataset) if task == "caption" else cfg.dataset
-    data = load_dataset(source, task, max_side)
+    data = load_dataset(source, task, max_side, max_mb)
     return data.splits, data.report.describe()
 
 
@@ -139,7 +141,9 @@ def train_adapter(
         if data is not None and task in data:
             stage_data[task], described = data[task]
         else:
-            stage_data[task], described = load_stage_data(cfg, task, settings.max_image_side)
+            stage_data[task], described = load_stage_data(
+                cfg, task, settings.max_image_side, settings.max_dataset_mb
+            )
         descriptions.append(described)
     stop.check()
     emit({"type": "phase", "phase": "load", "message": "loading the base model"})

@@ -16,6 +16,7 @@ from mmdemo.errors import BadInputError
 
 SAMPLE_RATE = 16000
 MIN_RATE, MAX_RATE = 1000, 384_000
+MAX_CHANNELS = 8  # 7.1 surround; more is no recording a person makes
 MIN_SECONDS = 0.1
 SILENCE_PEAK = 1e-4  # below this the recording is digital silence (muted mic)
 FILE_FIX = "upload a WAV, FLAC, OGG or MP3 file, or record with the microphone"
@@ -76,9 +77,14 @@ def resample(samples: Any, rate: int, target: int = SAMPLE_RATE) -> Any:
 
 
 def prepare(
-    data: Any, rate: int, max_seconds: float | None = None, source_seconds: float | None = None
+    data: Any,
+    rate: int,
+    max_seconds: float | None = None,
+    source_seconds: float | None = None,
+    channels: int | None = None,
 ) -> Clip:
-    """Any PCM array at any sane rate -> a checked 16 kHz mono float32 ``Clip``."""
+    """Any PCM array at any sane rate -> a checked 16 kHz mono float32 ``Clip`` (``channels``:
+    of the source, when ``data`` was already mixed down)."""
     import numpy as np
 
     rate = int(rate)
@@ -88,7 +94,7 @@ def prepare(
             fix=f"use audio sampled between {MIN_RATE} and {MAX_RATE} Hz (16 or 48 kHz is usual)",
         )
     arr = np.asarray(data)
-    channels = 1 if arr.ndim == 1 else min(arr.shape)
+    channels = channels or (1 if arr.ndim == 1 else min(arr.shape))
     mono = to_mono(to_float32(arr))
     total = source_seconds if source_seconds is not None else len(mono) / rate
     truncated = total > len(mono) / rate + 1e-6
@@ -125,8 +131,16 @@ def chunk_to_16k(data: Any, rate: int) -> Any:
     return resample(np.ascontiguousarray(mono, dtype=np.float32), int(rate))
 
 
-def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> Clip:
-    """Read a file (path or bytes), keeping at most ``max_seconds`` of it in memory."""
+def read_audio(
+    source: str | Path | bytes,
+    max_seconds: float | None = None,
+    longest_s: float | None = None,
+) -> Clip:
+    """Read a file (path or bytes), keeping at most ``max_seconds`` of it in memory.
+
+    Sample rate, channels and length (at most ``longest_s``) are checked from the header
+    before anything is decoded, so a header that claims hours or a thousand channels costs
+    nothing."""
     if source is None or (isinstance(source, (str, Path)) and not str(source).strip()):
         raise BadInputError("no audio was given", fix=FILE_FIX)
     if isinstance(source, (str, Path)) and not Path(source).is_file():
@@ -134,28 +148,58 @@ def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> 
     if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
         raise BadInputError(f"the audio file {Path(source).name} is empty (0 bytes)", fix=FILE_FIX)
     try:
-        data, rate, total = _read_soundfile(source, max_seconds)
+        data, rate, channels, total = _read_soundfile(source, max_seconds, longest_s)
     except BadInputError:
         raise
     except Exception:
-        data, rate, total = _read_pyav(source, max_seconds)
-    return prepare(data, rate, max_seconds, source_seconds=total)
+        data, rate, channels, total = _read_pyav(source, max_seconds, longest_s)
+    return prepare(data, rate, max_seconds, source_seconds=total, channels=channels)
 
 
-def _read_soundfile(source: str | Path | bytes, max_seconds: float | None) -> tuple:
+def check_header(rate: float, channels: int, seconds: float, longest_s: float | None) -> None:
+    """Refuse what a file's header claims before any sample is decoded."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise BadInputError(
+            f"the audio says its sample rate is {int(rate)} Hz, which no recording uses",
+            fix=f"use audio sampled between {MIN_RATE} and {MAX_RATE} Hz (16 or 48 kHz is usual)",
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadInputError(
+            f"the audio says it has {channels} channels; at most {MAX_CHANNELS} are read",
+            fix="export it as mono or stereo",
+        )
+    if longest_s is not None and seconds > longest_s:
+        raise BadInputError(
+            f"the audio is {seconds / 60:,.0f} minutes long; this server reads at most "
+            f"{longest_s / 60:,.0f}",
+            fix="cut it shorter (the operator sets the limit with MMDEMO_MAX_AUDIO_MINUTES)",
+        )
+
+
+def _read_soundfile(
+    source: str | Path | bytes, max_seconds: float | None, longest_s: float | None
+) -> tuple:
+    """Read with libsndfile, block by block, mixing down to mono as it goes (memory: the mono
+    samples kept, whatever the channel count)."""
+    import numpy as np
     import soundfile as sf
 
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     with sf.SoundFile(handle) as f:
-        rate, frames = f.samplerate, f.frames
-        if rate <= 0:
-            raise BadInputError(f"the audio file says its sample rate is {rate} Hz", fix=FILE_FIX)
+        rate, frames, channels = f.samplerate, f.frames, f.channels
+        check_header(rate, channels, frames / max(rate, 1), longest_s)
         limit = frames if max_seconds is None else min(frames, int(max_seconds * rate) + 1)
-        data = f.read(limit, dtype="float32", always_2d=True)
-    return data, rate, frames / rate
+        blocks = [
+            block.mean(axis=1) if channels > 1 else block[:, 0]
+            for block in f.blocks(blocksize=1 << 16, frames=limit, dtype="float32", always_2d=True)
+        ]
+    data = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return data, rate, channels, frames / rate
 
 
-def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
+def _read_pyav(
+    source: str | Path | bytes, max_seconds: float | None, longest_s: float | None
+) -> tuple:
     """Decode with FFmpeg (PyAV) for containers libsndfile does not read."""
     import av
     import numpy as np
@@ -172,9 +216,15 @@ def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
                 )
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate or stream.rate
+            channels = stream.codec_context.channels or 1
+            claimed = _seconds(stream.duration, stream.time_base) or (
+                container.duration / 1e6 if container.duration else 0.0
+            )
+            check_header(rate or 0, channels, claimed, longest_s)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks, kept = [], 0
-            limit = None if max_seconds is None else int(max_seconds * rate) + 1
+            cap = max_seconds if max_seconds is not None else longest_s  # header may be silent
+            limit = None if cap is None else int(cap * rate) + 1
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunk = out.to_ndarray().reshape(-1)
@@ -182,6 +232,8 @@ def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
                     kept += len(chunk)
                 if limit is not None and kept >= limit:
                     break
+            if max_seconds is None:  # decoded past the longest length: refused, not cut
+                check_header(rate, channels, kept / rate, longest_s)
             duration = (
                 float(stream.duration * stream.time_base)
                 if stream.duration is not None
@@ -197,7 +249,11 @@ def _read_pyav(source: str | Path | bytes, max_seconds: float | None) -> tuple:
     if not chunks:
         raise BadInputError(f"{name} holds no sound", fix=FILE_FIX)
     data = np.concatenate(chunks)
-    return data, int(rate), max(duration, len(data) / rate)
+    return data, int(rate), channels, max(duration, len(data) / rate)
+
+
+def _seconds(value: Any, base: Any) -> float:
+    return float(value * base) if value is not None and base is not None else 0.0
 
 
 def wav_bytes(samples: Any, rate: int) -> bytes:

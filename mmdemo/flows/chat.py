@@ -31,6 +31,7 @@ from mmdemo.flows.generation import (
 )
 from mmdemo.flows.remote import RemoteClient, vlm_endpoint
 from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find_similar
+from mmdemo.flows.sizes import check_conversation, check_image_count, check_message
 from mmdemo.images import load_image
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
 from mmdemo.models.lora import check_compatible, touches_vision
@@ -79,6 +80,10 @@ class ChatSession:
 
     def clear(self) -> None:
         self.turns.clear()
+
+    def chars(self) -> int:
+        """Characters of the conversation so far (what the size cap counts)."""
+        return len(self.system) + sum(len(t.user) + len(t.answer) for t in self.turns)
 
     def pop_last(self) -> Turn | None:
         return self.turns.pop() if self.turns else None
@@ -271,10 +276,9 @@ class ChatService:
             raise BadInputError(
                 "the message is empty", fix="type a question, e.g. 'What is in this image?'"
             )
-        if len(text) > MAX_PROMPT_CHARS:
-            raise BadInputError(
-                f"the message has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}"
-            )
+        check_message(len(text), MAX_PROMPT_CHARS)
+        check_conversation(session.chars() + len(text), self.settings.max_conversation_chars)
+        check_image_count(len(image_sources), MAX_IMAGES_IN_CONTEXT)
         images = self.prepare_images(image_sources)
         paths = [
             str(getattr(s, "name", s)) if not hasattr(s, "size") else "" for s in image_sources

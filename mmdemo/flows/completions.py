@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import BadInputError, MMDemoError, NotAllowedError
-from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession, Turn
+from mmdemo.flows.chat import BASE_NAME, MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, Turn
+from mmdemo.flows.fetch import fetch_image
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.sizes import check_conversation, check_image_count
 
 MAX_FETCH_MB = 20  # largest image fetched from an http(s) URL (local mode only)
-FETCH_TIMEOUT_S = 10.0
 
 
 class UnknownModelError(MMDemoError):
@@ -67,8 +68,9 @@ def check_model(chat: ChatService, model: str) -> str:
     return name
 
 
-def image_bytes(url: str, hosted: bool, max_bytes: int) -> bytes:
-    """The bytes of an image given as a data URL or (local mode only) an http(s) URL."""
+def image_bytes(url: str, hosted: bool, max_bytes: int, allow_local: bool = False) -> bytes:
+    """The bytes of an image given as a data URL or (local mode only) an http(s) URL; URLs
+    on this machine or a private network only with ``allow_local``."""
     url = (url or "").strip()
     if url.startswith("data:"):
         head, comma, payload = url.partition(",")
@@ -76,6 +78,8 @@ def image_bytes(url: str, hosted: bool, max_bytes: int) -> bytes:
             raise BadInputError(
                 "an image data URL must be base64", fix="send data:image/png;base64,<data>"
             )
+        if len(payload) // 4 * 3 > max_bytes + 3:  # refused before decoding anything
+            raise BadInputError(f"an image is over {_size(max_bytes)}", fix="send a smaller image")
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
@@ -91,32 +95,11 @@ def image_bytes(url: str, hosted: bool, max_bytes: int) -> bytes:
                 "image URLs are not fetched on this hosted server",
                 fix="send the image inline as a data URL (data:image/png;base64,...)",
             )
-        return _fetch(url, min(max_bytes, MAX_FETCH_MB * 2**20))
+        return fetch_image(url, min(max_bytes, MAX_FETCH_MB * 2**20), allow_local)
     raise BadInputError(
         f"image URL {url[:40]!r} is neither a data URL nor http(s)",
         fix="send data:image/png;base64,<data> or an https:// URL",
     )
-
-
-def _fetch(url: str, limit: int) -> bytes:
-    import httpx
-
-    try:
-        with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=True) as r:
-            if r.status_code != 200:
-                raise BadInputError(f"fetching the image {url} answered HTTP {r.status_code}")
-            chunks, size = [], 0
-            for chunk in r.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise BadInputError(
-                        f"the image at {url} is over {_size(limit)}",
-                        fix="send a smaller image",
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise BadInputError(f"the image at {url} could not be fetched: {exc}") from None
 
 
 def split_content(content: Any) -> tuple[str, list[str]]:
@@ -146,20 +129,34 @@ def split_content(content: Any) -> tuple[str, list[str]]:
 def to_session(
     chat: ChatService, messages: Sequence[dict[str, Any]], hosted: bool
 ) -> tuple[ChatSession, str, list[bytes]]:
-    """The earlier turns as a ChatSession, and the last user message's text and images."""
+    """The earlier turns as a ChatSession, and the last user message's text and images.
+
+    Sizes are checked first; then only the images a prompt shows (the newest
+    MAX_IMAGES_IN_CONTEXT, as the chat tab keeps them) are fetched or decoded at all.
+    """
     if not messages:
         raise BadInputError("messages is empty", fix="send at least one user message")
-    limit = chat.settings.max_upload_mb * 2**20
+    parts = [(m.get("role"), *split_content(m.get("content"))) for m in messages]
+    settings = chat.settings
+    check_conversation(sum(len(text) for _, text, _ in parts), settings.max_conversation_chars)
+    shown = _shown_images(parts)
+    limit = settings.max_upload_mb * 2**20
+
+    def images_of(i: int) -> list[bytes]:
+        return [
+            image_bytes(url, hosted, limit, settings.allow_local_urls)
+            for j, url in enumerate(parts[i][2])
+            if (i, j) in shown
+        ]
+
     session = ChatSession()
     system: list[str] = []
     pending: tuple[str, list[bytes]] | None = None
-    for i, m in enumerate(messages):
-        role = m.get("role")
-        text, urls = split_content(m.get("content"))
-        images = [image_bytes(u, hosted, limit) for u in urls]
-        if role in ("system", "developer"):
+    for i, (role, text, _) in enumerate(parts):
+        if role in ("system", "developer"):  # images here would be shown nowhere
             system.append(text)
         elif role == "user":
+            images = images_of(i)
             if pending is not None:  # two user messages in a row: one turn
                 text = f"{pending[0]}\n{text}".strip()
                 images = [*pending[1], *images]
@@ -181,6 +178,22 @@ def to_session(
         raise BadInputError("the last message must be from the user", fix="end with a question")
     session.system = "\n".join(s for s in system if s)
     return session, pending[0], pending[1]
+
+
+def _shown_images(parts: list[tuple[Any, str, list[str]]]) -> set[tuple[int, int]]:
+    """(message, part) of the images a prompt shows: the newest MAX_IMAGES_IN_CONTEXT of the
+    user messages, as ``build_messages`` keeps them; the question's own must all fit."""
+    users = [i for i, (role, _, _) in enumerate(parts) if role == "user"]
+    answered = max((i for i, (role, _, _) in enumerate(parts) if role == "assistant"), default=-1)
+    asked = sum(len(parts[i][2]) for i in users if i > answered)
+    check_image_count(asked, MAX_IMAGES_IN_CONTEXT)
+    shown: set[tuple[int, int]] = set()
+    for i in reversed(users):
+        for j in reversed(range(len(parts[i][2]))):
+            if len(shown) == MAX_IMAGES_IN_CONTEXT:
+                return shown
+            shown.add((i, j))
+    return shown
 
 
 def complete(

@@ -65,7 +65,12 @@ class Services:
             chat=chat,
             arena=ArenaService(chat, arena_remotes(settings)),
             voice=VoiceAssistant(manager, Responders.default(manager, chat)),
-            gestures=GestureService(manager, settings.home, hosted=settings.hosted),
+            gestures=GestureService(
+                manager,
+                settings.home,
+                hosted=settings.hosted,
+                max_video_s=settings.video_seconds,
+            ),
             video=VideoService(settings, manager, index),
             train=TrainService(settings),
             limiter=RateLimiter(settings.requests_per_minute),

@@ -48,7 +48,9 @@ def stage_dataset(files: list[str], root: Path, max_bytes: int) -> Path:
     return folder
 
 
-def checked_upload(files: list[str], root: Path, max_upload_mb: int, task: str) -> dict:
+def checked_upload(
+    files: list[str], root: Path, max_upload_mb: int, task: str, max_dataset_mb: int = 200
+) -> dict:
     """Stage an uploaded dataset and read it once (malformed or non-UTF-8 lines, missing
     images ... are refused or listed now, not when the run starts); the staged folder is
     removed again when the data cannot be used."""
@@ -56,7 +58,7 @@ def checked_upload(files: list[str], root: Path, max_upload_mb: int, task: str) 
 
     folder = stage_dataset(files, root, max_upload_mb * 2**20)
     try:
-        data = load_dataset(str(folder), task)
+        data = load_dataset(str(folder), task, max_mb=max_dataset_mb)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -64,5 +66,5 @@ def checked_upload(files: list[str], root: Path, max_upload_mb: int, task: str) 
         "dataset": str(folder),
         "layout": data.report.layout,
         "examples": dict(data.report.counts),
-        "skipped": list(data.report.problems),
+        "skipped": data.report.listed(),  # the first ones, then "and K more"
     }

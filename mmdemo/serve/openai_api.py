@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +33,15 @@ from mmdemo.flows.completions import CompletionChunk, UnknownModelError, complet
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.limits import RateLimiter
 from mmdemo.flows.remote import RemoteError
+from mmdemo.serve.guards import (
+    BodyTooLarge,
+    check_json,
+    check_origin,
+    error_response,
+    key_matches,
+    read_body,
+    while_connected,
+)
 
 CREATED = int(time.time())  # the "created" of the models (they exist since startup)
 
@@ -82,12 +90,6 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-def error_response(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    """An OpenAI error object: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status)
-
-
 def error_for(exc: BaseException) -> JSONResponse:
     """The status and OpenAI error type of one of our exceptions."""
     if isinstance(exc, UnknownModelError):
@@ -125,7 +127,7 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
 
     def check_access(request: Request) -> JSONResponse | None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if keys and given not in keys:
+        if keys and not key_matches(given, keys):
             return error_response(
                 401,
                 "a valid API key is needed: send 'Authorization: Bearer <key>' "
@@ -143,7 +145,7 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
     @router.get("/models")
     def list_models(request: Request) -> Any:
         """base and every adapter, with its metadata."""
-        refused = check_access(request)
+        refused = check_origin(request, settings.origins) or check_access(request)
         if refused is not None:
             return refused
         try:
@@ -159,23 +161,28 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
         """A chat answer from base or an adapter, whole or streamed (server-sent events)."""
-        refused = check_access(request)
+        refused = (
+            check_origin(request, settings.origins) or check_json(request) or check_access(request)
+        )
         if refused is not None:
             return refused
         try:
-            body = ChatCompletionRequest.model_validate(await request.json())
+            raw = await read_body(request, settings.max_request_mb * 2**20)
+            body = ChatCompletionRequest.model_validate(json.loads(raw))
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc), "invalid_request_error", "request_too_large")
         except (ValidationError, ValueError) as exc:
             return error_response(400, _validation_message(exc), "invalid_request_error")
         if body.n != 1:
             return error_response(400, "only n=1 is supported", "invalid_request_error")
+        stop = threading.Event()
         try:
             gen = body.generation()
             messages = [m.model_dump(exclude_none=False) for m in body.messages]
-            stop = threading.Event()
             chunks = complete(chat, body.model, messages, gen, settings.hosted, stop)
             # the first chunk is computed here so bad requests get a proper status code;
             # generation blocks, so it runs in a worker thread, never on the event loop
-            first = await run_in_threadpool(next, chunks, None)
+            first = await while_connected(request, stop, next, chunks, None)
             if first is None:
                 raise MMDemoError("the model gave no answer")
         except Exception as exc:
@@ -185,8 +192,8 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
             usage = body.stream_options is not None and body.stream_options.include_usage
             events = _sse(ident, body.model, first, chunks, stop, usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        try:
-            text, last = await run_in_threadpool(_collect, first, chunks)
+        try:  # a client that goes away stops the generation
+            text, last = await while_connected(request, stop, _collect, first, chunks)
         except Exception as exc:
             return error_for(exc)
         return {

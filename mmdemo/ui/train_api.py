@@ -83,7 +83,11 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         paths = [upload_path(f, "each dataset file") for f in files or []]
         settings = ctx.settings
         return checked_upload(
-            [p for p in paths if p], settings.runs_dir / "uploads", settings.max_upload_mb, task
+            [p for p in paths if p],
+            settings.runs_dir / "uploads",
+            settings.max_upload_mb,
+            task,
+            settings.max_dataset_mb,
         )
 
     def train_methods() -> list:

@@ -90,7 +90,9 @@ class VoiceActions:
             )
         options = options_from(voice, language, speed, adapter)
         self.assistant.check(options)  # before reading a long file
-        return read_audio(question_audio, max_seconds=self.assistant.max_input_s), options
+        longest = self.manager.settings.max_audio_minutes * 60.0
+        clip = read_audio(question_audio, self.assistant.max_input_s, longest)
+        return clip, options
 
     def answer(
         self,

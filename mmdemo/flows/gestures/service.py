@@ -42,10 +42,16 @@ class GestureService:
     """Hand landmarks (shared backend) + built-in and taught classifiers."""
 
     def __init__(
-        self, manager: Any, home: Path, threshold: float = 0.5, hosted: bool = False
+        self,
+        manager: Any,
+        home: Path,
+        threshold: float = 0.5,
+        hosted: bool = False,
+        max_video_s: float | None = None,
     ) -> None:
         self.manager = manager
         self.hosted = hosted  # visitors of a hosted server share the taught set
+        self.max_video_s = max_video_s  # the most video one request may analyse (None: any)
         self.threshold = threshold  # below this probability a hand's gesture is "none"
         self.custom_path = Path(home) / "gestures" / "custom.json"
         self._lock = threading.Lock()
@@ -175,6 +181,14 @@ class GestureService:
         """Analyse a video file as a stream; yields progress about every ``every_s`` seconds
         of wall time and a final ``VideoProgress`` with the ``result``."""
         options = options or VideoOptions()
+        longest = self.max_video_s
+        if longest is not None and options.max_seconds > longest:  # before any decoding
+            raise BadInputError(
+                f"analysing {options.max_seconds / 60:g} minutes of video is over this "
+                f"server's limit of {longest / 60:g} minutes",
+                fix=f"ask for at most {longest / 60:g} minutes (max_seconds={longest:g}); the "
+                "operator sets the limit with MMDEMO_MAX_VIDEO_MINUTES",
+            )
         info = probe(path)
         total = min(info.duration or options.max_seconds, options.max_seconds)
         session = self.live(options.spelling)

@@ -8,7 +8,7 @@ from typing import Any
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.video.config import VideoConfig
-from mmdemo.flows.video.types import VideoInfo
+from mmdemo.flows.video.types import VideoInfo, clock
 
 FIX = "upload a video file (MP4, WebM, MKV or MOV), or an audio recording"
 # FFmpeg demuxers that read single pictures: a photo is not a video
@@ -82,10 +82,14 @@ def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -
             rotation = _rotation(container, v)
             if rotation in (90, 270):
                 width, height = height, width
-    if duration > config.max_hours * 3600:
+        # a header that does not say how long: the packets do (read, not decoded)
+        length = duration if duration > 0 else _packets_end(container, v or a) - start
+    if length > config.max_hours * 3600:
         raise BadInputError(
-            f"{name} is {duration / 3600:.1f} hours long; the limit is {config.max_hours:g} hours",
-            fix="cut the video into parts",
+            f"{name} is {clock(length)} long; this server takes videos up to "
+            f"{clock(config.max_hours * 3600)}",
+            fix="cut the video into parts (the operator sets the limit with "
+            "MMDEMO_MAX_VIDEO_MINUTES)",
         )
     return VideoInfo(
         name=name,
@@ -102,6 +106,21 @@ def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -
         container=fmt,
         start=start,
     )
+
+
+def _packets_end(container: Any, stream: Any) -> float:
+    """Where the last packet of ``stream`` ends (seconds): demuxing reads the file without
+    decoding a frame."""
+    import av
+
+    end = 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    except av.error.FFmpegError:
+        pass  # a damaged tail: the length up to it
+    return end
 
 
 def _why(exc: Exception) -> str:

@@ -8,6 +8,7 @@ file again, or by its ``video_id``, recomputes nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -45,7 +46,9 @@ class VideoService:
     ) -> None:
         self.settings = settings
         self.manager = manager
-        self.config = config or VideoConfig()
+        # the server's limit on video length (MMDEMO_MAX_VIDEO_MINUTES) caps the config's
+        hours = min((config or VideoConfig()).max_hours, settings.video_seconds / 3600)
+        self.config = dataclasses.replace(config or VideoConfig(), max_hours=hours)
         self._clip_index = clip_index
         self._ids: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._labels: dict[str, np.ndarray] = {}

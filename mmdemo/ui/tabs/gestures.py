@@ -63,7 +63,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 )
                 with gr.Row():
                     fps = gr.Slider(1, 15, value=8, step=1, label="Frames analysed per second")
-                    minutes = gr.Slider(0.5, 120, value=10, step=0.5, label="Analyse at most (min)")
+                    longest = min(120, settings.video_seconds / 60)  # the server's limit
+                    minutes = gr.Slider(
+                        0.5,
+                        longest,
+                        value=min(10, longest),
+                        step=0.5,
+                        label="Analyse at most (min)",
+                    )
                 with gr.Row():
                     video_btn = gr.Button("Analyse video", elem_id="gest-video-run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="gest-video-stop")
