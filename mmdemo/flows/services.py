@@ -43,7 +43,7 @@ class Services:
     gestures: GestureService
     video: VideoService
     train: TrainService
-    limiter: RateLimiter  # per-session request budget (hosted mode)
+    limiter: RateLimiter  # heavy-request budgets per client and server-wide (hosted mode)
 
     @classmethod
     def create(cls, settings: Settings, manager: ModelManager) -> Services:
@@ -65,8 +65,15 @@ class Services:
             chat=chat,
             arena=ArenaService(chat, arena_remotes(settings)),
             voice=VoiceAssistant(manager, Responders.default(manager, chat)),
-            gestures=GestureService(manager, settings.home, hosted=settings.hosted),
+            gestures=GestureService(
+                manager,
+                settings.home,
+                hosted=settings.hosted,
+                allow_training=settings.allow_training,
+            ),
             video=VideoService(settings, manager, index),
             train=TrainService(settings),
-            limiter=RateLimiter(settings.requests_per_minute),
+            limiter=RateLimiter(
+                settings.requests_per_minute, total_per_minute=settings.total_requests_per_minute
+            ),
         )
