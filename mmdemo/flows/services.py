@@ -43,7 +43,7 @@ class Services:
     gestures: GestureService
     video: VideoService
     train: TrainService
-    limiter: RateLimiter  # per-session request budget (hosted mode)
+    limiter: RateLimiter  # heavy-request budgets per client and server-wide (hosted mode)
 
     @classmethod
     def create(cls, settings: Settings, manager: ModelManager) -> Services:
@@ -70,8 +70,11 @@ class Services:
                 settings.home,
                 hosted=settings.hosted,
                 max_video_s=settings.video_seconds,
+                allow_training=settings.allow_training,
             ),
             video=VideoService(settings, manager, index),
             train=TrainService(settings),
-            limiter=RateLimiter(settings.requests_per_minute),
+            limiter=RateLimiter(
+                settings.requests_per_minute, total_per_minute=settings.total_requests_per_minute
+            ),
         )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class Run:
     returncode: int | None = None
     pid: int | None = None  # the job's process while it runs
     offset: int = 0  # bytes of events.jsonl already read
+    owner: str | None = None  # the session that started it (hosted: the only one that sees it)
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -129,11 +131,11 @@ class TrainService:
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
-        self._counter = 0
 
     # submitting ------------------------------------------------------------------------------
-    def submit(self, config: TrainConfig | dict[str, Any]) -> str:
-        """Queue a training run; returns its id. The config is checked now, not in the job."""
+    def submit(self, config: TrainConfig | dict[str, Any], owner: str | None = None) -> str:
+        """Queue a training run for ``owner`` (a session; hosted, only it may read or stop the
+        run); returns its id. The config is checked now, not in the job."""
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
         require_training(self.settings)
         self._check_hosted(cfg.dataset, cfg.model)
@@ -152,7 +154,7 @@ class TrainService:
             for r in self._runs.values()
         ):
             raise BadInputError(f"a queued run already trains an adapter called {cfg.name!r}")
-        return self._enqueue("train", cfg.to_dict(), config=cfg.to_dict())
+        return self._enqueue("train", cfg.to_dict(), owner, config=cfg.to_dict())
 
     def _check_hosted(self, dataset: str, model: str = "") -> None:
         """Hosted: datasets are the built-in one or uploads; the base is the app's VLM."""
@@ -165,7 +167,7 @@ class TrainService:
         if dataset not in ("", "builtin") and not path.is_relative_to(uploads):
             require_local(self.settings, "reading a dataset from a server path")
 
-    def submit_eval(self, adapter: str, dataset: str = "builtin") -> str:
+    def submit_eval(self, adapter: str, dataset: str = "builtin", owner: str | None = None) -> str:
         if not (adapter or "").strip():
             raise BadInputError("no adapter given", fix="name an adapter, or 'base'")
         require_training(self.settings)
@@ -173,50 +175,57 @@ class TrainService:
         return self._enqueue(
             "eval",
             {"adapter": adapter, "dataset": dataset},
+            owner,
             adapter=adapter.strip(),
             dataset=dataset or "builtin",
         )
 
-    def _enqueue(self, kind: str, request: dict[str, Any], **payload: Any) -> str:
+    def _enqueue(
+        self, kind: str, request: dict[str, Any], owner: str | None, **payload: Any
+    ) -> str:
         with self._lock:
-            self._counter += 1
-            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self._counter}"
+            run_id = uuid.uuid4().hex  # not guessable: an id is no key to others' runs
             folder = self.settings.runs_dir / run_id
             write_spec(folder, kind, self.settings, **payload)
-            self._runs[run_id] = Run(run_id, kind, folder, request)
+            self._runs[run_id] = Run(run_id, kind, folder, request, owner=owner)
             self._queue.append(run_id)
             self._ensure_worker()
             self._wake.notify_all()
         return run_id
 
     # reading ---------------------------------------------------------------------------------
-    def status(self, run_id: str) -> dict[str, Any]:
+    def status(self, run_id: str, owner: str | None = None) -> dict[str, Any]:
+        """A run's state, steps, losses and result (hosted: ``owner``'s runs only)."""
         with self._lock:
-            run = self._get(run_id)
-            self._read(run)
-            position = self._queue.index(run_id) + 1 if run_id in self._queue else None
-            return run.as_dict(position)
+            return self._describe(self._get(run_id, owner))
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first (for the operator: the CLI and tests, no endpoint)."""
         with self._lock:
-            ids = list(self._runs)
-        return [self.status(i) for i in reversed(ids)]
+            return [self._describe(run) for run in reversed(list(self._runs.values()))]
 
-    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+    def _describe(self, run: Run) -> dict[str, Any]:
+        self._read(run)
+        position = self._queue.index(run.id) + 1 if run.id in self._queue else None
+        return run.as_dict(position)
+
+    def wait(
+        self, run_id: str, timeout: float | None = None, owner: str | None = None
+    ) -> dict[str, Any]:
         """Block until the run ends (or ``timeout`` seconds pass); returns its status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            status = self.status(run_id)
+            status = self.status(run_id, owner)
             if status["state"] in TERMINAL:
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 return status
             time.sleep(0.2)
 
-    def stop(self, run_id: str) -> dict[str, Any]:
-        """Stop a queued run at once, a running one at its next step."""
+    def stop(self, run_id: str, owner: str | None = None) -> dict[str, Any]:
+        """Stop a queued run at once, a running one at its next step (hosted: ``owner``'s)."""
         with self._lock:
-            run = self._get(run_id)
+            run = self._get(run_id, owner)
             if run_id in self._queue:
                 self._queue.remove(run_id)
                 run.state, run.phase, run.finished = (
@@ -227,13 +236,16 @@ class TrainService:
             elif run.state == "running":
                 (run.folder / STOP).touch()
                 run.phase = "stopping…"
-        return self.status(run_id)
+        return self.status(run_id, owner)
 
-    def _get(self, run_id: str) -> Run:
+    def _get(self, run_id: str, owner: str | None = None) -> Run:
+        """The run, if this caller may see it: hosted, another session's run is answered
+        exactly like an unknown id, so ids cannot be probed."""
         run = self._runs.get(run_id)
-        if run is None:
+        if run is None or (self.settings.hosted and run.owner != owner):
             raise BadInputError(
-                f"no training run with id {run_id!r}", fix="use an id /train returned"
+                f"no training run with id {run_id!r}",
+                fix="use an id /train returned to this client (the same session)",
             )
         return run
 
@@ -299,9 +311,15 @@ class TrainService:
                             proc.kill()
             run.returncode = proc.returncode
 
-    def evaluate(self, adapter: str, dataset: str = "builtin", timeout: float = 3600) -> dict:
+    def evaluate(
+        self,
+        adapter: str,
+        dataset: str = "builtin",
+        timeout: float = 3600,
+        owner: str | None = None,
+    ) -> dict:
         """Run an evaluation job and wait for its metrics."""
-        status = self.wait(self.submit_eval(adapter, dataset), timeout)
+        status = self.wait(self.submit_eval(adapter, dataset, owner), timeout, owner)
         if status["state"] != "done":
             raise MMDemoError(
                 f"evaluation of {adapter!r} {status['state']}: {status['error'] or 'timed out'}",

@@ -31,7 +31,7 @@ from mmdemo.errors import (
 from mmdemo.flows.chat import ChatService
 from mmdemo.flows.completions import CompletionChunk, UnknownModelError, complete, model_list
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.flows.limits import RateLimiter
+from mmdemo.flows.limits import RateLimiter, client_key
 from mmdemo.flows.remote import RemoteError
 from mmdemo.serve.guards import (
     BodyTooLarge,
@@ -135,9 +135,8 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
                 "invalid_request_error",
                 "invalid_api_key",
             )
-        client = request.client.host if request.client else "unknown"
-        try:
-            limiter.take(f"api:{given or client}")
+        try:  # one budget per client address, shared with its Gradio events
+            limiter.take(client_key(request, settings))
         except RateLimitedError as exc:
             return error_for(exc)
         return None

@@ -18,8 +18,9 @@ from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.chat import ChatService
+from mmdemo.flows.limits import require_shared_additions
 from mmdemo.ui.common import guarded
-from mmdemo.ui.sessions import SessionFolders
+from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
 
 ADAPTER_SUFFIXES = (".zip", ".json", ".safetensors")
@@ -42,7 +43,9 @@ def stage_upload(files: list[str], folder: Path) -> Path:
 def install_upload(
     chat: ChatService, files: list[str], adapter_name: str, folder: Path
 ) -> dict[str, Any]:
-    """Install uploaded adapter files (a zip, or adapter_config.json + safetensors)."""
+    """Install uploaded adapter files (a zip, or adapter_config.json + safetensors).
+    Hosted: refused unless training is allowed, before anything is copied."""
+    require_shared_additions(chat.settings, "adding an adapter")
     if not files:
         raise BadInputError(
             "no adapter files uploaded",
@@ -71,7 +74,9 @@ def install_upload(
     return next(a for a in chat.adapters_summary() if a["name"] == info.name)
 
 
-def register_api(chat: ChatService, folders: SessionFolders) -> None:
+def register_api(ctx: AppContext) -> None:
+    chat, folders = ctx.services.chat, ctx.session_folders()
+
     def adapter_upload(
         files: list[FileData],
         adapter_name: str = "",
@@ -89,4 +94,4 @@ def register_api(chat: ChatService, folders: SessionFolders) -> None:
         return {"deleted": adapter_name, "adapters": chat.adapter_choices()}
 
     for fn in (adapter_upload, adapter_delete):
-        gr.api(guarded(fn), api_name=fn.__name__, concurrency_id="vlm")
+        gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__, concurrency_id="vlm")

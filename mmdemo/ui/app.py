@@ -17,7 +17,8 @@ from mmdemo.flows.services import ModelManager
 from mmdemo.logs import quiet_library_logs
 from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
 from mmdemo.ui.context import AppContext
-from mmdemo.ui.hosting import launch_options, limit_heavy_events, mount_openai_api
+from mmdemo.ui.gradio_compat import raw_client_addresses
+from mmdemo.ui.hosting import launch_options, mode_line, mount_openai_api
 from mmdemo.ui.uploads import guard_file_inputs
 
 # (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
@@ -55,8 +56,10 @@ def create_ui(
     """The whole app. Builds widgets only: no model loads here."""
     settings = settings or Settings.load()
     ctx = AppContext.create(settings, manager)
-    limiter = ctx.services.limiter
-    with gr.Blocks(title="mmdemo · multimodal demo studio") as demo:
+    # Gradio's upload cache is emptied of old files (hosted: hourly), so uploads do not pile up
+    with gr.Blocks(
+        title="mmdemo · multimodal demo studio", delete_cache=settings.cache_cleanup
+    ) as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
             "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning studio."
@@ -84,8 +87,7 @@ def create_ui(
                     built["on_unload"](request.session_hash)
             folders.drop(request.session_hash)
 
-        demo.unload(end_session)
-    limit_heavy_events(demo, limiter)
+        demo.unload(ctx.light(end_session, "drops the closed session's scratch files"))
     guard_file_inputs(demo)  # every event's file arguments must be uploads
     hide_state_initialisers(demo)
     demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
@@ -121,13 +123,18 @@ def hide_state_initialisers(demo: gr.Blocks) -> None:
             fn.api_visibility = "private"
 
 
-def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
+def launch(
+    settings: Settings | None = None,
+    tabs: tuple[tuple[str, str, str], ...] = TABS,
+    **launch_kwargs: Any,
+) -> gr.Blocks:
     """Build the app and serve it with ``/v1`` on the same port (blocking unless
     ``prevent_thread_lock=True``)."""
     quiet_library_logs()
     limit_malloc_arenas()
     settings = settings or Settings.load()
-    demo = create_ui(settings)
+    print(mode_line(settings), flush=True)
+    demo = create_ui(settings, tabs=tabs)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
     kwargs: dict[str, Any] = dict(
         server_name=settings.host,
@@ -142,7 +149,8 @@ def launch(settings: Settings | None = None, **launch_kwargs: Any) -> gr.Blocks:
     kwargs.update(launch_kwargs)
     block = not kwargs.pop("prevent_thread_lock", False)
     # Gradio has no catch-all route: the /v1 router joins its FastAPI app once it runs
-    demo.launch(prevent_thread_lock=True, **kwargs)
+    with raw_client_addresses():
+        demo.launch(prevent_thread_lock=True, **kwargs)
     mount_openai_api(demo)
     # freed heap memory goes back to the system after peaks, for as long as the app serves
     ref = weakref.ref(demo)

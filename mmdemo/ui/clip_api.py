@@ -27,6 +27,7 @@ from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.limits import require_local
 from mmdemo.retrieval import IndexService, Query
 from mmdemo.ui.common import guarded
+from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"  # allowed when hosted
@@ -181,8 +182,11 @@ def _rename_skipped(report: Any) -> Any:
     return replace(report, skipped=skipped)
 
 
-def register_api(api: ClipApi, heavy: dict[str, Any], query: dict[str, Any]) -> None:
-    """Named endpoints (``heavy``/``query``: concurrency settings for writes and reads)."""
+def register_api(
+    ctx: AppContext, api: ClipApi, heavy: dict[str, Any], query: dict[str, Any]
+) -> None:
+    """Named endpoints (``heavy``/``query``: concurrency settings for writes and reads; all
+    but the listing run CLIP or rewrite an index, so they spend the request budgets)."""
 
     def clip_indexes() -> list[dict[str, Any]]:
         """Every index: name, images, model_id, embed_dim, search method, disk_bytes."""
@@ -236,10 +240,10 @@ def register_api(api: ClipApi, heavy: dict[str, Any], query: dict[str, Any]) -> 
         (clip_prune, "clip_prune"),
         (clip_delete, "clip_delete"),
     ):
-        gr.api(guarded(fn), api_name=name, **heavy)
+        gr.api(ctx.heavy(guarded(fn)), api_name=name, **heavy)
     for fn, name in (
         (clip_search, "clip_search"),
         (clip_explain, "clip_explain"),
         (clip_classify, "clip_classify"),
     ):
-        gr.api(guarded(fn), api_name=name, **query)
+        gr.api(ctx.heavy(guarded(fn)), api_name=name, **query)

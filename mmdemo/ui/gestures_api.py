@@ -19,7 +19,7 @@ from gradio.data_classes import FileData
 from mmdemo.errors import BadInputError
 from mmdemo.flows.gestures.service import GestureService, VideoOptions
 from mmdemo.ui.common import guarded
-from mmdemo.ui.sessions import SessionFolders
+from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
 
 
@@ -31,13 +31,9 @@ def taught_list(service: GestureService) -> list[dict[str, Any]]:
     ]
 
 
-def register_api(
-    service: GestureService,
-    folders: SessionFolders,
-    limits: dict[str, Any],
-    heavy: dict[str, Any],
-) -> None:
+def register_api(ctx: AppContext, limits: dict[str, Any], heavy: dict[str, Any]) -> None:
     """Publish the endpoints (``heavy``: the hand-tracking concurrency group)."""
+    service, folders = ctx.services.gestures, ctx.session_folders()
 
     def gestures(image: FileData) -> dict:
         """Hands in an image: {"hands": [{handedness, gesture, confidence, landmarks}], ...}."""
@@ -100,7 +96,12 @@ def register_api(
         }
 
     for fn in (gestures, gestures_video, gesture_teach):
-        gr.api(guarded(fn), api_name=fn.__name__, **heavy)
-    for fn in (gesture_delete, gesture_export, gesture_speak):
-        gr.api(guarded(fn), api_name=fn.__name__)
+        gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__, **heavy)
+    # forgetting retrains the taught classifier; speaking runs the TTS model
+    for fn in (gesture_delete, gesture_speak):
+        gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__)
+    gr.api(
+        ctx.light(guarded(gesture_export), "writes the taught set's landmarks to a JSON file"),
+        api_name="gesture_export",
+    )
     gr.api(guarded(gesture_list), api_name="gesture_list", queue=False)

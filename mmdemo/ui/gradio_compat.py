@@ -5,8 +5,10 @@ on an upgrade, re-check each one there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,13 @@ import gradio as gr
 from gradio.components.api_component import Api as ApiComponent  # the input of gr.api()
 from gradio.utils import get_upload_folder
 
-__all__ = ["ApiComponent", "before_preprocess", "upload_folder"]
+__all__ = [
+    "ApiComponent",
+    "before_preprocess",
+    "current_request",
+    "raw_client_addresses",
+    "upload_folder",
+]
 
 READ_FOR = "6.31"  # the Gradio version these were read from
 
@@ -38,3 +46,29 @@ def before_preprocess(demo: gr.Blocks, check: Callable[[Any, list[Any]], None]) 
         return await original(block_fn, inputs, *args, **kwargs)
 
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+
+def current_request() -> Any:
+    """The request of the event being handled, or None outside one. Gradio has no public way
+    to reach it from a wrapper that keeps the handler's signature; ``LocalContext.request`` is
+    where its own helpers find it."""
+    from gradio.context import LocalContext
+
+    return LocalContext.request.get(None)
+
+
+@contextlib.contextmanager
+def raw_client_addresses() -> Iterator[None]:
+    """While the server starts: uvicorn rewrites no request's client from X-Forwarded-For
+    (by default it believes the header from 127.0.0.1, e.g. a share tunnel's), so the client
+    address is decided once, by ``flows.limits.client_key`` and MMDEMO_TRUSTED_PROXIES.
+    uvicorn.Config reads ``FORWARDED_ALLOW_IPS`` when Gradio makes its server."""
+    saved = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = ""  # "" trusts no peer
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = saved

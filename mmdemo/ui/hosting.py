@@ -1,5 +1,11 @@
-"""Hosting the app: per-session rate limits on heavy events, login, upload limits, and the
-OpenAI-compatible ``/v1`` routes on the same server."""
+"""Hosting the app: request budgets on heavy events (per client address and for the whole
+server), login, upload limits, and the OpenAI-compatible ``/v1`` routes on the same server.
+
+Each event handler is marked where it is wired: ``ctx.heavy(fn)`` (it starts model work, so
+it spends from the budgets) or ``ctx.light(fn, why)``; tests/test_security_limits.py fails
+on any queued event that is neither. The Gradio internals this needs (the request of the
+running event, uvicorn's reading of forwarded headers) are in ``ui/gradio_compat.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,74 +17,77 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.config import Settings
-from mmdemo.flows.limits import RateLimiter
+from mmdemo.flows.limits import RateLimiter, client_key
 from mmdemo.ui.common import user_error
+from mmdemo.ui.gradio_compat import current_request
 
-# Events that start model work: their concurrency ids, and the training handlers by name.
-HEAVY_IDS = frozenset(
-    {"vlm", "clip-embed", "clip-query", "voice-turn", "hands", "video", "video-ask", "model-load"}
-)
-HEAVY_NAMES = frozenset({"start", "bakeoff", "train", "evaluate"})
-LIGHT_NAMES = frozenset({"show_adapter"})  # reads adapter metadata only
+MARK = "mmdemo_load"  # on every wired handler: ("heavy", cost) or ("light", why)
+# a streamed chunk (microphone, webcam) is a small request: this many make one
+STREAM_CHUNKS_PER_REQUEST = 40
 
 
-def session_key() -> str:
-    """The Gradio session hash of the event being handled (its client's address if none)."""
-    from gradio.context import LocalContext
-
-    request = LocalContext.request.get(None)
-    if request is None:
-        return "local"
-    session = getattr(request, "session_hash", None)
-    if session:
-        return f"session:{session}"
-    client = getattr(request, "client", None)
-    return f"client:{getattr(client, 'host', 'unknown')}"
-
-
-def limited(fn: Callable[..., Any], limiter: RateLimiter) -> Callable[..., Any]:
-    """``fn`` that first spends one request of the session's budget (a gr.Error when spent).
+def heavy(
+    fn: Callable[..., Any], limiter: RateLimiter, settings: Settings, cost: float = 1.0
+) -> Callable[..., Any]:
+    """``fn`` that first spends ``cost`` requests of its client's budget and of the server's
+    (a gr.Error naming the wait when spent), marked heavy.
 
     Same signature (Gradio reads it for special arguments) and same kind (generator or not).
     """
 
     def take() -> None:
         try:
-            limiter.take(session_key())
+            limiter.take(_client_of_event(settings), cost)
         except Exception as exc:
             raise user_error(exc) from exc
 
+    return _marked(fn, ("heavy", cost), take)
+
+
+def light(fn: Callable[..., Any], why: str) -> Callable[..., Any]:
+    """``fn`` marked as no model work (``why`` says so for the reader and the tests)."""
+    if not why.strip():
+        raise ValueError("say why the event is light")
+    return _marked(fn, ("light", why), None)
+
+
+def load_of(fn: Any) -> tuple[str, Any] | None:
+    """How a handler was marked where it was wired, or None if it was not."""
+    return getattr(fn, MARK, None)
+
+
+def _marked(
+    fn: Callable[..., Any], mark: tuple[str, Any], before: Callable[[], None] | None
+) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(f"{fn!r}: async handlers are not wired by mmdemo")
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            take()
+            if before is not None:
+                before()
             yield from fn(*args, **kwargs)
 
-        return gen_wrapper
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        return fn  # none of ours; left as they are
+        wrapper: Callable[..., Any] = gen_wrapper
+    else:
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        take()
-        return fn(*args, **kwargs)
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if before is not None:
+                before()
+            return fn(*args, **kwargs)
 
+    setattr(wrapper, MARK, mark)
     return wrapper
 
 
-def limit_heavy_events(demo: gr.Blocks, limiter: RateLimiter) -> int:
-    """Put the rate limit on every heavy event of ``demo``; returns how many were wrapped."""
-    if not limiter.enabled:
-        return 0
-    count = 0
-    for block_fn in demo.fns.values():
-        if block_fn.fn is None or block_fn.name in LIGHT_NAMES:
-            continue
-        if block_fn.concurrency_id in HEAVY_IDS or block_fn.name in HEAVY_NAMES:
-            block_fn.fn = limited(block_fn.fn, limiter)
-            count += 1
-    return count
+def _client_of_event(settings: Settings) -> str:
+    """The budget key of the client of the event being handled ("local" outside a request)."""
+    request = current_request()
+    if request is None:
+        return "local"
+    return client_key(request, settings)
 
 
 def launch_options(settings: Settings) -> dict[str, Any]:
@@ -88,6 +97,12 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         options["auth"] = (settings.auth_user, settings.auth_password)
         options["auth_message"] = "mmdemo: sign in with the user name and password you were given"
     return options
+
+
+def mode_line(settings: Settings) -> str:
+    """The start-up log line saying which mode is on and why."""
+    reason = settings.mode_reason or "as configured"
+    return f"hosted mode: {'on' if settings.hosted else 'off'} ({reason})"
 
 
 def mount_openai_api(demo: gr.Blocks) -> None:

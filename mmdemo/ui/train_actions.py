@@ -3,12 +3,14 @@ training service and return what the widgets show (the layout lives in ``tabs/tr
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import gradio as gr
 
 from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
+from mmdemo.flows.limits import require_training
 from mmdemo.flows.train import TERMINAL, TrainService
 from mmdemo.flows.train_data import stage_dataset
 from mmdemo.ui import train_view as view
@@ -19,11 +21,13 @@ BUILTIN, UPLOAD, FOLDER = "Built-in shapes (synthetic)", "Upload", "Folder on th
 
 
 class TrainSession:
-    """Per-browser state: the run on screen and the bake-off's runs."""
+    """Per-browser state: the run on screen, the bake-off's runs, and who owns them (a hosted
+    server shows a run only to the session that started it)."""
 
     def __init__(self) -> None:
         self.run_id = ""
         self.bakeoff: list[str] = []
+        self.owner = f"ui-{uuid.uuid4().hex}"
 
 
 class TrainActions:
@@ -35,7 +39,7 @@ class TrainActions:
 
     def show(self, st: TrainSession) -> tuple[Any, ...]:
         """Status line, loss curve, result, report and its pictures of the run on screen."""
-        s = self.service.status(st.run_id) if st.run_id else None
+        s = self.service.status(st.run_id, st.owner) if st.run_id else None
         return (
             view.status_md(s),
             view.loss_rows(s),
@@ -62,8 +66,10 @@ class TrainActions:
         placement: str,
         name: str,
     ) -> TrainConfig:
-        """A checked TrainConfig from the widgets' values (uploads staged first)."""
+        """A checked TrainConfig from the widgets' values (uploads staged first, once the
+        training switch has been checked)."""
         settings = self.ctx.settings
+        require_training(settings)
         if source == UPLOAD:
             max_bytes = settings.max_upload_mb * 2**20
             dataset = str(stage_dataset(files or [], settings.runs_dir / "uploads", max_bytes))
@@ -94,14 +100,14 @@ class TrainActions:
 
     @guarded
     def start(self, st: TrainSession, *values: Any) -> tuple[Any, ...]:
-        st.run_id = self.service.submit(self.config_of(*values))
+        st.run_id = self.service.submit(self.config_of(*values), st.owner)
         return (st, *self.show(st), gr.Timer(active=True))
 
     def poll(self, st: TrainSession) -> tuple[Any, ...]:
         """What the timer refreshes; the timer stops once nothing of this user's is running."""
         shown = self.show(st)
-        running = st.run_id and self.service.status(st.run_id)["state"] not in TERMINAL
-        bake = [self.service.status(i) for i in st.bakeoff]
+        running = st.run_id and self.service.status(st.run_id, st.owner)["state"] not in TERMINAL
+        bake = [self.service.status(i, st.owner) for i in st.bakeoff]
         bake_running = any(s["state"] not in TERMINAL for s in bake)
         return (
             *shown,
@@ -115,7 +121,7 @@ class TrainActions:
     def stop(self, st: TrainSession) -> tuple[Any, ...]:
         if not st.run_id:
             raise gr.Error("No run to stop.")
-        self.service.stop(st.run_id)
+        self.service.stop(st.run_id, st.owner)
         return self.show(st)
 
     @guarded
@@ -126,15 +132,17 @@ class TrainActions:
         model, *knobs = values
         base = self.config_of(model, "lora", *knobs).to_dict()
         st.bakeoff = [
-            self.service.submit(TrainConfig.from_dict({**base, "method": m, "name": ""}))
+            self.service.submit(TrainConfig.from_dict({**base, "method": m, "name": ""}), st.owner)
             for m in methods
         ]
-        rows = view.bakeoff_rows([self.service.status(i) for i in st.bakeoff])
+        rows = view.bakeoff_rows([self.service.status(i, st.owner) for i in st.bakeoff])
         return st, rows, gr.Timer(active=True)
 
     @guarded
-    def evaluate(self, adapter: str, dataset: str) -> dict:
-        return self.service.evaluate(adapter.strip() or "base", dataset.strip() or "builtin")
+    def evaluate(self, st: TrainSession, adapter: str, dataset: str) -> dict:
+        return self.service.evaluate(
+            adapter.strip() or "base", dataset.strip() or "builtin", owner=st.owner
+        )
 
     @staticmethod
     def toggle_source(source: str) -> tuple[Any, Any]:

@@ -7,25 +7,36 @@ cause and a fix."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import gradio as gr
 from gradio.data_classes import FileData
 
-from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import METHODS
+from mmdemo.flows.limits import require_training
 from mmdemo.flows.train import TrainService
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
 
+# evaluations (API and tab) wait for their job in the queue, one at a time: a queue worker
+# each, never an unbounded number of threads blocked on jobs
+EVALUATE = MappingProxyType({"concurrency_id": "evaluate", "concurrency_limit": 1})
+
+
+def owner_of(request: gr.Request | None) -> str | None:
+    """The session a run belongs to (hosted: only it may read or stop the run)."""
+    return getattr(request, "session_hash", None) or None
+
 
 def register_api(ctx: AppContext, service: TrainService) -> None:
-    """Named endpoints with plain values in and data out."""
-    allowed = ctx.settings.allow_training
+    """Named endpoints with plain values in and data out. Training, evaluating and checking a
+    dataset are heavy; evaluation waits for its job in the queue, one at a time."""
+    settings = ctx.settings
 
     def check() -> None:
-        if not allowed:
-            raise BadInputError("training is turned off on this server", fix="ask its operator")
+        require_training(settings)  # before anything else, uploads included
 
     @guarded
     def train(
@@ -39,6 +50,7 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         attach: str = "language",
         adapter_name: str = "",
         seed: int = 0,
+        request: gr.Request = None,  # type: ignore[assignment]
     ) -> dict:
         """Queue a training run; returns {"id", "state", "position"}."""
         check()
@@ -54,24 +66,31 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
             name=adapter_name,
             seed=int(seed),
         )
-        status = service.status(service.submit(cfg))
+        owner = owner_of(request)
+        status = service.status(service.submit(cfg, owner), owner)
         return {"id": status["id"], "state": status["state"], "position": status["position"]}
 
     @guarded
-    def train_status(run_id: str) -> dict:
-        """Step, loss history, memory, state, and the adapter's name once done."""
-        return service.status(run_id)
+    def train_status(run_id: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Step, loss history, memory, state, and the adapter's name once done (of a run this
+        client started)."""
+        return service.status(run_id, owner_of(request))
 
     @guarded
-    def train_stop(run_id: str) -> dict:
-        """Stop a queued or running run (nothing is written to the adapter store)."""
-        return service.stop(run_id)
+    def train_stop(run_id: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Stop a queued or running run this client started (nothing is written to the
+        adapter store)."""
+        return service.stop(run_id, owner_of(request))
 
     @guarded
-    def evaluate(adapter: str, dataset: str = "builtin") -> dict:
+    def evaluate(
+        adapter: str,
+        dataset: str = "builtin",
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
         """Metrics of an adapter (or "base") on a dataset's test split."""
         check()
-        return service.evaluate(adapter, dataset)
+        return service.evaluate(adapter, dataset, owner=owner_of(request))
 
     @guarded
     def train_dataset(files: list[FileData], task: str = "vqa") -> dict:
@@ -81,7 +100,6 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         from mmdemo.flows.train_data import checked_upload
 
         paths = [upload_path(f, "each dataset file") for f in files or []]
-        settings = ctx.settings
         return checked_upload(
             [p for p in paths if p],
             settings.runs_dir / "uploads",
@@ -94,9 +112,10 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         """The training methods: name, family (peft | own | full), summary."""
         return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
 
-    gr.api(train, api_name="train", concurrency_limit=None)
-    gr.api(train_status, api_name="train_status", concurrency_limit=None, queue=False)
-    gr.api(train_stop, api_name="train_stop", concurrency_limit=None, queue=False)
-    gr.api(evaluate, api_name="evaluate", concurrency_limit=None)
+    submit = dict(concurrency_id="train-submit", concurrency_limit=settings.concurrency)
+    gr.api(ctx.heavy(train), api_name="train", **submit)
+    gr.api(train_status, api_name="train_status", queue=False)
+    gr.api(train_stop, api_name="train_stop", queue=False)
+    gr.api(ctx.heavy(evaluate), api_name="evaluate", **EVALUATE)
     gr.api(train_methods, api_name="train_methods", queue=False)
-    gr.api(train_dataset, api_name="train_dataset", concurrency_limit=None)
+    gr.api(ctx.heavy(train_dataset), api_name="train_dataset", **submit)

@@ -34,6 +34,7 @@ from mmdemo.flows.gestures.types import (
 )
 from mmdemo.flows.gestures.video import probe, sample_frames
 from mmdemo.flows.gestures.vocabulary import NONE
+from mmdemo.flows.limits import require_shared_additions
 
 SMALL_HAND_PX = 40  # hands narrower than this are found less often and less precisely
 
@@ -48,10 +49,12 @@ class GestureService:
         threshold: float = 0.5,
         hosted: bool = False,
         max_video_s: float | None = None,
+        allow_training: bool = True,
     ) -> None:
         self.manager = manager
         self.hosted = hosted  # visitors of a hosted server share the taught set
         self.max_video_s = max_video_s  # the most video one request may analyse (None: any)
+        self.allow_training = allow_training  # hosted: may visitors teach new gestures
         self.threshold = threshold  # below this probability a hand's gesture is "none"
         self.custom_path = Path(home) / "gestures" / "custom.json"
         self._lock = threading.Lock()
@@ -241,16 +244,31 @@ class GestureService:
         require_local(self, "deleting a shared taught gesture")
         return self.custom.delete(name)
 
+    def import_set(self, path: str | Path, max_bytes: int = 20 * 2**20) -> list[Any]:
+        """Merge an exported set (a JSON file) into the taught set, replacing gestures of the
+        same name; refused on a hosted server, whose visitors share the set."""
+        require_local(self, "importing gestures into the shared taught set")
+        with open(path, "rb") as f:
+            text = f.read(max_bytes).decode("utf-8", errors="replace")
+        return self.custom.import_json(text, Path(path).name)
+
     def teach(
         self, name: str, images: list[Any], replace: bool = False, max_side: int = 1024
     ) -> tuple[list[Any], list[str]]:
         """Teach gesture ``name`` from example images; returns (taught gestures with their
-        training accuracy, notes naming examples that were not used)."""
+        training accuracy, notes naming examples that were not used).
+
+        Hosted: a taught gesture is never replaced (names compare as the set does: case and
+        spacing ignored), and a new one only where training is allowed."""
         from mmdemo.flows.gestures.custom import MAX_EXAMPLES, MIN_EXAMPLES, check_name
         from mmdemo.images import load_image
 
-        if replace and name.strip() in self.custom.names:  # refused when hosted
-            require_local(self, "replacing a shared taught gesture")
+        if self.hosted:
+            wanted = " ".join(str(name or "").split()).lower()
+            if wanted in {n.lower() for n in self.custom.names}:
+                require_local(self, "replacing a shared taught gesture")
+            require_shared_additions(self, "teaching a new gesture")
+            replace = False  # one taught meanwhile under this name is refused, not replaced
         check_name(name, self.custom.names, replace)  # before any image is read
         images = [i for i in images or [] if i is not None]
         if len(images) < MIN_EXAMPLES:

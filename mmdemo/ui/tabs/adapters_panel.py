@@ -10,7 +10,7 @@ from mmdemo.flows.chat import BASE_NAME, ChatService
 from mmdemo.flows.system import human_bytes
 from mmdemo.ui.adapters_api import install_upload, register_api
 from mmdemo.ui.common import guarded
-from mmdemo.ui.sessions import SessionFolders
+from mmdemo.ui.context import AppContext
 
 HEADERS = ["name", "method", "dataset", "score", "rank", "base model", "size", "source", "loaded"]
 
@@ -36,9 +36,8 @@ def adapter_rows(chat: ChatService) -> list[list[Any]]:
     return rows
 
 
-def build(
-    chat: ChatService, adapter_dropdown: gr.Dropdown, folders: SessionFolders
-) -> dict[str, Any]:
+def build(ctx: AppContext, adapter_dropdown: gr.Dropdown) -> dict[str, Any]:
+    chat, folders = ctx.services.chat, ctx.session_folders()
     with gr.Accordion("Manage adapters", open=False, elem_id="chat-adapters-panel"):
         table = gr.Dataframe(
             adapter_rows(chat),
@@ -94,24 +93,32 @@ def build(
         return adapter_rows(chat), choices(current)
 
     upload_btn.click(
-        add,
+        ctx.heavy(add),
         [upload, name],
         [table, adapter_dropdown, upload, name],
         concurrency_id="vlm",
         api_visibility="private",
     )
     delete_btn.click(
-        delete,
+        ctx.heavy(delete),
         adapter_dropdown,
         [table, adapter_dropdown],
         concurrency_id="vlm",
         api_visibility="private",
     )
     refresh_btn.click(
-        refresh, adapter_dropdown, [table, adapter_dropdown], api_visibility="private"
+        ctx.light(refresh, "lists the adapter folder"),
+        adapter_dropdown,
+        [table, adapter_dropdown],
+        api_visibility="private",
     )
-    refresh_btn.click(chat.adapters_summary, None, listing, api_name="adapters")
-    register_api(chat, folders)
+    refresh_btn.click(
+        ctx.light(chat.adapters_summary, "reads the adapters' metadata files"),
+        None,
+        listing,
+        api_name="adapters",
+    )
+    register_api(ctx)
     return {
         "adapters_table": table,
         "upload": upload,

@@ -118,7 +118,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             st["stop"].set()
 
     run_btn.click(
-        run,
+        ctx.heavy(run),
         [image, prompt, picks, max_new, state],
         [summary, *cols, *remote_cols, state],
         concurrency_id="vlm",
@@ -132,7 +132,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         queue=False,
         api_visibility="private",
     )
-    chat_api.build(chat, arena, max(ctx.settings.concurrency, chat.batch_max_rows))
+    chat_api.build(ctx, max(ctx.settings.concurrency, chat.batch_max_rows))
     return {
         "image": image,
         "prompt": prompt,

@@ -141,7 +141,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     height=140,
                     elem_id="chat-similar-gallery",
                 )
-            panel = adapters_panel.build(chat, adapter, ctx.session_folders())
+            panel = adapters_panel.build(ctx, adapter)
 
     gen_inputs = [adapter, max_new, temperature, top_p, greedy]
 
@@ -232,7 +232,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     # than other heavy events (non-LoRA adapters still wait for the model, one at a time)
     vlm_limit = max(ctx.settings.concurrency, chat.batch_max_rows)
     sub = box.submit(
-        submit,
+        ctx.heavy(submit),
         [box, state, *gen_inputs, similar_index, similar_k],
         [bot, metrics, box, state, similar_gallery],
         concurrency_id="vlm",
@@ -240,7 +240,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
     )
     regen_btn.click(
-        regenerate,
+        ctx.heavy(regenerate),
         [state, *gen_inputs],
         [bot, metrics, state],
         concurrency_id="vlm",
@@ -248,9 +248,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     stop_btn.click(stop, state, None, queue=False, api_visibility="private")
     clear_btn.click(clear, state, [bot, metrics, state], queue=False, api_visibility="private")
-    # loading the adapter touches the shared VLM: it queues with the other VLM events
+    # showing an adapter warms it (loads its weights onto the shared VLM, and the VLM itself
+    # on first use): model work, so it queues with the other VLM events and is heavy
     adapter.change(
-        show_adapter, adapter, adapter_info, api_visibility="private", concurrency_id="vlm"
+        ctx.heavy(show_adapter),
+        adapter,
+        adapter_info,
+        api_visibility="private",
+        concurrency_id="vlm",
     )
     # adapters trained or uploaded since the page opened appear when the menu is opened
     adapter.focus(

@@ -15,10 +15,10 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from mmdemo.flows.arena import ArenaService
-from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
+from mmdemo.flows.chat import BASE_NAME, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.ui.common import guarded, guarded_stream
+from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
 from mmdemo.zerogpu import gpu
 
@@ -43,7 +43,10 @@ def arena_json(result: Any) -> dict[str, Any]:
     }
 
 
-def build(chat: ChatService, arena: ArenaService, concurrency: int) -> None:
+def build(ctx: AppContext, concurrency: int) -> None:
+    """Publish ``/chat`` and ``/arena`` (model work: heavy)."""
+    chat, arena = ctx.services.chat, ctx.services.arena
+
     @gpu("chat")
     def chat_endpoint(
         message: str,
@@ -80,9 +83,9 @@ def build(chat: ChatService, arena: ArenaService, concurrency: int) -> None:
         raise RuntimeError("the arena ended without a result")
 
     gr.api(
-        guarded_stream(chat_endpoint),
+        ctx.heavy(guarded_stream(chat_endpoint)),
         api_name="chat",
         concurrency_id="vlm",
         concurrency_limit=concurrency,
     )
-    gr.api(guarded(arena_endpoint), api_name="arena", concurrency_id="vlm")
+    gr.api(ctx.heavy(guarded(arena_endpoint)), api_name="arena", concurrency_id="vlm")

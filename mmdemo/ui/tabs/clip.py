@@ -162,37 +162,51 @@ def build(ctx: AppContext) -> dict[str, Any]:
     index.change(act.refresh, index, [index, info], queue=False, **private)
     samples_btn.click(act.samples_folder, None, folder, queue=False, **private)
     add_btn.click(
-        act.add,
+        ctx.heavy(act.add),
         [index, folder, upload],
         [index, info, add_report, skipped, upload],
         **heavy,
         **private,
     )
-    missing_btn.click(act.prune, index, info, **heavy, **private)
-    delete_btn.click(act.delete, [index, confirm], [index, info, confirm], **heavy, **private)
+    missing_btn.click(ctx.heavy(act.prune), index, info, **heavy, **private)
+    delete_btn.click(
+        ctx.heavy(act.delete), [index, confirm], [index, info, confirm], **heavy, **private
+    )
 
     searched = [gallery, status, pick, state]
     for trigger in (search_btn.click, text.submit):
         trigger(
-            act.search, [state, index, text, image, weight, top_k], searched, **query, **private
+            ctx.heavy(act.search),
+            [state, index, text, image, weight, top_k],
+            searched,
+            **query,
+            **private,
         )
     image.upload(act.preview, image, image_view, queue=False, **private)
     image.clear(act.preview, None, image_view, queue=False, **private)
     gallery.select(
-        act.search_like,
+        ctx.heavy(act.search_like),
         [state, index, top_k],
         [*searched, text, image, image_view],
         **query,
         **private,
     )
-    explain_btn.click(act.explain, [state, pick, text], [heat, heat_info], **query, **private)
-    remove_btn.click(act.remove, [state, pick], [gallery, pick, state, info], **heavy, **private)
+    explain_btn.click(
+        ctx.heavy(act.explain), [state, pick, text], [heat, heat_info], **query, **private
+    )
+    remove_btn.click(
+        ctx.heavy(act.remove), [state, pick], [gallery, pick, state, info], **heavy, **private
+    )
     zs_image.upload(act.preview, zs_image, zs_view, queue=False, **private)
     zs_image.clear(act.preview, None, zs_view, queue=False, **private)
     classify_btn.click(
-        act.classify, [zs_image, labels, templates], [zs_plot, zs_top], **query, **private
+        ctx.heavy(act.classify),
+        [zs_image, labels, templates],
+        [zs_plot, zs_top],
+        **query,
+        **private,
     )
-    register_api(api, heavy, query)
+    register_api(ctx, api, heavy, query)
     return {
         "on_load": (act.on_load, [index, info]),
         "index": index,

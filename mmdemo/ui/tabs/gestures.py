@@ -113,12 +113,22 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
         with gr.Row():
             teach_name = gr.Textbox(label="Name", placeholder="hello", elem_id="gest-teach-name")
-            replace = gr.Checkbox(label="Replace a taught gesture of that name", value=False)
+            # hosted: visitors share the taught set; nothing in it is replaced or imported over
+            replace = gr.Checkbox(
+                label="Replace a taught gesture of that name",
+                value=False,
+                visible=not settings.hosted,
+            )
         teach_files = gr.File(
             file_count="multiple", type="filepath", label="Examples", elem_id="gest-teach-files"
         )
         with gr.Row():
-            teach_btn = gr.Button("Teach", variant="primary", elem_id="gest-teach")
+            teach_btn = gr.Button(
+                "Teach",
+                variant="primary",
+                elem_id="gest-teach",
+                visible=not settings.hosted or settings.allow_training,
+            )
             delete_dd = gr.Dropdown(
                 [], label="Taught gesture", allow_custom_value=True, elem_id="gest-taught-pick"
             )
@@ -140,6 +150,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 type="filepath",
                 file_types=[".json"],
                 elem_id="gest-import",
+                visible=not settings.hosted,
             )
 
     def taught_view(note: str = "") -> tuple[Any, Any, str]:
@@ -261,20 +272,20 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def import_set(path: str | None) -> tuple[Any, ...]:
         if not path:
             return taught_view()
-        data = Path(path).read_bytes()[: 20 * 2**20].decode("utf-8", errors="replace")
-        gestures = service.custom.import_json(data, Path(path).name)
+        gestures = service.import_set(path)
         return taught_view(f"Imported: {len(gestures)} taught gesture(s) in the set.")
 
     heavy = dict(concurrency_id="hands", concurrency_limit=settings.concurrency)
     image_outputs = [annotated, summary, hands_table, second]
+    recognise_event = ctx.heavy(recognise)
     image_btn.click(
-        recognise, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
+        recognise_event, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
     )
     image_in.upload(
-        recognise, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
+        recognise_event, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
     )
     video_event = video_btn.click(
-        analyse_video,
+        ctx.heavy(analyse_video),
         [video_in, fps, minutes, mode, hold, state],
         [annotated, summary, transcript],
         api_visibility="private",
@@ -283,8 +294,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
     stop_btn.click(
         stop, state, summary, cancels=[video_event], queue=False, api_visibility="private"
     )
+    # each webcam frame runs the hand tracker: a fraction of a request
     cam.stream(
-        webcam,
+        ctx.heavy(webcam, stream=True),
         [cam, mode, hold, state],
         [annotated, summary, hands_table, transcript],
         stream_every=0.15,
@@ -294,20 +306,31 @@ def build(ctx: AppContext) -> dict[str, Any]:
         show_progress="hidden",
     )
     clear_btn.click(clear, state, [transcript, speech], queue=False, api_visibility="private")
-    speak_btn.click(speak, transcript, speech, api_visibility="private")
+    speak_btn.click(ctx.heavy(speak), transcript, speech, api_visibility="private")
     teach_btn.click(
-        teach,
+        ctx.heavy(teach),
         [teach_name, teach_files, replace],
         [taught, delete_dd, teach_info, teach_files],
         api_visibility="private",
         **heavy,
     )
-    delete_btn.click(delete, delete_dd, [taught, delete_dd, teach_info], api_visibility="private")
-    export_btn.click(export, None, export_file, api_visibility="private")
-    import_file.upload(
-        import_set, import_file, [taught, delete_dd, teach_info], api_visibility="private"
+    # forgetting or importing gestures retrains the taught classifier
+    delete_btn.click(
+        ctx.heavy(delete), delete_dd, [taught, delete_dd, teach_info], api_visibility="private"
     )
-    register_api(service, ctx.session_folders(), limits, heavy)
+    export_btn.click(
+        ctx.light(export, "writes the taught set's landmarks to a JSON file"),
+        None,
+        export_file,
+        api_visibility="private",
+    )
+    import_file.upload(
+        ctx.heavy(import_set),
+        import_file,
+        [taught, delete_dd, teach_info],
+        api_visibility="private",
+    )
+    register_api(ctx, limits, heavy)
     return {
         "on_load": (lambda: taught_view(), [taught, delete_dd, teach_info]),
         "image_in": image_in,

@@ -83,7 +83,10 @@ def report_json(report: SystemReport) -> dict[str, Any]:
     }
 
 
-def register_api(manager: Any, settings: Any) -> None:
+def register_api(ctx: AppContext) -> None:
+    """Publish the endpoints; loading, unloading and swapping models are heavy."""
+    manager, settings = ctx.manager, ctx.settings
+
     def system_status() -> dict:
         """Profile, device, process memory, every backend's model and state, versions."""
         return report_json(system_report(manager))
@@ -107,17 +110,20 @@ def register_api(manager: Any, settings: Any) -> None:
 
     gr.api(guarded(system_status), api_name="system_status", queue=False)
     gr.api(
-        guarded(load_model), api_name="load_model", concurrency_id="model-load", concurrency_limit=1
+        ctx.heavy(guarded(load_model)),
+        api_name="load_model",
+        concurrency_id="model-load",
+        concurrency_limit=1,
     )
-    gr.api(guarded(unload_model), api_name="unload_model")
-    gr.api(guarded(set_model), api_name="set_model")
+    gr.api(ctx.heavy(guarded(unload_model)), api_name="unload_model")
+    gr.api(ctx.heavy(guarded(set_model)), api_name="set_model")
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
     manager = ctx.manager
     names = list(manager.backends)
     hosted = ctx.settings.hosted  # models load on use only; no loading, unloading, other ids
-    register_api(manager, ctx.settings)  # first: the named endpoints keep their names
+    register_api(ctx)  # first: the named endpoints keep their names
 
     def refresh() -> tuple[str, list[list[Any]], str]:
         report = system_report(manager)
@@ -182,16 +188,21 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return refresh()
 
     load_btn.click(
-        load,
+        ctx.heavy(load),
         backend,
         outputs,
         api_visibility="private",
         concurrency_id="model-load",
         concurrency_limit=1,
     )
-    unload_btn.click(unload, backend, outputs, api_visibility="private")
-    set_btn.click(set_model, [backend, model_id], outputs, api_visibility="private")
-    refresh_btn.click(refresh, None, outputs, api_visibility="private")
+    unload_btn.click(ctx.heavy(unload), backend, outputs, api_visibility="private")
+    set_btn.click(ctx.heavy(set_model), [backend, model_id], outputs, api_visibility="private")
+    refresh_btn.click(
+        ctx.light(refresh, "reads the manager's status and the process memory"),
+        None,
+        outputs,
+        api_visibility="private",
+    )
     # polls only while the System tab is shown: app.create_ui starts it on the tab's select
     # and stops it when another tab is picked
     timer = gr.Timer(3.0, active=False)

@@ -21,7 +21,7 @@ from mmdemo.ui.train_actions import (
     TrainActions,
     TrainSession,
 )
-from mmdemo.ui.train_api import register_api
+from mmdemo.ui.train_api import EVALUATE, register_api
 
 BAKEOFF_DEFAULT = ["lora", "dora", "ia3", "lora-fa", "dylora", "bottleneck", "lomo", "mezo"]
 
@@ -184,12 +184,17 @@ def build(ctx: AppContext) -> dict[str, Any]:
         act.toggle_source, source, [upload, folder], queue=False, api_visibility="private"
     )
     start_btn.click(
-        act.start,
+        ctx.heavy(act.start),
         [state, base_model, method, *knobs],
         [state, *outputs, timer],
         api_visibility="private",
     )
-    stop_btn.click(act.stop, state, outputs, api_visibility="private")
+    stop_btn.click(
+        ctx.light(act.stop, "asks this session's run to stop (a file the job looks for)"),
+        state,
+        outputs,
+        api_visibility="private",
+    )
     timer.tick(
         act.poll,
         state,
@@ -198,11 +203,17 @@ def build(ctx: AppContext) -> dict[str, Any]:
         queue=False,
     )
     bake_btn.click(
-        act.bakeoff,
+        ctx.heavy(act.bakeoff),
         [state, bake_methods, base_model, *knobs],
         [state, bake_table, timer],
         api_visibility="private",
     )
     register_api(ctx, service)  # first: the named endpoints keep their names (/evaluate ...)
-    eval_btn.click(act.evaluate, [eval_adapter, eval_data], eval_out, api_visibility="private")
+    eval_btn.click(
+        ctx.heavy(act.evaluate),
+        [state, eval_adapter, eval_data],
+        eval_out,
+        api_visibility="private",
+        **EVALUATE,
+    )
     return {"method": method, "start": start_btn, "status": status, "state": state, "timer": timer}

@@ -267,8 +267,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
         ]
 
     outputs = [status, summary, chapters, frames, transcript, files, session]
-    run_btn.click(summarise, [video, session], outputs, api_visibility="private", **heavy)
-    video.upload(summarise, [video, session], outputs, api_visibility="private", **heavy)
+    summarise_event = ctx.heavy(summarise)
+    run_btn.click(summarise_event, [video, session], outputs, api_visibility="private", **heavy)
+    video.upload(summarise_event, [video, session], outputs, api_visibility="private", **heavy)
     cancel_btn.click(cancel, session, status, queue=False, api_visibility="private")
     jump = dict(api_visibility="private", queue=False)
     for component, handler in (
@@ -280,13 +281,16 @@ def build(ctx: AppContext) -> dict[str, Any]:
         component.select(handler, session, seek, **jump).then(None, seek, None, js=SEEK_JS)
     cites.input(lambda t: t, cites, seek, **jump).then(None, seek, None, js=SEEK_JS)
     ask_args = dict(concurrency_id="video-ask", concurrency_limit=ctx.settings.concurrency)
-    ask_btn.click(ask, [question, session], [answer, cites], api_visibility="private", **ask_args)
-    question.submit(ask, [question, session], [answer, cites], api_visibility="private", **ask_args)
-    search_btn.click(search, [query, session], [hits, session], api_visibility="private")
-    query.submit(search, [query, session], [hits, session], api_visibility="private")
-    gr.api(video_summary, api_name="video_summary", **heavy)
-    gr.api(video_ask, api_name="video_ask", **heavy)
-    gr.api(video_search, api_name="video_search")
+    ask_event, search_event = ctx.heavy(ask), ctx.heavy(search)  # the LLM; CLIP on the query
+    for trigger in (ask_btn.click, question.submit):
+        trigger(
+            ask_event, [question, session], [answer, cites], api_visibility="private", **ask_args
+        )
+    for trigger in (search_btn.click, query.submit):
+        trigger(search_event, [query, session], [hits, session], api_visibility="private")
+    gr.api(ctx.heavy(video_summary), api_name="video_summary", **heavy)
+    gr.api(ctx.heavy(video_ask), api_name="video_ask", **heavy)
+    gr.api(ctx.heavy(video_search), api_name="video_search")
     return {
         "video": video,
         "run": run_btn,

@@ -121,11 +121,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         show_progress="minimal",
         api_visibility="private",
     )
-    respond = guarded_stream(actions.respond)
+    respond = ctx.heavy(guarded_stream(actions.respond))
     for trigger in (audio_in.stop_recording, audio_in.upload, send_btn.click):
         trigger(respond, turn_inputs, turn_outputs, js=PAUSE_JS, **heavy)
+    # each microphone chunk runs the voice activity detector: a fraction of a request
     live_in.stream(
-        guarded(actions.listen),
+        ctx.heavy(guarded(actions.listen), stream=True),
         [live_in, session],
         [utterances, barge_ins],
         stream_every=0.25,
@@ -135,7 +136,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         show_progress="hidden",
     )
     utterances.change(
-        guarded_stream(actions.respond_live),
+        ctx.heavy(guarded_stream(actions.respond_live)),
         [image_in, voice_dd, language_dd, speed, adapter_dd, session],
         turn_outputs,
         js=PAUSE_JS,
@@ -153,7 +154,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         queue=False,
         api_visibility="private",
     )
-    register_api(actions, concurrency_limit=settings.concurrency)
+    register_api(ctx, actions, concurrency_limit=settings.concurrency)
     return {
         "on_load": (actions.on_load, [voice_dd, language_dd, adapter_dd]),
         "on_unload": actions.end_session,
@@ -174,7 +175,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     }
 
 
-def register_api(actions: VoiceActions, concurrency_limit: int) -> None:
+def register_api(ctx: AppContext, actions: VoiceActions, concurrency_limit: int) -> None:
     """The tab's named endpoints: plain values in, data out (see ``VoiceActions``)."""
 
     def voice(
@@ -215,7 +216,7 @@ def register_api(actions: VoiceActions, concurrency_limit: int) -> None:
         return actions.choices()
 
     gr.api(
-        guarded(voice),
+        ctx.heavy(guarded(voice)),
         api_name="voice",
         concurrency_id="voice-turn",
         concurrency_limit=concurrency_limit,
