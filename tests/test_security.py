@@ -61,7 +61,10 @@ def served(request: Any, tiny_settings: Any, tmp_path_factory: Any) -> Iterator[
     (home / "models").mkdir()
     (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
     hosted = request.param == "hosted"
-    settings = tiny_settings.replace(home=home, hosted=hosted, rate_limit=100_000 if hosted else 0)
+    budget = 100_000 if hosted else 0
+    settings = tiny_settings.replace(
+        home=home, hosted=hosted, rate_limit=budget, rate_limit_total=budget
+    )
     demo = serve(settings)
     # an index for /clip_search to search (made through the service, not an endpoint)
     image = home / "seed.png"
@@ -328,7 +331,9 @@ def test_the_upload_check_refuses_what_is_not_a_regular_uploaded_file(tmp_path: 
     shutil.rmtree(folder)
 
 
-def test_an_adapter_upload_deletes_only_the_folder_it_made(tmp_path: Path) -> None:
+def test_an_adapter_upload_deletes_only_the_folder_it_made(
+    tmp_path: Path, tiny_settings: Any
+) -> None:
     """A folder named like a zip is refused and left alone; after an install only the staging
     copy is gone, never the uploaded files."""
     from mmdemo.errors import BadInputError
@@ -337,6 +342,7 @@ def test_an_adapter_upload_deletes_only_the_folder_it_made(tmp_path: Path) -> No
     class Store:  # stands in for the chat service: records what it was asked to install
         def __init__(self) -> None:
             self.seen: list[Path] = []
+            self.settings = tiny_settings  # local mode: adding adapters is allowed
 
         def install_adapter(self, source: Path, name: str) -> Any:
             self.seen.append(source)
