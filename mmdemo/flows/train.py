@@ -23,7 +23,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
-from mmdemo.finetune.job import EVENTS, STOP, write_spec
+from mmdemo.finetune.job import EVENTS, STOP, job_environment, write_spec
 from mmdemo.finetune.progress import read_events
 from mmdemo.flows.limits import require_local, require_training
 
@@ -272,7 +272,7 @@ class TrainService:
                     run.error, run.fix = _death_message(run.returncode, run.folder)
 
     def _execute(self, run: Run) -> None:
-        env = dict(os.environ)
+        env = job_environment(os.environ, self.settings)  # no key, password or token
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
         )
