@@ -13,6 +13,7 @@ from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
+from mmdemo.redact import redact_url
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel
@@ -213,7 +214,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     @guarded
     def show_adapter(name: str) -> str:
         if chat.remote is not None:
-            return f"**{name}**, answered by the remote VLM at {chat.remote.endpoint.base_url}"
+            where = redact_url(chat.remote.endpoint.base_url)
+            return f"**{name}**, answered by the remote VLM at {where}"
         info = chat.adapter_info(name)
         if info is None:
             return "The base model with no adapter."
