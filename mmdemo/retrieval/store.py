@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from mmdemo.errors import BadInputError, SettingsError
-from mmdemo.models.files import file_lock
+from mmdemo.models.files import atomic_write, file_lock, fsync_dir
 from mmdemo.retrieval.identity import (
     IndexCorruptError,
     IndexExistsError,
@@ -77,28 +76,6 @@ def validate_name(name: str) -> str:
             fix="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return name
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a file completely under a temporary name, fsync it, then rename it into place."""
-    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class IndexStore:
@@ -354,7 +331,7 @@ class IndexStore:
         """Replace the manifest (the commit point), then delete files it no longer names."""
         payload = manifest.to_json().encode()
         atomic_write(directory / MANIFEST, lambda f: f.write(payload))
-        _fsync_dir(directory)
+        fsync_dir(directory)
         named = {f"{r.name}{ext}" for r in manifest.segments for ext in (".npy", ".json")}
         for path in directory.iterdir():
             stale_segment = path.name.startswith("seg-") and path.name not in named

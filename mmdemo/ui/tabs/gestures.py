@@ -23,6 +23,7 @@ from mmdemo.ui.gestures_view import (
     GestureSession,
     hand_rows,
     summary_md,
+    taught_note,
     taught_rows,
 )
 
@@ -136,9 +137,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
             )
 
     def taught_view(note: str = "") -> tuple[Any, Any, str]:
-        gestures = service.custom.gestures()
+        custom = service.custom
+        gestures = custom.gestures()
         names = [g.name for g in gestures]
-        return taught_rows(gestures), gr.update(choices=names, value=None), note
+        return (
+            taught_rows(gestures),
+            gr.update(choices=names, value=None),
+            taught_note(custom, note),
+        )
 
     @guarded
     def recognise(path: str | None, with_clip: bool) -> tuple[Any, ...]:
