@@ -18,7 +18,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import AdapterError
 from mmdemo.models.archive import PICKLE_SUFFIXES, safe_extract
-from mmdemo.models.files import restore_folders, staging_dir, sweep_staging
+from mmdemo.models.files import restore_folders, staging_dir, sweep_staging, sweep_trash
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "adapters"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -28,6 +28,7 @@ PEFT_PREFIXES = ("lora_", "ia3_", "hada_", "lokr_", "vera_", "oft_", "boft_", "l
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 META = "mmdemo.json"
+TRASH = ".deleting-"  # a deleted adapter's folder, renamed away before it is removed
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class AdapterStore:
         self.root = settings.adapters_dir
         self.builtin_dir = builtin_dir
         self.max_upload_bytes = settings.max_upload_mb * 2**20
+        sweep_trash(self.root, TRASH)  # deletions a crash cut short
 
     def list(self) -> list[AdapterInfo]:
         """All readable adapters, user ones first; unreadable folders are skipped."""
@@ -214,7 +216,7 @@ class AdapterStore:
         info = self.get(name)
         if info.builtin:
             raise AdapterError(f"{name!r} ships with mmdemo and cannot be deleted")
-        trash = info.path.with_name(f".deleting-{name}-{time.time_ns()}")
+        trash = info.path.with_name(f"{TRASH}{name}-{time.time_ns()}")
         info.path.rename(trash)  # atomic: the adapter disappears at once
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -121,6 +121,21 @@ def sweep_staging(parent: Path) -> list[str]:
     return swept
 
 
+def sweep_trash(parent: Path, prefix: str) -> list[str]:
+    """Remove the folders named ``prefix``* in ``parent``: what a deletion that renames a
+    folder away, then removes it, leaves when the process dies in between; the names removed.
+    (Two processes sweeping the same one at once is harmless.)"""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    swept = []
+    for path in parent.iterdir():
+        if path.name.startswith(prefix) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            swept.append(path.name)
+    return swept
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target``, on error it is

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from mmdemo.errors import BadInputError, SettingsError
-from mmdemo.models.files import atomic_write, file_lock, fsync_dir
+from mmdemo.models.files import atomic_write, file_lock, fsync_dir, sweep_trash
 from mmdemo.retrieval.identity import (
     IndexCorruptError,
     IndexExistsError,
@@ -50,6 +50,7 @@ from mmdemo.retrieval.segments import (
 MANIFEST = "manifest.json"
 LOCKS = ".locks"
 FILES = "files"
+TRASH = ".deleted-"  # a deleted index's folder, renamed away before its files are removed
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DTYPES = ("float16", "float32")
 
@@ -84,6 +85,7 @@ class IndexStore:
     def __init__(self, root: Path, config: StoreConfig | None = None) -> None:
         self.root = Path(root)
         self.config = config or StoreConfig()
+        sweep_trash(self.root, TRASH)  # deletions a crash cut short
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -257,7 +259,7 @@ class IndexStore:
         if not self.exists(name):
             self.read_manifest(name)  # raises the not-found error with its fix
         with self.writer(name) as directory:
-            trash = self.root / f".deleted-{directory.name}-{uuid.uuid4().hex[:8]}"
+            trash = self.root / f"{TRASH}{directory.name}-{uuid.uuid4().hex[:8]}"
             directory.rename(trash)  # atomic: the index vanishes at once, then files go
         shutil.rmtree(trash, ignore_errors=True)
 
