@@ -78,6 +78,7 @@ def result_md(status: dict[str, Any] | None) -> str:
         "",
         "It is in the **Adapter** menu of the Visual chat and Arena tabs now: open the menu "
         "and pick it.",
+        *(f"\n_Note: {n}_" for n in status.get("notes") or []),
     ]
     return "\n".join(lines) if status["kind"] == "train" else f"Metrics: {scores}"
 
