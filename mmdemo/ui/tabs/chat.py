@@ -178,8 +178,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
             pending = None if update.metrics else (text, paths, update.text or "…")
             cases = gr.update()
             if update.metrics:
+                # the decoded pictures, not their paths: an index's files live under
+                # MMDEMO_HOME (or a server folder), which Gradio does not serve from
                 cases = [
-                    (c.path, f"{c.name} · {c.score:.2f}") for c in st.session.turns[-1].similar
+                    (c.image, f"{c.name} · {c.score:.2f}") for c in st.session.turns[-1].similar
                 ]
             yield (
                 to_messages(st.session, pending),

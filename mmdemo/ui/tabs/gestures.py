@@ -250,9 +250,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return taught_view(f"Deleted {name}.")
 
     @guarded
-    def export() -> str:
-        out = Path(ctx.settings.home) / "gestures" / "export" / "gestures.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
+    def export(request: gr.Request) -> str:
+        # in the session's scratch folder: one user's export is not another's, and Gradio
+        # serves it wherever MMDEMO_HOME is
+        folder = ctx.session_folders().folder(request.session_hash if request else None)
+        out = folder / "gestures.json"
         out.write_text(service.custom.export_json(), encoding="utf-8")
         return str(out)
 
