@@ -286,12 +286,12 @@ def _store(
     from mmdemo.models.adapters import new_adapter_folder, read_adapter, write_metadata
 
     store_dir, wanted = result.path.parent, result.adapter
-    with new_adapter_folder(store_dir, wanted, builtin) as (name, staging):
-        if name != wanted:
-            result.adapter, result.path = name, store_dir / name
+    with new_adapter_folder(store_dir, wanted, builtin) as (final, staging):
+        if final != wanted:
+            result.adapter, result.path = final, store_dir / final
             result.notes.append(
                 f"an adapter called {wanted!r} appeared while this run trained; it was kept "
-                f"and this one was saved as {name!r}"
+                f"and this one was saved as {final!r}"
             )
         facts = method.save(plan, cfg, staging, work)
         result.report = write_report(run_dir, cfg, result, rows, facts)
