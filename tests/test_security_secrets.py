@@ -4,9 +4,13 @@ password, and a remote server's URL never shows its login or key (labels, errors
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +202,54 @@ def test_the_chat_tab_names_the_remote_vlm_without_its_login(isolated_settings) 
     show = next(f for f in demo.fns.values() if f.name == "show_adapter")
     shown = show.fn("base")
     assert shown == "**base**, answered by the remote VLM at http://***@127.0.0.1:9/v1"
+
+
+class Server(BaseHTTPRequestHandler):
+    """An OpenAI-compatible stand-in: lists one model; under /deny it answers 401 with a
+    message that quotes the URL it was asked with (as some proxies do)."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/deny"):
+            status = 401
+            url = f"http://bob:{SECRET}@{self.headers['Host']}{self.path}"
+            body = {"error": {"message": f"no access for {url}"}}
+        else:
+            status = 200
+            body = {"object": "list", "data": [{"id": "m", "object": "model", "created": 0}]}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_request_logs_and_refusals_show_no_login(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mmdemo.logs import quiet_library_logs
+
+    quiet_library_logs()  # what the app and the CLI run first
+    caplog.set_level(logging.DEBUG)
+    ok = RemoteClient(RemoteEndpoint("box", f"http://bob:{SECRET}@{server}/v1", "m"))
+    assert [m["id"] for m in ok.models()] == ["m"]
+    assert f"GET http://***@{server}/v1/models" in caplog.text  # the client logged it
+    denied = RemoteClient(RemoteEndpoint("box", f"http://bob:{SECRET}@{server}/deny/v1", "m"))
+    with pytest.raises(RemoteError) as caught:
+        denied.models()
+    assert "answered 401: no access for http://***@" in str(caught.value)
+    assert caught.value.fix == "check the API key"
+    assert SECRET not in str(caught.value) and SECRET not in caplog.text
