@@ -23,6 +23,7 @@ from mmdemo.config_checks import (
     trusted_networks,
 )
 from mmdemo.errors import SettingsError
+from mmdemo.redact import redact_url
 
 BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands")
 
@@ -145,12 +146,12 @@ class Settings:
     api_key: str = field(default="", repr=False)
     # an OpenAI-compatible server (vLLM, SGLang, LMDeploy, another mmdemo) that answers in
     # place of the local VLM; adapters are its served model names
-    remote_vlm_url: str = ""
+    remote_vlm_url: str = field(default="", repr=False)  # may carry user:password@
     remote_vlm_key: str = field(default="", repr=False)
     # the remote's name for the base model (empty: the first model it lists)
     remote_vlm_model: str = ""
     # extra arena columns: "label=model@base_url[@KEY_ENV]", comma separated
-    arena_remotes: str = ""
+    arena_remotes: str = field(default="", repr=False)  # its URLs may carry logins
     # /v1 image URLs may point at this machine or a private network (loopback, 10.x,
     # 192.168.x, link-local, cloud metadata ...); off: only public addresses are fetched
     allow_local_urls: bool = False
@@ -228,7 +229,7 @@ class Settings:
             )
         if self.remote_vlm_url and not self.remote_vlm_url.startswith(("http://", "https://")):
             raise SettingsError(
-                f"remote_vlm_url {self.remote_vlm_url!r} is not an http(s) URL",
+                f"remote_vlm_url {redact_url(self.remote_vlm_url)!r} is not an http(s) URL",
                 fix="set MMDEMO_REMOTE_VLM_URL to e.g. http://gpu-box:8000/v1",
             )
         for origin in self.origins:

@@ -66,6 +66,11 @@ class RateLimitedError(MMDemoError):
         self.retry_after = retry_after
 
 
+class DamagedFileError(MMDemoError):
+    """A file mmdemo keeps is damaged (not by its own writes, which are atomic): the feature
+    that reads it is off, the rest of the app works."""
+
+
 class NotAllowedError(MMDemoError):
     """This server's operator turned the action off (hosted mode, training off)."""
 

@@ -137,7 +137,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    _show(service_from(args).custom.gestures())
+    custom = service_from(args).custom
+    if custom.damage is not None:  # the set cannot be read: say so, not "no taught gestures"
+        raise custom.damage
+    _show(custom.gestures())
     return 0
 
 

@@ -4,6 +4,10 @@ The app's training worker starts one per queued run, so a run that runs out of m
 killed never takes the app down, and its memory is returned when it ends. The job reads
 ``spec.json``, appends events to ``events.jsonl`` and stops when ``STOP`` appears in its folder
 (or its parent process is gone).
+
+A job is given what it needs and no secret: ``spec.json`` holds the settings without the
+login, the API keys and the remote servers (a job trains and evaluates locally), and the
+process gets a minimal environment (``job_environment``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,65 @@ EVENTS = "events.jsonl"
 STOP = "STOP"
 
 
+# Settings a job never uses that hold secrets or may (a URL can carry user:password@); fields
+# declared ``repr=False`` (the house mark of a secret) are left out as well
+REMOTE_FIELDS = ("remote_vlm_url", "remote_vlm_key", "remote_vlm_model", "arena_remotes")
+LOGIN_FIELDS = ("auth_user", "auth_password")
+
+# The environment a job keeps: what Python, torch, CUDA, the Hub client and the OS need
+KEEP_ENV = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM"),
+        *("TMPDIR", "TEMP", "TMP", "XDG_CACHE_HOME", "MPLCONFIGDIR", "MALLOC_ARENA_MAX"),
+        *("PYTHONPATH", "PYTHONHOME", "PYTHONUTF8", "PYTHONIOENCODING", "VIRTUAL_ENV"),
+        *("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "TOKENIZERS_PARALLELISM"),
+        *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+        *("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"),
+        *("SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "USERPROFILE"),
+        *("APPDATA", "LOCALAPPDATA", "PROGRAMDATA"),
+    }
+)
+KEEP_ENV_PREFIXES = (
+    *("LC_", "CUDA_", "NVIDIA_", "ROCM_", "HIP_", "HSA_", "NCCL_", "CONDA_"),
+    *("PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "ACCELERATE_", "BNB_"),
+    *("OMP_", "MKL_", "OPENBLAS_", "KMP_", "GOMP_"),
+    *("HF_", "HUGGINGFACE_HUB_", "TRANSFORMERS_"),
+)
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+# the Hub token: a job downloads the base model when it is not cached, as the app would
+HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def job_settings(settings: Settings) -> Settings:
+    """``settings`` less what a job has no use for and must not see: the login, the keys,
+    the remote servers (any field declared ``repr=False`` is blanked too)."""
+    secret = [f.name for f in dataclasses.fields(settings) if not f.repr]
+    return settings.replace(**dict.fromkeys((*secret, *REMOTE_FIELDS, *LOGIN_FIELDS), ""))
+
+
 def settings_dict(settings: Settings) -> dict[str, Any]:
-    data = dataclasses.asdict(settings)
+    data = dataclasses.asdict(job_settings(settings))
     data["home"] = str(settings.home)
     return data
+
+
+def job_environment(environ: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """The environment of a job process: the variables in KEEP_ENV / KEEP_ENV_PREFIXES with no
+    secret-looking name, plus the Hub token unless the app is offline (the job may have to
+    download the base model). Everything else (MMDEMO_*, provider API keys, cloud
+    credentials, the Space's own secrets) stays with the app."""
+    offline = settings.offline or environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true")
+    env = {}
+    for name, value in environ.items():
+        upper = name.upper()
+        if upper in HUB_TOKENS:
+            if not offline:
+                env[name] = value
+            continue
+        kept = name in KEEP_ENV or upper.startswith(KEEP_ENV_PREFIXES)
+        if kept and not any(word in upper for word in SECRET_WORDS):
+            env[name] = value
+    return env
 
 
 def write_spec(run_dir: Path, kind: str, settings: Settings, **payload: Any) -> None:

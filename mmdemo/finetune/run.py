@@ -2,7 +2,9 @@
 
 ``train_adapter`` is what the Train tab's worker process, ``python -m mmdemo train`` and the
 benchmark all call. The adapter is written to a hidden staging folder and renamed into the
-store only when complete, so a crash or a stop never leaves half an adapter behind.
+store only when complete, so a crash or a stop never leaves half an adapter behind. A run
+never replaces an adapter: when its name was taken while it trained (an upload, another
+run), it is stored as ``name-2`` (``-3``...) and its result says so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
 from mmdemo.finetune.progress import Emit, MemorySampler, StepMeter, StopSwitch
+from mmdemo.models.adapters import BUILTIN_DIR, name_taken
 
 
 @dataclass
@@ -129,7 +132,8 @@ def train_adapter(
     # text-only adapters stay with their run: the store serves the VLM
     default_store = env.run_dir / "adapters" if cfg.base == "llm" else settings.adapters_dir
     store_dir = env.adapters_dir or default_store
-    if (store_dir / name).exists():
+    builtin = BUILTIN_DIR if store_dir == settings.adapters_dir else None
+    if name_taken(store_dir, name, builtin):
         raise BadInputError(
             f"an adapter called {name!r} already exists", fix="choose another name or delete it"
         )
@@ -238,12 +242,14 @@ def train_adapter(
     )
     _write_results(env.run_dir, rows)
     stop.check()
-    _store(plan, method, cfg, result, rows, env.run_dir, work, (model_id, family))
+    _store(plan, method, cfg, result, rows, env.run_dir, work, (model_id, family), builtin)
     shutil.rmtree(work, ignore_errors=True)
     emit(
         {
             "type": "done",
-            "adapter": name,
+            "adapter": result.adapter,
+            "requested_name": name,
+            "notes": result.notes,
             "metrics": metrics,
             "path": str(result.path),
             "val_loss": val_loss,
@@ -275,14 +281,22 @@ def _lorafa_optimizer(plan: Any, cfg: TrainConfig, lr: float) -> Any:
     return create_lorafa_optimizer(plan.model, r=cfg.rank, lora_alpha=cfg.alpha, lr=lr)
 
 
-def _store(plan, method, cfg, result, rows, run_dir: Path, work: Path, base: tuple[str, str]):
+def _store(
+    plan, method, cfg, result, rows, run_dir: Path, work: Path, base: tuple[str, str], builtin
+):
     """Save the adapter and its report into a hidden staging folder, then rename it into the
-    store (all or nothing)."""
+    store (all or nothing) under its name, or ``name-2``... when that was taken meanwhile."""
     from mmdemo.finetune.report import REPORT_FILES, write_report
-    from mmdemo.models.adapters import read_adapter, write_metadata
-    from mmdemo.models.files import atomic_folder
+    from mmdemo.models.adapters import new_adapter_folder, read_adapter, write_metadata
 
-    with atomic_folder(result.path) as staging:
+    store_dir, wanted = result.path.parent, result.adapter
+    with new_adapter_folder(store_dir, wanted, builtin) as (final, staging):
+        if final != wanted:
+            result.adapter, result.path = final, store_dir / final
+            result.notes.append(
+                f"an adapter called {wanted!r} appeared while this run trained; it was kept "
+                f"and this one was saved as {final!r}"
+            )
         facts = method.save(plan, cfg, staging, work)
         result.report = write_report(run_dir, cfg, result, rows, facts)
         for name in REPORT_FILES:

@@ -9,10 +9,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.remote import RemoteClient, RemoteEndpoint, openai_messages
+from mmdemo.redact import redact_text, url_host
 
 MAX_REMOTE = 3  # remote columns at once
 
@@ -30,8 +30,7 @@ class RemoteSlot:
 
     @property
     def label(self) -> str:
-        host = urlparse(self.endpoint.base_url).netloc or self.endpoint.base_url
-        return f"{self.endpoint.model or 'its base model'} via {host}"
+        return f"{self.endpoint.model or 'its base model'} via {url_host(self.endpoint.base_url)}"
 
 
 class RemoteRun:
@@ -92,6 +91,6 @@ class RemoteRun:
             decode = time.perf_counter() - (first or started)
             slot.tokens_per_s = slot.tokens / decode if slot.tokens and decode > 0 else 0.0
         except Exception as exc:  # shown in the column; the other columns go on
-            slot.error = str(exc)
+            slot.error = redact_text(str(exc))
         finally:
             slot.done = True

@@ -3,7 +3,9 @@ base model with many LoRAs, or another mmdemo) and the arena's remote columns (G
 Claude through their OpenAI-compatible endpoints).
 
 The official ``openai`` client does the talking; this module only maps mmdemo's messages,
-images and decoding settings onto it and its errors onto ours.
+images and decoding settings onto it and its errors onto ours. A server's URL may carry a
+login (``https://user:pass@host/v1``) or a key in its query: wherever a URL is shown (labels,
+errors, reprs) it goes through ``redact_url`` first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError, SettingsError
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.redact import HIDDEN, redact_text, redact_url
 
 NO_KEY = "none"  # what the client sends to servers that want no key (it insists on one)
 
@@ -40,6 +43,12 @@ class RemoteEndpoint:
     model: str  # the served model name ("" : the first one the server lists)
     key_env: str = ""  # environment variable holding the key ("" : no key needed)
     key: str = ""  # an explicit key (wins over key_env)
+
+    def __repr__(self) -> str:  # the key never, the URL redacted (reprs end up in logs)
+        return (
+            f"RemoteEndpoint(label={self.label!r}, base_url={redact_url(self.base_url)!r}, "
+            f"model={self.model!r}, key_env={self.key_env!r}, key={HIDDEN if self.key else ''!r})"
+        )
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The key to send, NO_KEY when none is needed, None when a needed key is missing."""
@@ -79,7 +88,7 @@ def parse_remotes(spec: str) -> tuple[RemoteEndpoint, ...]:
             url, key_env = head, last
         if not eq or not at or not label.strip() or not url.startswith(("http://", "https://")):
             raise SettingsError(
-                f"arena remote {entry!r} is not label=model@base_url[@KEY_ENV]",
+                f"arena remote {redact_text(entry)!r} is not label=model@base_url[@KEY_ENV]",
                 fix="e.g. MMDEMO_ARENA_REMOTES='my-vllm=base@http://gpu-box:8000/v1'",
             )
         out.append(RemoteEndpoint(label.strip(), url.strip(), model.strip(), key_env.strip()))
@@ -193,7 +202,7 @@ class RemoteClient:
             return self.endpoint.model
         listed = self.models()
         if not listed:
-            raise RemoteError(f"{self.endpoint.base_url} lists no models")
+            raise RemoteError(f"{redact_url(self.endpoint.base_url)} lists no models")
         return str(listed[0]["id"])
 
     def stream(
@@ -234,7 +243,8 @@ class RemoteClient:
 
 
 class _errors:
-    """Turn the openai client's exceptions into RemoteError naming the server and the fix."""
+    """Turn the openai client's exceptions into RemoteError naming the server and the fix,
+    with the URL redacted (the client's own texts and tracebacks may hold it as given)."""
 
     def __init__(self, endpoint: RemoteEndpoint) -> None:
         self.endpoint = endpoint
@@ -245,17 +255,20 @@ class _errors:
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
         import openai
 
-        where = f"{self.endpoint.label} ({self.endpoint.base_url})"
+        where = f"{self.endpoint.label} ({redact_url(self.endpoint.base_url)})"
         if isinstance(exc, openai.APIConnectionError):
             raise RemoteError(
-                f"{where} cannot be reached: {exc}", fix="check the URL and that it is running"
-            ) from exc
+                f"{where} cannot be reached: {redact_text(str(exc))}",
+                fix="check the URL and that it is running",
+            ) from None  # the cause's text may hold the URL as given
         if isinstance(exc, openai.APIStatusError):
-            message = _message_of(exc)
+            message = redact_text(_message_of(exc))
             if exc.status_code == 404:
-                raise BadInputError(f"{where} has no such model: {message}") from exc
+                raise BadInputError(f"{where} has no such model: {message}") from None
             fix = "check the API key" if exc.status_code in (401, 403) else None
-            raise RemoteError(f"{where} answered {exc.status_code}: {message}", fix=fix) from exc
+            raise RemoteError(f"{where} answered {exc.status_code}: {message}", fix=fix) from None
+        if isinstance(exc, openai.OpenAIError):
+            raise RemoteError(f"{where} failed: {redact_text(str(exc))}") from None
         return False
 
 

@@ -24,9 +24,10 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
-from mmdemo.finetune.job import EVENTS, STOP, write_spec
+from mmdemo.finetune.job import EVENTS, STOP, job_environment, write_spec
 from mmdemo.finetune.progress import read_events
 from mmdemo.flows.limits import require_local, require_training
+from mmdemo.models.adapters import BUILTIN_DIR, name_taken
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 30.0  # then the job is terminated
@@ -59,6 +60,7 @@ class Run:
     rank_scores: dict[str, Any] = field(default_factory=dict)  # DyLoRA: metrics per rank
     error: str = ""
     fix: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. the adapter saved under a new name
     returncode: int | None = None
     pid: int | None = None  # the job's process while it runs
     offset: int = 0  # bytes of events.jsonl already read
@@ -87,6 +89,7 @@ class Run:
             self.metrics = dict(event.get("metrics") or {})
             self.val_loss = event.get("val_loss")
             self.rank_scores = dict(event.get("rank_scores") or {})
+            self.notes = [str(n) for n in event.get("notes") or []]
             self.error = str(event.get("message") or "") if kind != "done" else ""
             self.fix = str(event.get("fix") or "")
             self.phase = {"done": "finished", "stopped": "stopped"}.get(kind, "failed")
@@ -112,6 +115,7 @@ class Run:
             "info": self.info,
             "error": self.error,
             "fix": self.fix,
+            "notes": list(self.notes),
             "report": str(report) if report.is_file() else "",
             "request": self.request,
             "elapsed_s": round((self.finished or time.time()) - (self.started or time.time()), 1),
@@ -144,7 +148,7 @@ class TrainService:
                 f"dataset {cfg.dataset!r} does not exist",
                 fix="give builtin, a JSONL file, or a folder with a JSONL, VQA-RAD or SLAKE copy",
             )
-        if cfg.name and (self.settings.adapters_dir / cfg.name).exists():
+        if cfg.name and name_taken(self.settings.adapters_dir, cfg.name, BUILTIN_DIR):
             raise BadInputError(
                 f"an adapter called {cfg.name!r} already exists",
                 fix="choose another name or delete that adapter first",
@@ -284,7 +288,7 @@ class TrainService:
                     run.error, run.fix = _death_message(run.returncode, run.folder)
 
     def _execute(self, run: Run) -> None:
-        env = dict(os.environ)
+        env = job_environment(os.environ, self.settings)  # no key, password or token
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
         )

@@ -7,10 +7,13 @@ lives next to the weights; there is no second registry. Pickled weights are neve
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,14 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import AdapterError
 from mmdemo.models.archive import PICKLE_SUFFIXES, safe_extract
-from mmdemo.models.files import restore_folders, staging_dir, sweep_staging
+from mmdemo.models.files import (
+    LOCKS,
+    file_lock,
+    restore_folders,
+    staging_dir,
+    sweep_staging,
+    sweep_trash,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "adapters"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -28,6 +38,7 @@ PEFT_PREFIXES = ("lora_", "ia3_", "hada_", "lokr_", "vera_", "oft_", "boft_", "l
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 META = "mmdemo.json"
+TRASH = ".deleting-"  # a deleted adapter's folder, renamed away before it is removed
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,49 @@ def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> 
     )
 
 
+def install_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Held while a new adapter takes its name in ``root`` (uploads and finished runs, in any
+    process), so two of them never end up with the same name."""
+    return file_lock(Path(root) / LOCKS / "install.lock")
+
+
+def name_taken(root: Path, name: str, builtin_dir: Path | None = None) -> bool:
+    """An adapter (or anything) has ``name`` in ``root``, or a built-in adapter has it."""
+    if (Path(root) / name).exists():
+        return True
+    return builtin_dir is not None and (Path(builtin_dir) / name).is_dir()
+
+
+def free_name(root: Path, name: str, builtin_dir: Path | None = None) -> str:
+    """``name``, or ``name-2``, ``name-3``... the first one no adapter has."""
+    candidate, n = name, 1
+    while name_taken(root, candidate, builtin_dir):
+        n += 1
+        candidate = f"{name[: 63 - len(str(n))]}-{n}"
+    return candidate
+
+
+@contextlib.contextmanager
+def new_adapter_folder(
+    root: Path, name: str, builtin_dir: Path | None = None
+) -> Iterator[tuple[str, Path]]:
+    """Yield (a free name: ``name`` or ``name-2``..., an empty staging folder) and, when the
+    block succeeds, rename the folder to that name in ``root``. The install lock is held
+    throughout, so an adapter that appeared meanwhile keeps its name and is never replaced;
+    on error (or a crash) nothing is installed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with install_lock(root):
+        final = free_name(root, name, builtin_dir)
+        staging = staging_dir(root, final)
+        try:
+            yield final, staging
+            os.rename(staging, root / final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
 class AdapterStore:
     """Adapters under ``MMDEMO_HOME/adapters`` (user) and ``assets/adapters`` (built in)."""
 
@@ -138,6 +192,7 @@ class AdapterStore:
         self.root = settings.adapters_dir
         self.builtin_dir = builtin_dir
         self.max_upload_bytes = settings.max_upload_mb * 2**20
+        sweep_trash(self.root, TRASH)  # deletions a crash cut short
 
     def list(self) -> list[AdapterInfo]:
         """All readable adapters, user ones first; unreadable folders are skipped."""
@@ -205,7 +260,13 @@ class AdapterStore:
                     },
                 )
             target = self.root / name
-            folder.rename(target)
+            with install_lock(self.root):  # a run finishing now cannot take the name too
+                if name_taken(self.root, name, self.builtin_dir):
+                    raise AdapterError(
+                        f"an adapter called {name!r} appeared while this one was unpacked",
+                        fix="choose another name",
+                    )
+                folder.rename(target)
             return read_adapter(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -214,7 +275,7 @@ class AdapterStore:
         info = self.get(name)
         if info.builtin:
             raise AdapterError(f"{name!r} ships with mmdemo and cannot be deleted")
-        trash = info.path.with_name(f".deleting-{name}-{time.time_ns()}")
+        trash = info.path.with_name(f"{TRASH}{name}-{time.time_ns()}")
         info.path.rename(trash)  # atomic: the adapter disappears at once
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Folder writes that are all-or-nothing, and locks across processes (on any OS, via filelock).
+"""File and folder writes that are all-or-nothing, and locks across processes (any OS, filelock).
 
 ``atomic_folder`` builds the new folder under a temporary name beside the target, then swaps
 it in with two renames: the old folder is renamed aside, then the new one takes its name.
@@ -17,8 +17,10 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -119,6 +121,21 @@ def sweep_staging(parent: Path) -> list[str]:
     return swept
 
 
+def sweep_trash(parent: Path, prefix: str) -> list[str]:
+    """Remove the folders named ``prefix``* in ``parent``: what a deletion that renames a
+    folder away, then removes it, leaves when the process dies in between; the names removed.
+    (Two processes sweeping the same one at once is harmless.)"""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    swept = []
+    for path in parent.iterdir():
+        if path.name.startswith(prefix) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            swept.append(path.name)
+    return swept
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target``, on error it is
@@ -156,3 +173,27 @@ def _swap_in(new: Path, target: Path) -> None:
             raise
         if had_old:
             shutil.rmtree(aside, ignore_errors=True)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file completely under a temporary name in its folder, fsync it, then rename it
+    into place: a crash at any point leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames in ``directory`` durable (they live in the folder's own entry)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -18,11 +18,12 @@ import numpy as np
 
 from mmdemo.errors import BadInputError
 from mmdemo.images import decode, read_file
+from mmdemo.models.files import atomic_write
 from mmdemo.retrieval import embed as emb
 from mmdemo.retrieval.identity import ModelIdentity
 from mmdemo.retrieval.scan import Scan, scan_sources, sha256
 from mmdemo.retrieval.segments import Snapshot
-from mmdemo.retrieval.store import IndexStore, atomic_write
+from mmdemo.retrieval.store import IndexStore
 from mmdemo.retrieval.types import AddReport, Progress, ProgressFn, Skipped
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from mmdemo.models.files import atomic_write
 from mmdemo.retrieval.calibrate import calibrate, sample_queries
 from mmdemo.retrieval.exact import exact_search, sample_vectors, topk
 from mmdemo.retrieval.segments import Snapshot
-from mmdemo.retrieval.store import atomic_write
 
 # (snapshot) -> text embeddings of fixed captions for calibration, or None when unavailable
 TextQueries = Callable[[Snapshot], "np.ndarray | None"]

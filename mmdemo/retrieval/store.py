@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from mmdemo.errors import BadInputError, SettingsError
-from mmdemo.models.files import file_lock
+from mmdemo.models.files import atomic_write, file_lock, fsync_dir, sweep_trash
 from mmdemo.retrieval.identity import (
     IndexCorruptError,
     IndexExistsError,
@@ -51,6 +50,7 @@ from mmdemo.retrieval.segments import (
 MANIFEST = "manifest.json"
 LOCKS = ".locks"
 FILES = "files"
+TRASH = ".deleted-"  # a deleted index's folder, renamed away before its files are removed
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DTYPES = ("float16", "float32")
 
@@ -79,34 +79,13 @@ def validate_name(name: str) -> str:
     return name
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a file completely under a temporary name, fsync it, then rename it into place."""
-    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class IndexStore:
     """All indexes under one folder. Thread- and process-safe; holds no loaded data itself."""
 
     def __init__(self, root: Path, config: StoreConfig | None = None) -> None:
         self.root = Path(root)
         self.config = config or StoreConfig()
+        sweep_trash(self.root, TRASH)  # deletions a crash cut short
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -280,7 +259,7 @@ class IndexStore:
         if not self.exists(name):
             self.read_manifest(name)  # raises the not-found error with its fix
         with self.writer(name) as directory:
-            trash = self.root / f".deleted-{directory.name}-{uuid.uuid4().hex[:8]}"
+            trash = self.root / f"{TRASH}{directory.name}-{uuid.uuid4().hex[:8]}"
             directory.rename(trash)  # atomic: the index vanishes at once, then files go
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -354,7 +333,7 @@ class IndexStore:
         """Replace the manifest (the commit point), then delete files it no longer names."""
         payload = manifest.to_json().encode()
         atomic_write(directory / MANIFEST, lambda f: f.write(payload))
-        _fsync_dir(directory)
+        fsync_dir(directory)
         named = {f"{r.name}{ext}" for r in manifest.segments for ext in (".npy", ".json")}
         for path in directory.iterdir():
             stale_segment = path.name.startswith("seg-") and path.name not in named

@@ -24,7 +24,11 @@ from mmdemo.ui.uploads import upload_path
 
 
 def taught_list(service: GestureService) -> list[dict[str, Any]]:
-    """Every taught gesture: name, example count, training accuracy."""
+    """Every taught gesture: name, example count, training accuracy; a set that cannot be
+    read is one entry saying why ({"error", "fix"}): taught gestures are off meanwhile."""
+    damage = service.custom.damage
+    if damage is not None:
+        return [{"error": damage.message, "fix": damage.fix}]
     return [
         {"name": g.name, "examples": g.examples, "train_accuracy": round(g.train_accuracy, 4)}
         for g in service.custom.gestures()
@@ -72,7 +76,8 @@ def register_api(ctx: AppContext, limits: dict[str, Any], heavy: dict[str, Any])
         return {"deleted": name.strip(), "gestures": taught_list(service)}
 
     def gesture_list() -> list[dict]:
-        """Every taught gesture: name, examples, train_accuracy."""
+        """Every taught gesture: name, examples, train_accuracy (or, when the set on the
+        server cannot be read, one {"error", "fix"} entry)."""
         return taught_list(service)
 
     def gesture_export(request: gr.Request = None) -> dict:  # type: ignore[assignment]

@@ -44,6 +44,14 @@ def taught_rows(gestures: list[Any]) -> list[list[Any]]:
     return [[g.name, g.examples, f"{g.train_accuracy:.0%}"] for g in gestures]
 
 
+def taught_note(custom: Any, note: str = "") -> str:
+    """What the taught-gesture section says: ``note``, after why taught gestures are off when
+    the set on the server cannot be read."""
+    if custom.damage is None:
+        return note
+    return f"**Taught gestures are off:** {custom.damage}" + (f"\n\n{note}" if note else "")
+
+
 def summary_md(hands: tuple[HandResult, ...], notes: tuple[str, ...], seconds: float = 0) -> str:
     if hands:
         names = ", ".join(f"**{h.label}** ({h.confidence:.0%})" for h in hands)

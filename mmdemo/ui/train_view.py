@@ -78,6 +78,7 @@ def result_md(status: dict[str, Any] | None) -> str:
         "",
         "It is in the **Adapter** menu of the Visual chat and Arena tabs now: open the menu "
         "and pick it.",
+        *(f"\n_Note: {n}_" for n in status.get("notes") or []),
     ]
     return "\n".join(lines) if status["kind"] == "train" else f"Metrics: {scores}"
 
@@ -93,15 +94,24 @@ def report_text(status: dict[str, Any] | None) -> str:
     return "\n".join(line for line in lines if not line.startswith("!["))
 
 
-def report_images(status: dict[str, Any] | None) -> list[tuple[str, str]]:
+def report_images(status: dict[str, Any] | None) -> list[tuple[Any, str]]:
+    """The report's pictures as images with their captions. Read here, not passed as paths:
+    a run's folder is under MMDEMO_HOME, which Gradio does not serve files from."""
     from pathlib import Path
+
+    from PIL import Image
 
     path = (status or {}).get("report")
     if not path:
         return []
     folder = Path(path).parent
     names = {"loss.png": "training loss", "scores.png": "held-out scores", "ranks.png": "per rank"}
-    return [(str(folder / n), label) for n, label in names.items() if (folder / n).is_file()]
+    items = []
+    for name, label in names.items():
+        if (folder / name).is_file():
+            with Image.open(folder / name) as picture:
+                items.append((picture.convert("RGB"), label))
+    return items
 
 
 def bakeoff_rows(statuses: list[dict[str, Any]]) -> list[list[Any]]:

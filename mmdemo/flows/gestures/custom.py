@@ -1,9 +1,12 @@
 """Teach a gesture: a few examples -> a small classifier over the taught gestures.
 
 Taught gestures live in one shared set, ``MMDEMO_HOME/gestures/custom.json`` (landmark
-examples, never images), written atomically. Training adds augmented copies of each example
-(tilt, scale, jitter, mirroring) and built-in synthetic hands as "other", so the taught
-classifier answers only for what it was taught. Sets export to and import from that JSON.
+examples, never images), written atomically (a crash leaves the old set or the new one). A
+set that cannot be read (damaged outside mmdemo) turns taught gestures off with a message
+saying why; built-in gestures never depend on it. Training adds augmented copies of each
+example (tilt, scale, jitter, mirroring) and built-in synthetic hands as "other", so the
+taught classifier answers only for what it was taught. Sets export to and import from that
+JSON.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdemo.errors import BadInputError
+from mmdemo.errors import BadInputError, DamagedFileError
 from mmdemo.flows.gestures.classifier import GestureModel, TrainConfig, train
 from mmdemo.flows.gestures.features import augment, features
 from mmdemo.flows.gestures.motion import MOVING
 from mmdemo.flows.gestures.vocabulary import BUILTIN_NAMES, NONE
+from mmdemo.models.files import atomic_write, fsync_dir
 
 FORMAT = "mmdemo-gestures"
 MIN_EXAMPLES, MAX_EXAMPLES = 5, 20
@@ -69,9 +73,30 @@ class CustomGestures:
         self._accuracy: dict[str, float] = {}
         self._model: GestureModel | None = None
         self._negatives: np.ndarray | None = None
-        if self.path.is_file():
-            self._read(self.path.read_text(encoding="utf-8"), self.path.name, merge=False)
-            self._fit()
+        # why the set on disk cannot be read (None: it can); taught gestures are off then
+        self.damage: DamagedFileError | None = None
+        self._damaged_stamp: tuple[int, int] | None = None
+        try:
+            if self.path.is_file():
+                text = self.path.read_text(encoding="utf-8")
+                self._examples = self._parse(text, self.path.name, {})
+                self._model, self._accuracy = self._trained(self._examples)
+        except Exception as exc:  # whatever is wrong with the file, built-ins go on
+            self._examples = {}
+            self._model, self._accuracy = None, {}
+            self.damage = DamagedFileError(
+                f"the taught-gesture set {self.path.parent.name}/{self.path.name} cannot be read "
+                f"({getattr(exc, 'message', exc)}); taught gestures are off, built-in "
+                "gestures work as usual",
+                fix=f"restore {self.path.name} from a backup or an export, or move it aside "
+                "to start a new set",
+            )
+            self._damaged_stamp = _stamp(self.path)
+
+    @property
+    def stale(self) -> bool:
+        """The set was damaged and its file has changed since (restored or moved aside)."""
+        return self.damage is not None and _stamp(self.path) != self._damaged_stamp
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -91,6 +116,7 @@ class CustomGestures:
     ) -> list[TaughtGesture]:
         """Add gesture ``name`` from normalised example hands and retrain."""
         with self._lock:
+            self._writable()
             name = check_name(name, self.names, replace)
             if len(hands) < MIN_EXAMPLES:
                 raise BadInputError(
@@ -108,36 +134,49 @@ class CustomGestures:
                     f"the set already has {MAX_GESTURES} taught gestures",
                     fix="delete one first",
                 )
-            self._examples = {k: v for k, v in self._examples.items() if k.lower() != name.lower()}
-            self._examples[name] = np.asarray(hands, dtype=np.float32)
-            self._fit()
-            self._save()
+            examples = {k: v for k, v in self._examples.items() if k.lower() != name.lower()}
+            examples[name] = np.asarray(hands, dtype=np.float32)
+            self._commit(examples)
             return self.gestures()
 
     def delete(self, name: str) -> list[TaughtGesture]:
         with self._lock:
+            self._writable()
             if name not in self._examples:
                 raise BadInputError(
                     f"no taught gesture is called {name!r}", fix="pick one from the list"
                 )
-            del self._examples[name]
-            self._fit()
-            self._save()
+            self._commit({k: v for k, v in self._examples.items() if k != name})
             return self.gestures()
 
     def export_json(self) -> str:
         with self._lock:
-            return self._dump()
+            self._writable()  # an empty export of a damaged set would look like a real one
+            return _dump(self._examples)
 
     def import_json(self, text: str, source: str = "file") -> list[TaughtGesture]:
         """Merge a set exported by ``export_json``; names already taught are replaced."""
         with self._lock:
-            self._read(text, source, merge=True)
-            self._fit()
-            self._save()
+            self._writable()
+            self._commit(self._parse(text, source, self._examples))
             return self.gestures()
 
-    def _read(self, text: str, source: str, merge: bool) -> None:
+    def _writable(self) -> None:
+        if self.damage is not None:
+            raise self.damage
+
+    def _commit(self, examples: dict[str, np.ndarray]) -> None:
+        """Train on ``examples``, save them, then make them the set (a failed save changes
+        nothing, on disk or in memory)."""
+        model, accuracy = self._trained(examples)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = _dump(examples).encode("utf-8")
+        atomic_write(self.path, lambda f: f.write(payload))
+        fsync_dir(self.path.parent)
+        self._examples, self._model, self._accuracy = examples, model, accuracy
+
+    def _parse(self, text: str, source: str, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gestures of an exported set, merged over ``base`` (checked, not yet kept)."""
         fix = (
             "export the set again with mmdemo (Gestures tab or `python -m mmdemo gestures export`)"
         )
@@ -149,8 +188,11 @@ class CustomGestures:
             ) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BadInputError(f"{source} is not an mmdemo gesture set", fix=fix)
+        items = data.get("gestures", [])
+        if not isinstance(items, list):
+            raise BadInputError(f"{source}: 'gestures' is not a list", fix=fix)
         found: dict[str, np.ndarray] = {}
-        for item in data.get("gestures", []):
+        for item in items:
             try:
                 name = check_name(item["name"], (), replace=True)
                 ex = np.asarray(item["examples"], dtype=np.float32)
@@ -167,38 +209,41 @@ class CustomGestures:
                     f"{source}: gesture {name!r} has examples of shape {ex.shape}", fix=fix
                 )
             found[name] = ex
-        merged = {**self._examples, **found} if merge else found
+        merged = {**base, **found}
         if len(merged) > MAX_GESTURES:
             raise BadInputError(
                 f"{source} would make {len(merged)} taught gestures",
                 fix=f"keep at most {MAX_GESTURES}",
             )
-        self._examples = merged
+        return merged
 
-    def _fit(self) -> None:
-        if not self._examples:
-            self._model, self._accuracy = None, {}
-            return
+    def _trained(
+        self, examples: dict[str, np.ndarray]
+    ) -> tuple[GestureModel | None, dict[str, float]]:
+        """The classifier over ``examples`` and its accuracy on each gesture's examples."""
+        if not examples:
+            return None, {}
         rng = np.random.default_rng(0)
         parts, labels = [], []
-        for name, ex in self._examples.items():
+        for name, ex in examples.items():
             parts.append(augment(rng, ex, 60))
             labels += [name] * (len(ex) * 60)
         positives = np.concatenate(parts)
         negatives = self._other_hands(rng)
         # built-in hands that look like a taught example are not counted against it
-        pos_feat = features(np.concatenate([e for e in self._examples.values()]))
+        pos_feat = features(np.concatenate(list(examples.values())))
         neg_feat = features(negatives)
         d = np.linalg.norm(neg_feat[:, None, :60] - pos_feat[None, :, :60], axis=-1).min(1)
         neg_feat = neg_feat[d > 1.0]
         x = np.concatenate([features(positives), neg_feat])
         y = labels + [OTHER] * len(neg_feat)
-        classes = (*self._examples, OTHER)
-        self._model = train(x, y, classes, TrainConfig(hidden=(64,), epochs=12, seed=0))
-        self._accuracy = {}
-        for name, ex in self._examples.items():
-            pred = self._model.probabilities(features(ex)).argmax(1)
-            self._accuracy[name] = float(np.mean([classes[p] == name for p in pred]))
+        classes = (*examples, OTHER)
+        model = train(x, y, classes, TrainConfig(hidden=(64,), epochs=12, seed=0))
+        accuracy = {}
+        for name, ex in examples.items():
+            pred = model.probabilities(features(ex)).argmax(1)
+            accuracy[name] = float(np.mean([classes[p] == name for p in pred]))
+        return model, accuracy
 
     def _other_hands(self, rng: np.random.Generator) -> np.ndarray:
         if self._negatives is None:
@@ -209,14 +254,16 @@ class CustomGestures:
             self._negatives = normalise(lm).astype(np.float32)
         return self._negatives
 
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".partial")
-        tmp.write_text(self._dump(), encoding="utf-8")
-        tmp.replace(self.path)
 
-    def _dump(self) -> str:
-        gestures = [
-            {"name": n, "examples": np.round(e, 5).tolist()} for n, e in self._examples.items()
-        ]
-        return json.dumps({"format": FORMAT, "version": 1, "gestures": gestures})
+def _dump(examples: dict[str, np.ndarray]) -> str:
+    gestures = [{"name": n, "examples": np.round(e, 5).tolist()} for n, e in examples.items()]
+    return json.dumps({"format": FORMAT, "version": 1, "gestures": gestures})
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(modified ns, size) of a file, None when it is not there."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

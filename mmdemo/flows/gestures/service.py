@@ -70,8 +70,9 @@ class GestureService:
 
     @property
     def custom(self) -> CustomGestures:
+        """The taught set; one that could not be read is read again once its file changes."""
         with self._lock:
-            if self._custom is None:
+            if self._custom is None or self._custom.stale:
                 self._custom = CustomGestures(self.custom_path)
             return self._custom
 
@@ -161,6 +162,8 @@ class GestureService:
                 "no hand was found: show one hand, palm or back towards the camera, well lit, "
                 "filling at least a tenth of the picture"
             )
+        if self.custom.damage is not None:
+            notes.append(str(self.custom.damage))
         annotated = draw_hands(image, hands)
         return ImageResult(
             tuple(hands),

@@ -13,6 +13,7 @@ from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
+from mmdemo.redact import redact_url
 from mmdemo.ui.common import guarded, guarded_stream, seconds
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs import adapters_panel
@@ -177,8 +178,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
             pending = None if update.metrics else (text, paths, update.text or "…")
             cases = gr.update()
             if update.metrics:
+                # the decoded pictures, not their paths: an index's files live under
+                # MMDEMO_HOME (or a server folder), which Gradio does not serve from
                 cases = [
-                    (c.path, f"{c.name} · {c.score:.2f}") for c in st.session.turns[-1].similar
+                    (c.image, f"{c.name} · {c.score:.2f}") for c in st.session.turns[-1].similar
                 ]
             yield (
                 to_messages(st.session, pending),
@@ -213,7 +216,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     @guarded
     def show_adapter(name: str) -> str:
         if chat.remote is not None:
-            return f"**{name}**, answered by the remote VLM at {chat.remote.endpoint.base_url}"
+            where = redact_url(chat.remote.endpoint.base_url)
+            return f"**{name}**, answered by the remote VLM at {where}"
         info = chat.adapter_info(name)
         if info is None:
             return "The base model with no adapter."

@@ -23,6 +23,7 @@ from mmdemo.ui.gestures_view import (
     GestureSession,
     hand_rows,
     summary_md,
+    taught_note,
     taught_rows,
 )
 
@@ -154,9 +155,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
             )
 
     def taught_view(note: str = "") -> tuple[Any, Any, str]:
-        gestures = service.custom.gestures()
+        custom = service.custom
+        gestures = custom.gestures()
         names = [g.name for g in gestures]
-        return taught_rows(gestures), gr.update(choices=names, value=None), note
+        return (
+            taught_rows(gestures),
+            gr.update(choices=names, value=None),
+            taught_note(custom, note),
+        )
 
     @guarded
     def recognise(path: str | None, with_clip: bool) -> tuple[Any, ...]:
@@ -262,9 +268,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return taught_view(f"Deleted {name}.")
 
     @guarded
-    def export() -> str:
-        out = Path(ctx.settings.home) / "gestures" / "export" / "gestures.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
+    def export(request: gr.Request) -> str:
+        # in the session's scratch folder: one user's export is not another's, and Gradio
+        # serves it wherever MMDEMO_HOME is
+        folder = ctx.session_folders().folder(request.session_hash if request else None)
+        out = folder / "gestures.json"
         out.write_text(service.custom.export_json(), encoding="utf-8")
         return str(out)
 
