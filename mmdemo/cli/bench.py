@@ -16,6 +16,7 @@ BENCHES = {
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
     "finetune": "mmdemo.bench.finetune",
+    "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
 }
@@ -55,4 +56,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.write:
         for table in tables:
             print(f"written to {write_section(table)}")
+        if hasattr(module, "write_extra"):  # finetune-sweep: the defaults table in the code
+            print(f"written to {module.write_extra(tables)}")
     return 0

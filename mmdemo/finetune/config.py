@@ -52,7 +52,7 @@ class TrainConfig:
     eval_limit: int = 0  # evaluate on at most this many test questions (0: all)
     export_rank: int = 64  # full-parameter methods: rank of the LoRA the weight change becomes
     bf16: str = "auto"  # auto: bf16 autocast where the device has native bf16; on; off
-    mezo_eps: float = 1e-3  # MeZO perturbation size
+    mezo_eps: float = 0.0  # MeZO perturbation size (0: the method's default)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
 

@@ -79,8 +79,9 @@ def generate_answers(
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    bf16: bool = False,
 ) -> list[str]:
-    """Greedy answers, batched with left padding."""
+    """Greedy answers, batched with left padding (``bf16``: under bf16 autocast)."""
     import torch
 
     if max_new_tokens is None:
@@ -94,7 +95,8 @@ def generate_answers(
         inputs = {
             k: v.to(device) if hasattr(v, "to") else v for k, v in collator.prompts(part).items()
         }
-        with torch.inference_mode():
+        autocast = torch.autocast(device.split(":")[0], torch.bfloat16, enabled=bf16)
+        with torch.inference_mode(), autocast:
             out = model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
@@ -114,9 +116,11 @@ def evaluate(
     examples: Sequence[Example],
     device: str,
     progress: Callable[[int, int], None] | None = None,
+    bf16: bool = False,
 ) -> tuple[dict[str, float], list[Scored]]:
-    """Metrics and per-question results of ``model`` on ``examples``."""
-    predictions = generate_answers(model, collator, examples, device, progress=progress)
+    """Metrics and per-question results of ``model`` on ``examples`` (``bf16``: the answers
+    are generated under bf16 autocast, as the run trained)."""
+    predictions = generate_answers(model, collator, examples, device, progress=progress, bf16=bf16)
     rows = [score(ex, p) for ex, p in zip(examples, predictions, strict=True)]
     return summarize(rows), rows
 

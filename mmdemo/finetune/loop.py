@@ -180,7 +180,7 @@ def mezo_stage(
             raise TrainingStopped("the run was stopped before it finished")
         batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in next(batches).items()}
         seed = rng.randrange(2**31)
-        eps = cfg.mezo_eps
+        eps = cfg.mezo_eps or plan.mezo_eps
         nudge(seed, eps)
         plus = loss_of(batch)
         nudge(seed, -2 * eps)
@@ -194,9 +194,15 @@ def mezo_stage(
 
 
 def validation_loss(
-    model: Any, collator: Collator, examples: Sequence[Example], device: str, limit: int = 64
+    model: Any,
+    collator: Collator,
+    examples: Sequence[Example],
+    device: str,
+    limit: int = 64,
+    bf16: bool = False,
 ) -> float | None:
-    """Mean loss on (up to ``limit``) held-out examples."""
+    """Mean loss on (up to ``limit``) held-out examples (``bf16``: under bf16 autocast, as
+    the run trained and as the app serves on hardware with native bf16)."""
     import torch
 
     chosen = list(examples)[:limit]
@@ -205,7 +211,8 @@ def validation_loss(
     model.eval()
     total = 0.0
     batches = [chosen[i : i + 8] for i in range(0, len(chosen), 8)]
-    with torch.no_grad():
+    autocast = torch.autocast(device.split(":")[0], torch.bfloat16, enabled=bf16)
+    with torch.no_grad(), autocast:
         for part in batches:
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in collator(part).items()}
             total += float(model(**batch).loss) * len(part)

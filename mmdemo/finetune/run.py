@@ -155,6 +155,9 @@ def train_adapter(
     model, processor, family, model_id = load_base(
         cfg, settings, device, method.load_kwargs(device)
     )
+    # the process with the base model loaded, before any training state: the bake-off reports
+    # each method's peak above this, so the runtime and the model do not hide the differences
+    model_memory = MemorySampler(device).current()
     collator = Collator(processor, with_images=cfg.base == "vlm", max_side=settings.max_image_side)
     model_params = sum(p.numel() for p in model.parameters())
     stages, notes = [], []
@@ -196,6 +199,7 @@ def train_adapter(
             "device": device,
             "data": "; ".join(descriptions),
             "inference_memory_bytes": inference_memory,
+            "model_memory_bytes": model_memory,
         }
     )
     with MemorySampler(device) as memory:
@@ -211,19 +215,19 @@ def train_adapter(
     train_seconds = time.perf_counter() - started
     stop.check()
     emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(test)} questions"})
-    val_loss = validation_loss(plan.model, collator, final["validation"], device)
+    val_loss = validation_loss(plan.model, collator, final["validation"], device, bf16=bf16)
 
     def eval_progress(done: int, of: int) -> None:
         emit({"type": "eval_progress", "done": done, "of": of})
 
     metrics, rows = (
-        evaluate(plan.model, collator, test, device, eval_progress) if test else ({}, [])
+        evaluate(plan.model, collator, test, device, eval_progress, bf16) if test else ({}, [])
     )
     rank_scores = {}
     for rank in method.rank_variants(plan, cfg):
         stop.check()
         method.set_rank(plan, rank)
-        rank_scores[rank], _ = evaluate(plan.model, collator, test, device)
+        rank_scores[rank], _ = evaluate(plan.model, collator, test, device, bf16=bf16)
     method.set_rank(plan, cfg.rank)
     result = RunResult(
         adapter=name,

@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.defaults import Defaults
     from mmdemo.finetune.targets import Targets
-
-
-SMALL_MODEL = 50_000_000  # parameters; below this the tiny-model learning rates apply
 
 
 @dataclass(frozen=True)
@@ -79,18 +77,24 @@ class Plan:
     trainable: int = 0
     total: int = 0
     extra: Any = None  # method-specific state (DyLoRA's rank mask, MeZO's parameters)
+    mezo_eps: float = 0.0  # MeZO's default perturbation size for this model
 
 
 class Method:
     """Defaults shared by every method; each module overrides what differs."""
 
     name = ""
-    default_lr = 1e-4  # for real-size models
-    small_lr = 1e-3  # for models under SMALL_MODEL parameters (tiny builds learn from scratch)
+
+    def defaults(self, params: int) -> Defaults:
+        """The method's default hyperparameters for a model of ``params`` parameters (the one
+        table in ``mmdemo.finetune.defaults``, written by the sweep)."""
+        from mmdemo.finetune.defaults import defaults_for
+
+        return defaults_for(self.name, params)
 
     def lr_for(self, params: int) -> float:
         """The method's default peak learning rate for a model of ``params`` parameters."""
-        return self.small_lr if params < SMALL_MODEL else self.default_lr
+        return self.defaults(params).lr
 
     def check(self, device: str) -> None:
         """Raise MethodUnavailableError when this device cannot run the method."""

@@ -17,9 +17,6 @@ TRAINING_NAME = "training"
 
 
 class Bottleneck(Method):
-    default_lr = 3e-4
-    small_lr = 3e-3
-
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         if not targets.mlp_blocks:
             raise BadInputError("no MLP blocks found in the language model for bottleneck adapters")

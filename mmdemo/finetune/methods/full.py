@@ -66,14 +66,20 @@ class FullAdamW(FullParameter):
     """Plain full fine-tuning: gradients and two AdamW moments for every trained weight."""
 
     optim = "adamw_torch"
-    default_lr = 1e-5
-    small_lr = 1e-3
 
 
 class LOMO(FullParameter):
     optim = "lomo"
-    default_lr = 1e-3
-    small_lr = 1e-2
+
+    def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
+        plan = super().prepare(model, cfg, targets, work)
+        if self.optim == "lomo":
+            # made here (the Trainer's own LOMO takes no clip): the gradient-norm clip from
+            # the defaults table; the Trainer still fuses the update into the backward pass
+            chosen = self.defaults(plan.total)
+            clip = float(cfg.extra.get("lomo_clip", chosen.lomo_clip))
+            plan.optimizer = _lomo(model, cfg.lr or chosen.lr, clip)
+        return plan
 
     def check(self, device: str) -> None:
         import importlib.util
@@ -84,10 +90,24 @@ class LOMO(FullParameter):
             )
 
 
+def _lomo(model: Any, lr: float, clip: float) -> Any:
+    """lomo-optim's LOMO; with a clip, each step first measures the gradient norm (a second
+    backward pass, as the LOMO paper does): the Trainer calls only ``fused_backward``."""
+    from lomo_optim import Lomo
+
+    if not clip:
+        return Lomo(model, lr=lr)
+
+    class ClippedLomo(Lomo):
+        def fused_backward(self, loss: Any, lr: float) -> None:
+            self.grad_norm(loss)
+            super().fused_backward(loss, lr)
+
+    return ClippedLomo(model, lr=lr, clip_grad_norm=clip)
+
+
 class AdaLomo(LOMO):
     optim = "adalomo"
-    default_lr = 5e-4
-    small_lr = 1e-3
 
     def check(self, device: str) -> None:
         super().check(device)
@@ -101,14 +121,12 @@ class AdaLomo(LOMO):
 
 
 class MeZO(FullParameter):
-    default_lr = 1e-6
-    small_lr = 1e-4
-
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         plan = super().prepare(model, cfg, targets, work)
         for w in plan.extra.values():
             w.requires_grad_(False)  # no backward pass at all: memory stays at inference level
         plan.own_loop = True
+        plan.mezo_eps = self.defaults(plan.total).mezo_eps
         plan.trainable = sum(w.numel() for w in plan.extra.values())
         return plan
 

@@ -18,9 +18,6 @@ FEED_FORWARD = ("down_proj", "fc2")
 
 
 class IA3(Method):
-    default_lr = 3e-3
-    small_lr = 1e-2
-
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         from peft import IA3Config, get_peft_model
 

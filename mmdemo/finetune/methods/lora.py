@@ -17,8 +17,6 @@ KEEP_PRECISE = VISION_PARTS + PROJECTOR_PARTS
 
 
 class LoRA(Method):
-    default_lr = 2e-4
-    small_lr = 3e-3
     use_dora = False
 
     def peft_config(self, cfg: TrainConfig, targets: Targets) -> Any:
