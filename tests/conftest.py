@@ -133,6 +133,24 @@ def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="session")
+def dylora(app: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A DyLoRA adapter of rank 8 (random weights, so every rank answers differently) in the
+    app's store, its training's score at rank 2 in its metadata."""
+    from mmdemo.models.tiny.vlm import random_model, smolvlm_parts
+    from tests.helpers import make_adapter
+
+    store = app.mmdemo_context.services.chat.store
+    if "dy" not in store.names():
+        made = tmp_path_factory.mktemp("dylora") / "dy"
+        model = random_model(smolvlm_parts()[0])
+        scores = {"2": {"overall": 0.41}}
+        store.install(
+            make_adapter(model, made, seed=11, rank=8, method="dylora", rank_scores=scores), "dy"
+        )
+    return "dy"
+
+
+@pytest.fixture(scope="session")
 def app_url(app: Any) -> str:
     return app.local_url
 

@@ -17,8 +17,11 @@ def make_adapter(
     kind: str = "lora",
     target: str = TEXT_ATTENTION,
     rank: int = 4,
+    method: str | None = None,
+    **meta: Any,
 ) -> Path:
-    """Save a randomly initialised adapter for ``model`` (left untouched) into ``out``."""
+    """Save a randomly initialised adapter for ``model`` (left untouched) into ``out``;
+    ``method`` (default: ``kind``) and ``meta`` go into its ``mmdemo.json``."""
     random_adapter(model, out, seed, kind, target, rank)
     if family:
         (Path(out) / "mmdemo.json").write_text(
@@ -26,9 +29,10 @@ def make_adapter(
                 {
                     "base_model": f"test-{family}",
                     "base_model_type": family,
-                    "method": kind,
+                    "method": method or kind,
                     "dataset": "random",
                     "metrics": {"accuracy": 0.5},
+                    **meta,
                 }
             )
         )

@@ -67,6 +67,35 @@ def test_api_arena_and_adapter_list(client: Any) -> None:
     assert all("metrics" in a and "base_model_type" in a for a in listing)
 
 
+def test_api_serves_one_dylora_adapter_at_several_ranks_side_by_side(
+    client: Any, dylora: str
+) -> None:
+    from gradio_client import handle_file
+
+    listing = {a["name"]: a for a in client.predict(api_name="/adapters")}
+    assert listing[dylora]["method"] == "dylora" and listing[dylora]["ranks"] == [1, 2, 4]
+    names = [f"{dylora}@r=1", f"{dylora}@r=4", dylora]
+    result = client.predict(
+        handle_file(str(RED)), "What color is the shape?", names, api_name="/arena"
+    )
+    assert [c["adapter"] for c in result["columns"]] == names
+    assert "one mixed-adapter batch" in result["mode"]
+    assert result["columns"][0]["label"].startswith("dylora at r=1")
+    # each column is that rank answering alone, and the ranks answer differently
+    alone = [
+        client.predict(
+            "What color is the shape?", [handle_file(str(RED))], n, 128, True, api_name="/chat"
+        )
+        for n in names
+    ]
+    assert [c["text"] for c in result["columns"]] == alone
+    assert len(set(alone)) == len(alone)
+    with pytest.raises(Exception, match="has ranks 1 to 8; 9 is outside them"):
+        client.predict("hi", [], f"{dylora}@r=9", 8, True, api_name="/chat")
+    with pytest.raises(Exception, match="only DyLoRA adapters serve at a chosen rank"):
+        client.predict("hi", [], "pirate@r=2", 8, True, api_name="/chat")
+
+
 def test_everything_that_touches_the_vlm_queues_in_its_group(app: Any) -> None:
     """Generation, the arena and loading an adapter share the 'vlm' concurrency group."""
     groups = {fn.name: fn.concurrency_id for fn in app.fns.values()}
@@ -135,3 +164,44 @@ def test_browser_stop_button_stops_the_answer(page: Any) -> None:
     expect(page.locator("#chat-metrics")).to_contain_text("stopped", timeout=60_000)
     tokens = int(page.locator("#chat-metrics").inner_text().split(" tokens")[0].split()[-1])
     assert tokens < 1024
+
+
+@pytest.mark.browser
+def test_browser_picks_dylora_ranks_in_chat_and_side_by_side_in_the_arena(
+    page: Any, dylora: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Visual chat").click()
+    expect(page.locator("#chat-rank")).to_be_hidden()
+    page.locator("#chat-adapter input").click()
+    page.get_by_role("option", name=dylora, exact=True).click()
+    expect(page.locator("#chat-rank")).to_be_visible()  # a DyLoRA adapter: its ranks
+    page.locator("#chat-rank input").click()
+    page.get_by_role("option", name="r=2 · overall 0.41").click()
+    expect(page.locator("#chat-adapter-info")).to_contain_text(f"{dylora}@r=2")
+    expect(page.locator("#chat-adapter-info")).to_contain_text("rank 2")
+    page.locator("#chat-input textarea").fill("What color is the shape?")
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.locator("#chat-metrics")).to_contain_text(f"{dylora}@r=2", timeout=60_000)
+    page.locator("#chat-adapter input").click()
+    page.get_by_role("option", name="pirate", exact=True).click()
+    expect(page.locator("#chat-rank")).to_be_hidden()  # not DyLoRA: no rank to pick
+
+    page.get_by_role("tab", name="Arena").click()
+    picks = page.locator("#arena-picks input")
+    picks.click()
+    for _ in range(8):  # empty the default picks
+        picks.press("Backspace")
+    for rank in (1, 4):
+        picks.fill(f"{dylora}@r={rank}")
+        page.get_by_role("option", name=f"{dylora}@r={rank}", exact=True).click()
+    page.locator("#arena-image input[type=file]").set_input_files(str(RED))
+    page.locator("#arena-run").click()
+    expect(page.locator("#arena-summary")).to_contain_text("peak memory", timeout=60_000)
+    expect(page.locator("#arena-summary")).to_contain_text("2 answers as one mixed-adapter batch")
+    expect(page.locator("#arena-col-0")).to_contain_text(f"{dylora}@r=1")
+    expect(page.locator("#arena-col-0")).to_contain_text("dylora at r=1")
+    expect(page.locator("#arena-col-1")).to_contain_text(f"{dylora}@r=4")
+    expect(page.locator("#arena-col-2")).to_have_text("")
+    page.screenshot(path=str(tmp_path / "arena-ranks.png"), full_page=True)

@@ -3,6 +3,7 @@ browser that trains an adapter and then chats with it in the Visual chat tab, no
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import screenshot_dir
+from tests.test_bakeoff_results import MEASURED
 
 RED = Path(__file__).resolve().parents[1] / "assets" / "images" / "red-circle.png"
 
@@ -36,10 +38,23 @@ def test_api_trains_an_adapter_that_chat_serves_at_once(client: Any) -> None:
 
     methods = {m["name"] for m in client.predict(api_name="/train_methods")}
     assert {"lora", "qlora", "dylora", "mezo", "lomo", "bottleneck"} <= methods
+    assert client.predict(api_name="/train_devices")[:2] == ["auto", "cpu"]
     started = client.predict(
-        "lora", "builtin", "vqa", 3, 2, 0.0, 4, "language", "api-trained", 0, api_name="/train"
+        "lora",
+        "builtin",
+        "vqa",
+        3,
+        2,
+        0.0,
+        4,
+        "language",
+        "api-trained",
+        0,
+        "cpu",
+        api_name="/train",
     )
     assert started["state"] in ("queued", "running") and started["id"]
+    assert started["device"] == "cpu"
     status = wait_done(client, started["id"])
     assert status["state"] == "done", status
     assert status["adapter"] == "api-trained" and len(status["loss_history"]) == 3
@@ -68,6 +83,30 @@ def test_api_refuses_bad_requests_with_the_cause(client: Any) -> None:
         client.predict("nope", api_name="/train_status")
     with pytest.raises(AppError, match="does not exist"):
         client.predict("lora", "/nowhere/data.jsonl", api_name="/train")
+    with pytest.raises(AppError, match="'tpu' is not a device"):
+        client.predict("lora", device="tpu", api_name="/train")
+    if "cuda" not in client.predict(api_name="/train_devices"):
+        with pytest.raises(AppError, match=r"no such CUDA GPU.*pick one of: auto, cpu"):
+            client.predict("lora", device="cuda", api_name="/train")
+
+
+def test_api_bakeoff_results_returns_the_measured_file_or_why_not(
+    client: Any, app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradio_client.exceptions import AppError
+
+    service = app.mmdemo_context.services.train
+    measured = tmp_path / "bakeoff.json"
+    measured.write_text(json.dumps(MEASURED), encoding="utf-8")
+    monkeypatch.setattr(service, "bakeoff_file", measured)
+    data = client.predict(api_name="/bakeoff_results")
+    assert data["measured"] == "2026-12-06" and data["budget"]["seeds"] == [0, 1, 2]
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["ia3"]["gain_share_of_lora"] == pytest.approx(0.5)
+    assert rows["adalomo"]["unavailable"] == "needs a CUDA GPU"
+    monkeypatch.setattr(service, "bakeoff_file", tmp_path / "absent.json")
+    with pytest.raises(AppError, match=r"no measured bake-off yet.*bench finetune --write"):
+        client.predict(api_name="/bakeoff_results")
 
 
 def test_api_stop_ends_a_run_without_an_adapter(client: Any) -> None:
@@ -123,3 +162,34 @@ def test_browser_trains_in_the_tab_then_chats_with_the_adapter(page: Any, tmp_pa
     box.fill("What color is the shape?")
     box.press("Enter")
     expect(page.locator("#chat-metrics")).to_contain_text("browser-trained", timeout=120_000)
+
+
+@pytest.mark.browser
+def test_browser_bakeoff_panel_shows_the_measured_table_and_picture(
+    page: Any, app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    service = app.mmdemo_context.services.train
+    measured = tmp_path / "bakeoff.json"
+    measured.write_text(json.dumps(MEASURED), encoding="utf-8")
+    monkeypatch.setattr(service, "bakeoff_file", measured)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.get_by_role("button", name="Bake-off").click()
+    caption = page.locator("#train-bakeoff-caption")
+    expect(caption).to_contain_text("measured 2026-12-06")
+    expect(caption).to_contain_text("30 steps, batch 8, median of 3 seeds")
+    table = page.locator("#train-bakeoff-table")
+    expect(table).to_contain_text("base (no training)")
+    expect(table).to_contain_text("50 %")  # ia3: half of LoRA's gain over the base
+    expect(table).to_contain_text("not run: needs a CUDA GPU")
+    expect(page.locator("#train-bakeoff-plot img")).to_be_visible()
+    page.locator("#train-bakeoff-panel").screenshot(path=str(tmp_path / "bakeoff-panel.png"))
+
+    measured.write_text('{"rows": [{"method": "lora", "overall": "high"}]}', encoding="utf-8")
+    page.reload()
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.get_by_role("button", name="Bake-off").click()
+    expect(caption).to_contain_text("No measured bake-off to show")
+    expect(caption).to_contain_text("bench finetune --write")
+    expect(page.locator("#train-bakeoff-plot img")).to_have_count(0)

@@ -42,3 +42,18 @@ def test_bad_training_requests_exit_with_the_reason(
     empty.write_text("\n", encoding="utf-8")
     assert main([*base, "--data", str(empty), "--steps", "2"]) == 2
     assert "no usable vqa examples" in capsys.readouterr().err
+
+
+def test_a_device_the_machine_lacks_is_refused_before_any_weights_load(
+    isolated_settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    base = ["--profile", "tiny", "--home", str(isolated_settings.home), "train", "--steps", "2"]
+    assert main([*base, "--device", "tpu"]) == 2
+    assert "'tpu' is not a device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "no such CUDA GPU" in err and "pick one of: auto, cpu" in err
+    assert not isolated_settings.runs_dir.exists() or not any(isolated_settings.runs_dir.iterdir())

@@ -100,6 +100,38 @@ def test_bad_requests_are_refused_before_queueing(isolated_settings) -> None:
     assert service.runs() == []
 
 
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(has_cuda(), reason="the app's 'cuda' setting must be one this box lacks")
+def test_the_device_a_run_names_is_the_one_its_job_trains_on(isolated_settings) -> None:
+    # an app set to a device this machine lacks: its own runs fail in the job, a run that
+    # names the CPU trains there
+    service = TrainService(isolated_settings.replace(device="cuda"), threads=1)
+    on_cpu = service.wait(service.submit(TrainConfig(**QUICK), device="cpu"), timeout=600)
+    assert on_cpu["state"] == "done", on_cpu
+    assert on_cpu["info"]["device"] == "cpu" and on_cpu["request"]["device"] == "cpu"
+    as_app = service.wait(service.submit(TrainConfig(**QUICK)), timeout=300)
+    assert as_app["state"] == "error" and "CUDA" in as_app["error"]
+
+
+def test_a_device_the_machine_lacks_is_refused_naming_those_it_has(isolated_settings) -> None:
+    service = TrainService(isolated_settings, threads=1)
+    assert service.devices()[:2] == ["auto", "cpu"]
+    if not has_cuda():
+        assert "cuda" not in service.devices()
+        with pytest.raises(BadInputError, match="no such CUDA GPU") as caught:
+            service.submit(TrainConfig(**QUICK), device="cuda")
+        assert "pick one of: auto, cpu" in caught.value.fix
+    with pytest.raises(BadInputError, match="'tpu' is not a device") as caught:
+        service.submit(TrainConfig(**QUICK), device="tpu")
+    assert "auto, cpu" in caught.value.fix
+    assert service.runs() == []  # refused before anything was queued
+
+
 def _existing(settings) -> dict:
     folder = settings.adapters_dir / "taken"
     folder.mkdir(parents=True)

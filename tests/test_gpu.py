@@ -88,3 +88,49 @@ def test_concurrent_users_batch_on_the_gpu(cuda_chat: ChatService) -> None:
         t.join()
     assert [finals[i].text for i in range(2)] == solo
     assert all(finals[i].metrics.batch_rows == 2 for i in range(2))
+
+
+QUICK_TRAIN = dict(steps=3, batch_size=2, scale=0.02, eval_limit=4, warmup=1)
+
+
+def test_a_run_that_names_cuda_trains_on_the_gpu(isolated_settings) -> None:
+    from mmdemo.finetune.config import TrainConfig
+    from mmdemo.flows.train import TrainService
+
+    service = TrainService(isolated_settings.replace(device="cpu"), threads=1)  # the app: CPU
+    assert "cuda" in service.devices()
+    run_id = service.submit(TrainConfig(name="on-gpu", **QUICK_TRAIN), device="cuda")
+    status = service.wait(run_id, timeout=600)
+    assert status["state"] == "done", status
+    assert status["info"]["device"].startswith("cuda") and status["request"]["device"] == "cuda"
+    assert [s for s, _ in status["loss_history"]] == [1, 2, 3]
+    assert "on-gpu" in AdapterStore(isolated_settings).names()
+
+
+def test_the_cli_trains_dylora_on_cuda_and_chat_serves_a_lower_rank(
+    isolated_settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmdemo.cli import main
+
+    home = ["--profile", "tiny", "--home", str(isolated_settings.home)]
+    knobs = ["--steps", "3", "--batch-size", "2", "--scale", "0.02", "--eval-limit", "4"]
+    args = [*home, "train", "--device", "cuda", "--method", "dylora", "--rank", "4", *knobs]
+    assert main([*args, "--name", "gpu-dylora"]) == 0
+    assert "adapter gpu-dylora" in capsys.readouterr().out
+    settings = isolated_settings.replace(device="cuda")
+    manager = ModelManager(settings)
+    try:
+        chat = ChatService(manager, AdapterStore(settings))
+        final = list(
+            chat.stream(
+                ChatSession(),
+                "What color is the shape?",
+                [RED],
+                "gpu-dylora@r=2",
+                GenerationSettings(8),
+            )
+        )[-1]
+        assert final.metrics.adapter == "gpu-dylora@r=2"
+        assert "gpu-dylora@r=2" in manager.get("vlm").adapters.resident_names()
+    finally:
+        manager.unload_all()

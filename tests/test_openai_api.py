@@ -58,7 +58,7 @@ def image_message(text: str, url: str) -> list[dict[str, Any]]:
 
 def test_models_lists_base_and_every_adapter_with_metadata(client: Any, chat: Any) -> None:
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == set(chat.adapter_choices())
+    assert set(models) == set(chat.adapter_choices(ranks=True))
     assert {"base", "pirate", "color-namer"} <= set(models)
     pirate = models["pirate"].model_dump()
     assert pirate["parent"] == "base"
@@ -129,6 +129,28 @@ def test_image_as_data_url_and_adapter_answer_like_the_chat_tab(client: Any, cha
         answers[adapter] = reply.choices[0].message.content
         assert answers[adapter] == service_answer(chat, question, [str(RED)], adapter, 16)
     assert answers["pirate"] != answers["base"]  # the adapter changes the answer
+
+
+def test_a_dylora_adapter_is_a_model_at_each_rank(client: Any, chat: Any, dylora: str) -> None:
+    import openai
+
+    models = {m.id: m.model_dump() for m in client.models.list()}
+    assert models[f"{dylora}@r=2"]["metadata"] == {"dylora_of": dylora, "rank": 2}
+    assert {f"{dylora}@r=1", f"{dylora}@r=4"} <= set(models) and f"{dylora}@r=8" not in models
+    question = "What color is the shape?"
+    answers = {}
+    for model in (f"{dylora}@r=3", dylora):  # any rank up to its own, listed or not
+        reply = client.chat.completions.create(
+            model=model, messages=image_message(question, data_url(RED)), max_tokens=16
+        )
+        answers[model] = reply.choices[0].message.content
+        assert answers[model] == service_answer(chat, question, [str(RED)], model, 16)
+    assert answers[f"{dylora}@r=3"] != answers[dylora]
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(
+            model=f"{dylora}@r=99", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert "ranks 1 to 8" in missing.value.message and "pick a rank" in missing.value.message
 
 
 def test_image_urls_on_this_machine_are_refused_unless_allowed(client: Any) -> None:

@@ -1,6 +1,7 @@
 """``train`` and ``eval``: the Train tab's work from the command line (the same code).
 
 python -m mmdemo train --method lora --steps 300                  # built-in shapes set
+python -m mmdemo train --method lora --device cuda                # on the GPU (auto: the app's)
 python -m mmdemo train --method qlora --data vqa_rad/ --stages two-stage --caption-data roco/
 accelerate launch -m mmdemo train --method lora --data my.jsonl   # several GPUs
 python -m mmdemo eval my-adapter --data builtin
@@ -37,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="share of the built-in set to use")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on at most N questions")
     p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (MMDEMO_DEVICE, else cuda, mps, cpu), cpu, cuda, cuda:N or mps",
+    )
+    p.add_argument(
         "--out", type=Path, help="write the adapter here instead of the store (text base: the run)"
     )
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
@@ -65,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmdemo.finetune.config import TrainConfig
     from mmdemo.finetune.progress import EventLog, StopSwitch
     from mmdemo.finetune.run import RunEnv, train_adapter
+    from mmdemo.models.device import check_device
 
     cfg = TrainConfig(
         method=args.method,
@@ -87,6 +94,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra={"caption_dataset": args.caption_data} if args.caption_data else {},
     )
     settings = settings_from(args)
+    device = check_device(args.device)  # refused before any weights load, with the fix
+    if device != "auto":
+        settings = settings.replace(device=device)
     run_dir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-cli"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = EventLog(run_dir / "events.jsonl", echo=_printer())

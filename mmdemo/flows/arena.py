@@ -107,8 +107,9 @@ class ArenaService:
         self._clients: dict[str, RemoteClient] = {}
 
     def choices(self) -> list[str]:
-        """What can be compared: base, the adapters, then the remote models."""
-        return [*self.chat.adapter_choices(), *self.remotes]
+        """What can be compared: base, the adapters (DyLoRA ones also at lower ranks), then
+        the remote models."""
+        return [*self.chat.adapter_choices(ranks=True), *self.remotes]
 
     def stream(
         self,

@@ -34,6 +34,7 @@ from mmdemo.flows.similar import SimilarCase, SimilarRequest, context_note, find
 from mmdemo.flows.sizes import check_conversation, check_image_count, check_message
 from mmdemo.images import load_image
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
+from mmdemo.models.dylora import listed_ranks, served_names
 from mmdemo.models.lora import check_compatible, touches_vision
 from mmdemo.models.manager import ModelManager
 
@@ -187,8 +188,9 @@ class ChatService:
             return None
         return self.store.get(name)
 
-    def adapter_choices(self) -> list[str]:
-        """``base`` and every adapter (with a remote VLM: the models the server lists)."""
+    def adapter_choices(self, ranks: bool = False) -> list[str]:
+        """``base`` and every adapter (with a remote VLM: the models the server lists);
+        ``ranks``: each DyLoRA adapter followed by its lower ranks (``name@r=k``)."""
         if self.remote is not None:
             try:
                 served = [str(m["id"]) for m in self.remote.models()]
@@ -196,7 +198,9 @@ class ChatService:
                 return [BASE_NAME]
             base = self.remote.endpoint.model or (served[0] if served else "")
             return [BASE_NAME, *(n for n in served if n not in (base, BASE_NAME))]
-        return [BASE_NAME, *self.store.names()]
+        if not ranks:
+            return [BASE_NAME, *self.store.names()]
+        return [BASE_NAME, *(n for a in self.store.list() for n in served_names(a))]
 
     def resident_adapters(self) -> set[str]:
         """Adapters held in memory on the VLM now (none while the VLM is not loaded)."""
@@ -226,6 +230,7 @@ class ChatService:
                 "builtin": a.builtin,
                 "description": a.description,
                 "created": a.created,
+                "ranks": listed_ranks(a),  # DyLoRA: also served as name@r=k (any k up to r)
             }
             for a in self.store.list()
         ]

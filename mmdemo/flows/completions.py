@@ -14,11 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mmdemo.errors import BadInputError, MMDemoError, NotAllowedError
+from mmdemo.errors import AdapterError, BadInputError, MMDemoError, NotAllowedError
 from mmdemo.flows.chat import BASE_NAME, MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, Turn
 from mmdemo.flows.fetch import fetch_image
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.sizes import check_conversation, check_image_count
+from mmdemo.models.dylora import RANK_MARK, rank_name
 
 MAX_FETCH_MB = 20  # largest image fetched from an http(s) URL (local mode only)
 
@@ -51,15 +52,33 @@ def model_list(chat: ChatService) -> list[dict[str, Any]]:
         "parent": None,
         "metadata": {"model": chat.manager.model_id("vlm"), "kind": "base model"},
     }
-    return [base] + [
-        {"id": a["name"], "parent": BASE_NAME, "metadata": a} for a in chat.adapters_summary()
-    ]
+    models = [base]
+    for a in chat.adapters_summary():
+        models.append({"id": a["name"], "parent": BASE_NAME, "metadata": a})
+        models += [  # a DyLoRA adapter at its lower ranks (any rank up to its own is served)
+            {
+                "id": rank_name(a["name"], k),
+                "parent": BASE_NAME,
+                "metadata": {"dylora_of": a["name"], "rank": k},
+            }
+            for k in reversed(a["ranks"])
+        ]
+    return models
 
 
 def check_model(chat: ChatService, model: str) -> str:
     """The adapter a request's ``model`` names (refused with the names that exist)."""
     name = (model or "").strip() or BASE_NAME
     choices = chat.adapter_choices()
+    if name not in choices and chat.remote is None and RANK_MARK in name:
+        try:  # a DyLoRA adapter at a chosen rank: "name@r=k"
+            chat.adapter_info(name)
+            return name
+        except AdapterError as exc:
+            raise UnknownModelError(
+                f"the model {name!r} does not exist on this server: {exc.message}",
+                fix=exc.fix or "GET /v1/models lists the models",
+            ) from None
     if name not in choices:
         raise UnknownModelError(
             f"the model {name!r} does not exist on this server",

@@ -26,8 +26,10 @@ from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.job import EVENTS, STOP, job_environment, write_spec
 from mmdemo.finetune.progress import read_events
+from mmdemo.flows.bakeoff import BAKEOFF_FILE, Bakeoff, load_bakeoff
 from mmdemo.flows.limits import require_local, require_training
 from mmdemo.models.adapters import BUILTIN_DIR, name_taken
+from mmdemo.models.device import available_devices, check_device
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 30.0  # then the job is terminated
@@ -135,13 +137,22 @@ class TrainService:
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
+        self.bakeoff_file = BAKEOFF_FILE  # the measured bake-off the tab and API show
+
+    def measured_bakeoff(self) -> Bakeoff:
+        """The measured real-weights bake-off (DamagedFileError when missing or damaged)."""
+        return load_bakeoff(self.bakeoff_file)
 
     # submitting ------------------------------------------------------------------------------
-    def submit(self, config: TrainConfig | dict[str, Any], owner: str | None = None) -> str:
+    def submit(
+        self, config: TrainConfig | dict[str, Any], owner: str | None = None, device: str = "auto"
+    ) -> str:
         """Queue a training run for ``owner`` (a session; hosted, only it may read or stop the
-        run); returns its id. The config is checked now, not in the job."""
+        run) on ``device`` (auto: the app's device setting); returns its id. The config and
+        the device are checked now, not in the job."""
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
         require_training(self.settings)
+        settings = self.job_settings(device)
         self._check_hosted(cfg.dataset, cfg.model)
         if cfg.dataset != "builtin" and not Path(cfg.dataset).expanduser().exists():
             raise BadInputError(
@@ -158,7 +169,18 @@ class TrainService:
             for r in self._runs.values()
         ):
             raise BadInputError(f"a queued run already trains an adapter called {cfg.name!r}")
-        return self._enqueue("train", cfg.to_dict(), owner, config=cfg.to_dict())
+        request = {**cfg.to_dict(), "device": settings.device}
+        return self._enqueue("train", request, owner, settings, config=cfg.to_dict())
+
+    def devices(self) -> list[str]:
+        """What a run may be asked to train on: auto, then the devices this machine has."""
+        return ["auto", *available_devices()]
+
+    def job_settings(self, device: str = "auto") -> Settings:
+        """The settings a job runs with: the app's, on ``device`` when one is named (refused
+        with the devices that exist when this machine lacks it)."""
+        device = check_device(device)
+        return self.settings if device == "auto" else self.settings.replace(device=device)
 
     def _check_hosted(self, dataset: str, model: str = "") -> None:
         """Hosted: datasets are the built-in one or uploads; the base is the app's VLM."""
@@ -180,17 +202,23 @@ class TrainService:
             "eval",
             {"adapter": adapter, "dataset": dataset},
             owner,
+            self.settings,
             adapter=adapter.strip(),
             dataset=dataset or "builtin",
         )
 
     def _enqueue(
-        self, kind: str, request: dict[str, Any], owner: str | None, **payload: Any
+        self,
+        kind: str,
+        request: dict[str, Any],
+        owner: str | None,
+        settings: Settings,
+        **payload: Any,
     ) -> str:
         with self._lock:
             run_id = uuid.uuid4().hex  # not guessable: an id is no key to others' runs
             folder = self.settings.runs_dir / run_id
-            write_spec(folder, kind, self.settings, **payload)
+            write_spec(folder, kind, settings, **payload)
             self._runs[run_id] = Run(run_id, kind, folder, request, owner=owner)
             self._queue.append(run_id)
             self._ensure_worker()

@@ -61,6 +61,10 @@ class AdapterInfo:
     description: str = ""
     size_bytes: int = 0
     use_dora: bool = False  # DoRA is a LoRA variant PEFT cannot run in mixed-adapter batches
+    # DyLoRA: held-out metrics its training measured per rank (rank -> metrics)
+    rank_scores: dict[int, dict[str, float]] = field(default_factory=dict)
+    # DyLoRA served at a lower rank ("name@r=k", models/dylora.py): k; None: as stored
+    serve_rank: int | None = None
 
     @property
     def is_lora(self) -> bool:
@@ -70,6 +74,8 @@ class AdapterInfo:
     def label(self) -> str:
         """One line for dropdowns and arena columns: method, dataset, score."""
         parts = [self.method or self.peft_type.lower()]
+        if self.serve_rank is not None:
+            parts[0] += f" at r={self.serve_rank}"
         if self.dataset:
             parts.append(self.dataset)
         for key, value in self.metrics.items():
@@ -139,7 +145,20 @@ def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> 
         description=str(meta.get("description") or ""),
         size_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
         use_dora=bool(config.get("use_dora")),
+        rank_scores=_rank_scores(meta.get("rank_scores")),
     )
+
+
+def _rank_scores(value: Any) -> dict[int, dict[str, float]]:
+    """``{"2": {"overall": 0.6}}`` from ``mmdemo.json`` as ``{2: {"overall": 0.6}}``; entries
+    that are not a rank with numbers are left out."""
+    if not isinstance(value, dict):
+        return {}
+    scores = {}
+    for rank, metrics in value.items():
+        if str(rank).isdigit() and isinstance(metrics, dict):
+            scores[int(rank)] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    return scores
 
 
 def install_lock(root: Path) -> contextlib.AbstractContextManager[None]:
@@ -217,10 +236,14 @@ class AdapterStore:
         return [a.name for a in self.list()]
 
     def get(self, name: str) -> AdapterInfo:
+        """The adapter called ``name``; ``name@r=k`` is a DyLoRA adapter served at rank k."""
+        from mmdemo.models.dylora import at_rank, split_rank
+
+        stem, rank = split_rank(name)
         for info in self.list():
-            if info.name == name:
-                return info
-        raise AdapterError(f"no adapter called {name!r}", fix="pick one from the list or upload it")
+            if info.name == stem:
+                return info if rank is None else at_rank(info, rank)
+        raise AdapterError(f"no adapter called {stem!r}", fix="pick one from the list or upload it")
 
     def install(self, source: Path, name: str | None = None) -> AdapterInfo:
         """Copy an adapter (folder, .zip, or loose files in a folder) into the store.

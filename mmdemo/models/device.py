@@ -34,6 +34,45 @@ def pick_device(preference: str = "auto") -> str:
     return preference
 
 
+def available_devices() -> list[str]:
+    """The devices torch can run on here: cpu, then cuda (and cuda:N with several GPUs), mps."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        found += ["cuda", *(f"cuda:{i}" for i in range(count) if count > 1)]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def check_device(device: str, what: str = "training") -> str:
+    """``device`` if this machine has it ("auto" always); else a BadInputError that names the
+    devices it has."""
+    from mmdemo.errors import BadInputError
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return device
+    present = available_devices()
+    if device in present:
+        return device
+    fix = f"pick one of: auto, {', '.join(present)}"
+    if device.startswith("cuda"):
+        raise BadInputError(
+            f"{what} on {device!r} was asked for, but torch sees no such CUDA GPU on this "
+            f"machine (it has: {', '.join(present)})",
+            fix=fix + " (cuda needs an NVIDIA GPU and a CUDA build of torch)",
+        )
+    if device == "mps":
+        raise BadInputError(
+            f"{what} on 'mps' was asked for, but this machine has no Apple GPU", fix=fix
+        )
+    raise BadInputError(f"{device!r} is not a device mmdemo knows (auto, cpu, cuda, mps)", fix=fix)
+
+
 # Backends whose weights run in bfloat16 on a CPU with native bf16 instructions (matrix
 # products at about twice fp32's speed, half the bytes read per token); the others stay in
 # float32 on the CPU (CLIP embeddings are stored in indexes, Whisper/VITS are small).

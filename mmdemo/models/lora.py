@@ -6,17 +6,20 @@ The runtime belongs to one loaded VLM bundle; unloading the VLM drops it with th
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mmdemo.errors import AdapterError
 from mmdemo.models import bottleneck
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo
+from mmdemo.models.dylora import split_rank, truncate_lora
 from mmdemo.models.row_lora import stacked_rows
 
 BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
@@ -133,6 +136,17 @@ def _shape_error(info: AdapterInfo, path: str, side: str, got: int, want: int) -
     )
 
 
+@contextmanager
+def _weights_of(info: AdapterInfo) -> Iterator[Path]:
+    """The folder PEFT loads ``info`` from: its own, or (a DyLoRA adapter served at a lower
+    rank) a temporary one holding the cut weights, removed once PEFT has read them."""
+    if info.serve_rank is None:
+        yield info.path
+        return
+    with tempfile.TemporaryDirectory(prefix="mmdemo-rank-") as tmp:
+        yield truncate_lora(info.path, info.serve_rank, Path(tmp))
+
+
 def _module_path(key: str) -> str:
     """'base_model.model.model.x.q_proj.lora_A.weight' -> 'model.x.q_proj'."""
     parts = key.removeprefix("base_model.model.").split(".")
@@ -194,9 +208,12 @@ class AdapterRuntime:
         return time.perf_counter() - start
 
     def drop(self, name: str) -> bool:
-        """Remove a resident adapter (after it was deleted from the store)."""
+        """Remove a resident adapter (after it was deleted from the store), with the lower
+        ranks of it that were served (DyLoRA's ``name@r=k``)."""
         with self._lock:
-            return self._evict(name)
+            variants = [n for n in self.resident if split_rank(n)[0] == name and n != name]
+            dropped = [self._evict(n) for n in (name, *variants)]
+            return dropped[0]
 
     def _ensure(self, info: AdapterInfo) -> str:
         if info.name in self.resident:
@@ -215,14 +232,17 @@ class AdapterRuntime:
         while len(self.resident) >= self.max_resident:
             self._evict(next(iter(self.resident)))
         try:
-            if self.peft is None:
-                from peft import PeftModel
+            with _weights_of(info) as source:
+                if self.peft is None:
+                    from peft import PeftModel
 
-                self.peft = PeftModel.from_pretrained(
-                    self.base, str(info.path), adapter_name=info.name, is_trainable=False
-                )
-            else:
-                self.peft.load_adapter(str(info.path), adapter_name=info.name, is_trainable=False)
+                    self.peft = PeftModel.from_pretrained(
+                        self.base, str(source), adapter_name=info.name, is_trainable=False
+                    )
+                else:
+                    self.peft.load_adapter(str(source), adapter_name=info.name, is_trainable=False)
+        except AdapterError:
+            raise
         except Exception as exc:
             raise AdapterError(f"PEFT could not load adapter {info.name!r}: {exc}") from exc
         self.peft.eval()

@@ -8,11 +8,12 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.errors import BadInputError
+from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.flows.limits import require_training
 from mmdemo.flows.train import TERMINAL, TrainService
 from mmdemo.flows.train_data import stage_dataset
+from mmdemo.ui import bakeoff_view
 from mmdemo.ui import train_view as view
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
@@ -28,6 +29,8 @@ class TrainSession:
         self.run_id = ""
         self.bakeoff: list[str] = []
         self.owner = f"ui-{uuid.uuid4().hex}"
+        # the finished bake-off runs the picture on screen shows (None: draw it afresh)
+        self.drawn: tuple[str, ...] | None = None
 
 
 class TrainActions:
@@ -99,8 +102,8 @@ class TrainActions:
         )
 
     @guarded
-    def start(self, st: TrainSession, *values: Any) -> tuple[Any, ...]:
-        st.run_id = self.service.submit(self.config_of(*values), st.owner)
+    def start(self, st: TrainSession, device: str, *values: Any) -> tuple[Any, ...]:
+        st.run_id = self.service.submit(self.config_of(*values), st.owner, device)
         return (st, *self.show(st), gr.Timer(active=True))
 
     def poll(self, st: TrainSession) -> tuple[Any, ...]:
@@ -109,12 +112,38 @@ class TrainActions:
         running = st.run_id and self.service.status(st.run_id, st.owner)["state"] not in TERMINAL
         bake = [self.service.status(i, st.owner) for i in st.bakeoff]
         bake_running = any(s["state"] not in TERMINAL for s in bake)
+        # no bake-off of this visitor's: the panel keeps what it shows (the measured one)
+        bake_view = self.visitor_view(st, bake) if bake else (gr.update(),) * 3
+        return (*shown, *bake_view, gr.Timer(active=bool(running or bake_running)))
+
+    def bakeoff_view(self, st: TrainSession) -> tuple[Any, ...]:
+        """The bake-off panel: this visitor's own runs once they started some, else the
+        measured real-weights bake-off (a missing or damaged file: one line saying so)."""
+        if st.bakeoff:
+            st.drawn = None  # the panel was reopened: draw again
+            return self.visitor_view(st, [self.service.status(i, st.owner) for i in st.bakeoff])
+        try:
+            measured = self.service.measured_bakeoff()
+        except MMDemoError as exc:
+            return f"**No measured bake-off to show:** {exc}", bakeoff_view.empty_table(), None
         return (
-            *shown,
-            view.bakeoff_rows(bake),
-            view.bakeoff_scores(bake),
-            view.bakeoff_memory(bake),
-            gr.Timer(active=bool(running or bake_running)),
+            bakeoff_view.measured_caption(measured),
+            bakeoff_view.measured_table(measured),
+            bakeoff_view.measured_figure(measured),
+        )
+
+    def visitor_view(self, st: TrainSession, bake: list[dict[str, Any]]) -> tuple[Any, ...]:
+        """Caption, table, picture (redrawn only when another run finished)."""
+        done = tuple(s["id"] for s in bake if s["state"] == "done")
+        picture: Any = gr.update()
+        if done != st.drawn:
+            st.drawn = done
+            points = bakeoff_view.visitor_points(bake)
+            picture = bakeoff_view.figure(points, "training peak memory")
+        return (
+            bakeoff_view.visitor_caption(bake),
+            bakeoff_view.visitor_table(bake),
+            picture,
         )
 
     @guarded
@@ -125,18 +154,24 @@ class TrainActions:
         return self.show(st)
 
     @guarded
-    def bakeoff(self, st: TrainSession, methods: list[str], *values: Any) -> tuple[Any, ...]:
-        """Queue one run per ticked method with the same data, steps and knobs."""
+    def bakeoff(
+        self, st: TrainSession, methods: list[str], device: str, *values: Any
+    ) -> tuple[Any, ...]:
+        """Queue one run per ticked method with the same data, steps and knobs; the panel
+        shows these runs from now on."""
         if not methods:
             raise gr.Error("Tick at least one method.")
         model, *knobs = values
         base = self.config_of(model, "lora", *knobs).to_dict()
         st.bakeoff = [
-            self.service.submit(TrainConfig.from_dict({**base, "method": m, "name": ""}), st.owner)
+            self.service.submit(
+                TrainConfig.from_dict({**base, "method": m, "name": ""}), st.owner, device
+            )
             for m in methods
         ]
-        rows = view.bakeoff_rows([self.service.status(i, st.owner) for i in st.bakeoff])
-        return st, rows, gr.Timer(active=True)
+        st.drawn = None  # the measured picture goes: these runs' (none finished yet) comes
+        bake = [self.service.status(i, st.owner) for i in st.bakeoff]
+        return st, *self.visitor_view(st, bake), gr.Timer(active=True)
 
     @guarded
     def evaluate(self, st: TrainSession, adapter: str, dataset: str) -> dict:

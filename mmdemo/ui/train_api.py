@@ -1,5 +1,6 @@
 """The training API: named endpoints with plain values in and data out (``/train``,
-``/train_status``, ``/train_stop``, ``/evaluate``, ``/train_methods``, ``/train_dataset``).
+``/train_status``, ``/train_stop``, ``/evaluate``, ``/train_methods``, ``/train_devices``,
+``/train_dataset``, ``/bakeoff_results``).
 
 ``/train_dataset(files)`` takes an uploaded dataset (a zip, or a JSONL with its images),
 checks it and returns its ``dataset`` handle for ``/train``; a bad file is refused with its
@@ -50,9 +51,12 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         attach: str = "language",
         adapter_name: str = "",
         seed: int = 0,
+        device: str = "auto",
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> dict:
-        """Queue a training run; returns {"id", "state", "position"}."""
+        """Queue a training run on ``device`` (auto: the server's; cpu, cuda, cuda:N, mps
+        where present: /train_devices lists them); returns {"id", "state", "position",
+        "device"}."""
         check()
         cfg = TrainConfig(
             method=method,
@@ -67,8 +71,13 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
             seed=int(seed),
         )
         owner = owner_of(request)
-        status = service.status(service.submit(cfg, owner), owner)
-        return {"id": status["id"], "state": status["state"], "position": status["position"]}
+        status = service.status(service.submit(cfg, owner, str(device or "auto")), owner)
+        return {
+            "id": status["id"],
+            "state": status["state"],
+            "position": status["position"],
+            "device": status["request"]["device"],
+        }
 
     @guarded
     def train_status(run_id: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
@@ -112,10 +121,22 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         """The training methods: name, family (peft | own | full), summary."""
         return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
 
+    def train_devices() -> list[str]:
+        """The devices /train accepts here: auto, then those this server has."""
+        return service.devices()
+
+    def bakeoff_results() -> dict:
+        """The measured real-weights bake-off (every method, same budget, median of seeds):
+        when and where it was measured, the budget, the base model's scores, and per method
+        its scores, gain over base as a share of LoRA's, cost; or the reason there is none."""
+        return service.measured_bakeoff().as_dict()
+
     submit = dict(concurrency_id="train-submit", concurrency_limit=settings.concurrency)
     gr.api(ctx.heavy(train), api_name="train", **submit)
     gr.api(train_status, api_name="train_status", queue=False)
     gr.api(train_stop, api_name="train_stop", queue=False)
     gr.api(ctx.heavy(evaluate), api_name="evaluate", **EVALUATE)
     gr.api(train_methods, api_name="train_methods", queue=False)
+    gr.api(train_devices, api_name="train_devices", queue=False)
+    gr.api(guarded(bakeoff_results), api_name="bakeoff_results", queue=False)
     gr.api(ctx.heavy(train_dataset), api_name="train_dataset", **submit)

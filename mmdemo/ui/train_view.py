@@ -135,33 +135,3 @@ def bakeoff_rows(statuses: list[dict[str, Any]]) -> list[list[Any]]:
             ]
         )
     return rows
-
-
-def bakeoff_scores(statuses: list[dict[str, Any]]) -> Any:
-    import pandas as pd
-
-    rows = [
-        ((s.get("request") or {}).get("method", "?"), float(s["metrics"].get("overall", 0.0)))
-        for s in statuses
-        if s["state"] == "done"
-    ]
-    return pd.DataFrame(rows, columns=["method", "overall"]).astype(
-        {"method": str, "overall": float}
-    )
-
-
-def bakeoff_memory(statuses: list[dict[str, Any]]) -> Any:
-    """Peak training memory beside one inference forward's, per finished method (MB)."""
-    import pandas as pd
-
-    rows = []
-    for s in statuses:
-        if s["state"] != "done":
-            continue
-        method = (s.get("request") or {}).get("method", "?")
-        rows.append((method, "training peak", s["peak_memory_bytes"] / 2**20))
-        rows.append(
-            (method, "inference", (s.get("info") or {}).get("inference_memory_bytes", 0) / 2**20)
-        )
-    frame = pd.DataFrame(rows, columns=["method", "kind", "MB"])
-    return frame.astype({"method": str, "kind": str, "MB": float})

@@ -9,8 +9,10 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.errors import MMDemoError
 from mmdemo.flows.chat import BASE_NAME, AnswerMetrics, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.ranks import rank_options, served_name
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.flows.system import human_bytes
 from mmdemo.redact import redact_url
@@ -119,6 +121,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 elem_id="chat-adapter",
                 interactive=True,
             )
+            rank = gr.Dropdown(
+                [],
+                value=None,
+                label="DyLoRA rank",
+                info="One adapter, every rank up to its own: try a lower one",
+                visible=False,
+                elem_id="chat-rank",
+            )
             adapter_info = gr.Markdown(elem_id="chat-adapter-info")
             with gr.Accordion("Generation", open=False):
                 max_new = gr.Slider(
@@ -144,7 +154,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 )
             panel = adapters_panel.build(ctx, adapter)
 
-    gen_inputs = [adapter, max_new, temperature, top_p, greedy]
+    gen_inputs = [adapter, rank, max_new, temperature, top_p, greedy]
 
     def settings_of(max_new_tokens, temp, p, is_greedy) -> GenerationSettings:
         return GenerationSettings(int(max_new_tokens), float(temp), float(p), bool(is_greedy))
@@ -155,6 +165,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         message: dict,
         st: ChatState,
         name: str,
+        picked_rank: int | None,
         max_new_tokens,
         temp,
         p,
@@ -163,6 +174,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         k: float,
     ):
         text, files = (message or {}).get("text", ""), (message or {}).get("files", [])
+        name = served_name(chat, name, picked_rank)
         gen = settings_of(max_new_tokens, temp, p, is_greedy)
         similar = SimilarRequest(index, int(k)) if index and index != OFF else None
         stop = st.new_answer()
@@ -193,8 +205,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
     @gpu("chat")
     @guarded_stream
-    def regenerate(st: ChatState, name: str, max_new_tokens, temp, p, is_greedy):
+    def regenerate(
+        st: ChatState, name: str, picked_rank: int | None, max_new_tokens, temp, p, is_greedy
+    ):
         gen = settings_of(max_new_tokens, temp, p, is_greedy)
+        name = served_name(chat, name, picked_rank)
         last = st.session.turns[-1] if st.session.turns else None
         stop = st.new_answer()
         for update in chat.regenerate(st.session, adapter=name, gen=gen, stop=stop):
@@ -208,13 +223,23 @@ def build(ctx: AppContext) -> dict[str, Any]:
     def stop(st: ChatState) -> None:
         st.stop.set()
 
+    def rank_menu(name: str) -> Any:
+        """The rank menu: shown, from the adapter's own rank down, for a DyLoRA adapter."""
+        try:
+            options = rank_options(chat, name)
+        except MMDemoError:  # a deleted adapter: show_adapter says so
+            options = []
+        first = options[0][1] if options else None
+        return gr.update(choices=options, value=first, visible=bool(options))
+
     def clear(st: ChatState):
         st.stop.set()
         st.session.clear()
         return [], "", st
 
     @guarded
-    def show_adapter(name: str) -> str:
+    def show_adapter(name: str, picked_rank: int | None = None) -> str:
+        name = served_name(chat, name, picked_rank)
         if chat.remote is not None:
             where = redact_url(chat.remote.endpoint.base_url)
             return f"**{name}**, answered by the remote VLM at {where}"
@@ -228,7 +253,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         score = ", ".join(f"{k} {v}" for k, v in info.metrics.items()) or "not evaluated"
         return (
             f"**{info.name}** — {info.description or info.method}\n\n"
-            f"method `{info.method}` · rank {info.rank} · dataset {info.dataset or 'unknown'} · "
+            f"method `{info.method}` · rank {info.serve_rank or info.rank} · "
+            f"dataset {info.dataset or 'unknown'} · "
             f"score {score} · base `{info.base_model or '?'}`{switch}"
         )
 
@@ -261,6 +287,15 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
         concurrency_id="vlm",
     )
+    # a DyLoRA adapter brings its rank menu (a reading of its metadata: no model work)
+    adapter.change(rank_menu, adapter, rank, queue=False, api_visibility="private")
+    rank.input(
+        ctx.heavy(show_adapter),
+        [adapter, rank],
+        adapter_info,
+        api_visibility="private",
+        concurrency_id="vlm",
+    )
     # adapters trained or uploaded since the page opened appear when the menu is opened
     adapter.focus(
         lambda: gr.update(choices=chat.adapter_choices()),
@@ -278,6 +313,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "bot": bot,
         "box": box,
         "adapter": adapter,
+        "rank": rank,
         "metrics": metrics,
         "state": state,
         "submit_event": sub,

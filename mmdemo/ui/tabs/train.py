@@ -1,6 +1,7 @@
 """Train tab: pick a method, data and a few knobs; watch the loss, tokens/s, memory and ETA;
 stop; chat with the adapter a moment later. A bake-off trains several methods on the same data
-and step budget. Layout and wiring only: the handlers are in ``ui/train_actions.py``, the API
+and step budget; its panel shows the measured real-weights bake-off until a visitor runs
+their own. Layout and wiring only: the handlers are in ``ui/train_actions.py``, the API
 in ``ui/train_api.py``, the work in ``TrainService`` (mmdemo.flows.train)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gradio as gr
 from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.train import TrainService
 from mmdemo.flows.train_data import DATA_SUFFIXES
+from mmdemo.ui import bakeoff_view
 from mmdemo.ui import train_view as view
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.train_actions import (
@@ -65,6 +67,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 value="lora",
                 label="Method",
                 elem_id="train-method",
+            )
+            device = gr.Radio(
+                service.devices(),
+                value="auto",
+                label="Device",
+                info=f"auto: the app's device setting ({ctx.settings.device}); "
+                "only the devices this machine has are offered",
+                elem_id="train-device",
             )
             sources = [BUILTIN, UPLOAD] if ctx.settings.hosted else [BUILTIN, UPLOAD, FOLDER]
             source = gr.Radio(sources, value=BUILTIN, label="Data")
@@ -135,27 +145,31 @@ def build(ctx: AppContext) -> dict[str, Any]:
             )
             with gr.Accordion("Report", open=False):
                 report = gr.Markdown(elem_id="train-report")
+    # the measured bake-off shows on every server (training on or off); a visitor's own
+    # bake-off replaces it in this visitor's page
     with gr.Accordion(
-        "Bake-off: several methods, same data and step budget", open=False, visible=allowed
-    ):
-        with gr.Row():
-            bake_methods = gr.CheckboxGroup(list(METHODS), value=BAKEOFF_DEFAULT, label="Methods")
-            bake_btn = gr.Button("Run bake-off", elem_id="train-bakeoff")
+        "Bake-off: every method, same data and step budget",
+        open=False,
+        elem_id="train-bakeoff-panel",
+    ) as bake_panel:
+        bake_caption = gr.Markdown(elem_id="train-bakeoff-caption")
         bake_table = gr.Dataframe(
-            headers=view.BAKEOFF_HEADERS, interactive=False, elem_id="train-bakeoff-table"
+            headers=bakeoff_view.MEASURED_HEADERS,
+            interactive=False,
+            wrap=True,
+            column_widths=bakeoff_view.COLUMN_WIDTHS,
+            elem_id="train-bakeoff-table",
         )
-        with gr.Row():
-            bake_plot = gr.BarPlot(
-                view.bakeoff_scores([]), x="method", y="overall", title="Overall score", height=240
+        bake_plot = gr.Plot(
+            label="Score vs. trainable parameters vs. memory",
+            format="png",
+            elem_id="train-bakeoff-plot",
+        )
+        with gr.Row(visible=allowed):
+            bake_methods = gr.CheckboxGroup(
+                list(METHODS), value=BAKEOFF_DEFAULT, label="Methods for your own bake-off"
             )
-            bake_memory = gr.BarPlot(
-                view.bakeoff_memory([]),
-                x="method",
-                y="MB",
-                color="kind",
-                title="Peak memory: training vs. one inference forward",
-                height=240,
-            )
+            bake_btn = gr.Button("Run bake-off", elem_id="train-bakeoff")
     with gr.Accordion("Evaluate an adapter", open=False, visible=allowed):
         with gr.Row():
             eval_adapter = gr.Textbox("base", label="Adapter (or base)")
@@ -164,6 +178,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         eval_out = gr.JSON(label="Metrics")
     timer = gr.Timer(1.0, active=False)
     outputs = [status, loss, result, report, pictures]
+    bake_outputs = [bake_caption, bake_table, bake_plot]
 
     knobs = [
         source,
@@ -185,7 +200,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     start_btn.click(
         ctx.heavy(act.start),
-        [state, base_model, method, *knobs],
+        [state, device, base_model, method, *knobs],
         [state, *outputs, timer],
         api_visibility="private",
     )
@@ -198,14 +213,21 @@ def build(ctx: AppContext) -> dict[str, Any]:
     timer.tick(
         act.poll,
         state,
-        [*outputs, bake_table, bake_plot, bake_memory, timer],
+        [*outputs, *bake_outputs, timer],
         api_visibility="private",
         queue=False,
     )
     bake_btn.click(
         ctx.heavy(act.bakeoff),
-        [state, bake_methods, base_model, *knobs],
-        [state, bake_table, timer],
+        [state, bake_methods, device, base_model, *knobs],
+        [state, *bake_outputs, timer],
+        api_visibility="private",
+    )
+    # opening the panel shows the measured bake-off (or this visitor's own, once run)
+    bake_panel.expand(
+        ctx.light(act.bakeoff_view, "reads the measured bake-off file and draws it"),
+        state,
+        bake_outputs,
         api_visibility="private",
     )
     register_api(ctx, service)  # first: the named endpoints keep their names (/evaluate ...)
