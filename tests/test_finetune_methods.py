@@ -183,9 +183,10 @@ def test_exported_full_parameter_change_reproduces_the_trained_weights(
 def test_dylora_truncated_adapter_equals_the_rank_masked_model(fresh_vlm, tmp_path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    from mmdemo.finetune.methods.dylora import RankMask, truncate_adapter
+    from mmdemo.finetune.methods.dylora import RankMask
     from mmdemo.finetune.targets import find_targets
     from mmdemo.models.adapters import write_metadata
+    from mmdemo.models.dylora import truncate_lora
 
     model, family, batch = fresh_vlm
     config = LoraConfig(
@@ -203,7 +204,7 @@ def test_dylora_truncated_adapter_equals_the_rank_masked_model(fresh_vlm, tmp_pa
     assert not outputs[2].allclose(outputs[8], atol=1e-5)
     mask.set(8)
     peft_model.save_pretrained(str(tmp_path / "full"))
-    truncate_adapter(tmp_path / "full", 2, tmp_path / "r2")
+    truncate_lora(tmp_path / "full", 2, tmp_path / "r2")
     for folder in ("full", "r2"):
         write_metadata(tmp_path / folder, {"base_model_type": family, "method": "dylora"})
     for rank, folder in ((2, "r2"), (8, "full")):

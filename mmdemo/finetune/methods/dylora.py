@@ -79,27 +79,3 @@ class DyLoRA(LoRA):
         plan.extra.set(cfg.rank)
         facts = super().save(plan, cfg, out, work)
         return {**facts, "dylora_max_rank": cfg.rank}
-
-
-def truncate_adapter(source: Path, rank: int, out: Path) -> Path:
-    """Write the rank-``rank`` LoRA that a DyLoRA adapter serves (first rows of A, columns of
-    B; alpha kept, so the scaling is alpha/rank as in training)."""
-    import json
-
-    from safetensors.torch import load_file, save_file
-
-    config = json.loads((Path(source) / "adapter_config.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(Path(source) / "adapter_model.safetensors"))
-    cut = {}
-    for key, value in tensors.items():
-        if ".lora_A." in key:
-            cut[key] = value[:rank].contiguous()
-        elif ".lora_B." in key:
-            cut[key] = value[:, :rank].contiguous()
-        else:
-            cut[key] = value
-    Path(out).mkdir(parents=True, exist_ok=True)
-    save_file(cut, str(Path(out) / "adapter_model.safetensors"))
-    config["r"] = rank
-    (Path(out) / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return Path(out)
