@@ -67,9 +67,16 @@ class Trial:
 
 
 def train_and_validate(
-    settings: Any, method: str, lr: float, budget: Budget, knobs: dict[str, float], seed: int = 0
+    settings: Any,
+    method: str,
+    lr: float,
+    budget: Budget,
+    knobs: dict[str, float],
+    seed: int = 0,
+    validation: int = VALIDATION_EXAMPLES,
 ) -> Trial:
-    """One short run in this process; the validation split's answer-token loss after it."""
+    """One short run in this process; the validation split's answer-token loss after it
+    (``lr`` 0: the method's default)."""
     from transformers import set_seed
 
     from mmdemo.finetune.collate import Collator
@@ -104,22 +111,21 @@ def train_and_validate(
         work = Path(tmp)
         plan = chosen.prepare(model, cfg, find_targets(model, cfg.attach), work)
         bf16 = use_bf16(cfg.bf16, "cpu", plan.total)
+        lr = lr or chosen.lr_for(plan.total)
         stage = Stage("vqa", data["train"], steps, lr)
         meter = StepMeter(lambda event: None, steps, MemorySampler("cpu"))
         if plan.own_loop:
             mezo_stage(plan, collator, stage, cfg, "cpu", bf16, meter, StopSwitch())
         else:
             trainer_stage(plan, collator, stage, cfg, "cpu", bf16, meter, StopSwitch(), work)
-        loss = validation_loss(
-            plan.model, collator, data["validation"], "cpu", VALIDATION_EXAMPLES, bf16
-        )
+        loss = validation_loss(plan.model, collator, data["validation"], "cpu", validation, bf16)
     seconds = time.perf_counter() - started
     del model, plan
     gc.collect()
     return Trial(method, lr, dict(knobs), float(loss or 0.0), seconds)
 
 
-def base_validation_loss(settings: Any) -> float:
+def base_validation_loss(settings: Any, validation: int = VALIDATION_EXAMPLES) -> float:
     """The untrained model's validation loss (every method must get below it)."""
     from mmdemo.finetune.collate import Collator
     from mmdemo.finetune.loop import validation_loss

@@ -50,6 +50,8 @@ class TrainConfig:
     scale: float = 1.0  # built-in set: fraction of its scenes (quick runs)
     max_length: int = 1024  # longest example in tokens (prompt + image tokens + answer)
     eval_limit: int = 0  # evaluate on at most this many test questions (0: all)
+    # False: no test score (choosing a recipe must look at the validation split only)
+    score_test: bool = True
     export_rank: int = 64  # full-parameter methods: rank of the LoRA the weight change becomes
     bf16: str = "auto"  # auto: bf16 autocast where the device has native bf16; on; off
     mezo_eps: float = 0.0  # MeZO perturbation size (0: the method's default)

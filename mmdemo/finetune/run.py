@@ -181,6 +181,8 @@ def train_adapter(
         notes.append("the data has no held-out split: the scores are on training examples")
     if cfg.eval_limit:
         test = test[: cfg.eval_limit]
+    if not cfg.score_test:
+        test = []  # a recipe being chosen: the validation loss alone decides
     inference_memory = _inference_memory(model, collator, stages[0].examples, cfg, device)
     stop.check()
     targets = find_targets(model, cfg.attach)
@@ -202,6 +204,7 @@ def train_adapter(
             "model_memory_bytes": model_memory,
         }
     )
+    loop_started = time.perf_counter()
     with MemorySampler(device) as memory:
         meter = StepMeter(emit, total_steps, memory)
         for stage in stages:
@@ -213,6 +216,7 @@ def train_adapter(
                     plan.optimizer = _lorafa_optimizer(plan, cfg, stage.lr)
                 trainer_stage(plan, collator, stage, cfg, device, bf16, meter, stop, work)
     train_seconds = time.perf_counter() - started
+    loop_seconds = time.perf_counter() - loop_started  # the training steps alone
     stop.check()
     emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(test)} questions"})
     val_loss = validation_loss(plan.model, collator, final["validation"], device, bf16=bf16)
@@ -258,6 +262,8 @@ def train_adapter(
             "path": str(result.path),
             "val_loss": val_loss,
             "rank_scores": {str(k): v for k, v in rank_scores.items()},
+            "train_seconds": round(loop_seconds, 2),
+            "peak_memory_bytes": memory.peak,
         }
     )
     return result

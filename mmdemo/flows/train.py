@@ -63,6 +63,7 @@ class Run:
     error: str = ""
     fix: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. the adapter saved under a new name
+    train_seconds: float | None = None  # the training steps alone (no loading, no evaluation)
     returncode: int | None = None
     pid: int | None = None  # the job's process while it runs
     offset: int = 0  # bytes of events.jsonl already read
@@ -92,6 +93,8 @@ class Run:
             self.val_loss = event.get("val_loss")
             self.rank_scores = dict(event.get("rank_scores") or {})
             self.notes = [str(n) for n in event.get("notes") or []]
+            self.train_seconds = event.get("train_seconds")
+            self.peak_memory_bytes = int(event.get("peak_memory_bytes") or self.peak_memory_bytes)
             self.error = str(event.get("message") or "") if kind != "done" else ""
             self.fix = str(event.get("fix") or "")
             self.phase = {"done": "finished", "stopped": "stopped"}.get(kind, "failed")
@@ -109,6 +112,7 @@ class Run:
             "loss_history": list(self.loss_history),
             "tokens_per_s": round(self.tokens_per_s, 1),
             "peak_memory_bytes": self.peak_memory_bytes,
+            "train_seconds": self.train_seconds,
             "eta_s": None if self.eta_s is None else round(float(self.eta_s), 1),
             "adapter": self.adapter if self.state == "done" or self.kind == "eval" else "",
             "metrics": self.metrics,
