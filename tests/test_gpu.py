@@ -134,3 +134,16 @@ def test_the_cli_trains_dylora_on_cuda_and_chat_serves_a_lower_rank(
         assert "gpu-dylora@r=2" in manager.get("vlm").adapters.resident_names()
     finally:
         manager.unload_all()
+
+
+@pytest.mark.gpu
+def test_the_bakeoff_trains_real_weights_on_cuda(tiny_settings) -> None:
+    """The bake-off's runner (the sweep and the bake-off share it) on a GPU: a few LoRA steps
+    on the embedded SmolLM2 lower its validation loss."""
+    from mmdemo.bench.finetune_sweep import Budget, base_validation_loss, train_and_validate
+
+    settings = tiny_settings.replace(
+        profile="cpu", device="cuda", llm="embedded:smollm2-135m-instruct"
+    )
+    trial = train_and_validate(settings, "lora", 0.0, Budget(steps=3, batch_size=4), {}, 0, 16)
+    assert trial.val_loss < base_validation_loss(settings, 16)

@@ -87,12 +87,12 @@ def _blind(task: str = "vqa") -> dict[str, float]:
     return blind_baseline(synthetic_split("train", task), synthetic_split("test", task))
 
 
-def run(quick: bool = False, only: tuple[str, ...] = PARTS) -> list[Table]:
+def run(quick: bool = False, only: tuple[str, ...] = PARTS, device: str = "cpu") -> list[Table]:
     from mmdemo.config import Settings
     from mmdemo.flows.train import TrainService
     from mmdemo.models.tiny import build_all
 
-    base = Settings.load(profile="tiny", device="cpu")
+    base = Settings.load(profile="tiny", device=device)
     build_all(base.models_dir)
     load = os.getloadavg()[0]
     tables: list[Table] = []
@@ -124,7 +124,9 @@ def learning_to_see(services: list[Any], steps: int, quick: bool) -> Table:
     jobs, owners, missing = [], [], {}
     for method in METHODS:
         try:
-            get_method(method).check("cpu")
+            get_method(method).check(
+                services[0].settings.device if services[0].settings.device != "auto" else "cpu"
+            )
         except MMDemoError as exc:
             missing[method] = exc.message
             continue

@@ -43,13 +43,15 @@ def base_scores(settings: Any, questions: int) -> dict[str, float]:
     from mmdemo.finetune.precision import use_bf16
     from mmdemo.finetune.textdata import text_dataset
     from mmdemo.models.backends.llm import load_parts
+    from mmdemo.models.device import pick_device
 
-    model, tokenizer = load_parts(settings.model_id("llm"), settings, "cpu", "float32")
-    bf16 = use_bf16("auto", "cpu", sum(p.numel() for p in model.parameters()))
+    device = pick_device(settings.device)
+    model, tokenizer = load_parts(settings.model_id("llm"), settings, device, "float32")
+    bf16 = use_bf16("auto", device, sum(p.numel() for p in model.parameters()))
     collator = Collator(tokenizer, with_images=False)
     data = text_dataset()
-    metrics, _ = evaluate(model, collator, data["test"][:questions], "cpu", bf16=bf16)
-    val = validation_loss(model, collator, data["validation"], "cpu", bf16=bf16)
+    metrics, _ = evaluate(model, collator, data["test"][:questions], device, bf16=bf16)
+    val = validation_loss(model, collator, data["validation"], device, bf16=bf16)
     return {**metrics, "val_loss": float(val or 0.0)}
 
 
@@ -179,14 +181,17 @@ def real_bakeoff(settings: Any, quick: bool = False) -> Table:
     budget = Budget(steps=3, mezo_steps=4) if quick else BUDGET
     seeds = SEEDS[:1] if quick else SEEDS
     questions = 12 if quick else EVAL_QUESTIONS
+    from mmdemo.models.device import pick_device
+
     real = settings.replace(profile="cpu", llm="embedded:smollm2-135m-instruct")
+    device = pick_device(real.device)
     service = TrainService(real, threads=os.cpu_count() or 1)
     base = base_scores(real, questions)
     rows: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
     for method in METHODS:
         try:
-            get_method(method).check("cpu")
+            get_method(method).check(device)
         except MMDemoError as exc:
             missing[method] = exc.message
             continue
@@ -239,7 +244,7 @@ def real_bakeoff(settings: Any, quick: bool = False) -> Table:
         )
     table.notes += [f"Target: {t}" for t in targets(rows, base)]
     table.notes += [
-        f"Median of {len(seeds)} seeds ({', '.join(map(str, seeds))}) per method; per-seed "
+        f"Device: {device}. Median of {len(seeds)} seeds ({', '.join(map(str, seeds))}) per method; per-seed "
         "overall scores are in docs/finetune-bakeoff.json. Same data, batch "
         f"{budget.batch_size}, rank/width {budget.rank}, {budget.steps} steps for every "
         f"method with a backward pass; MeZO (forward passes only) {budget.mezo_steps} steps. "

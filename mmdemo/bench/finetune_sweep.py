@@ -105,20 +105,21 @@ def train_and_validate(
     chosen = get_method(method)
     set_seed(seed)
     started = time.perf_counter()
-    model, tokenizer, _, _ = load_base(cfg, settings, "cpu", chosen.load_kwargs("cpu"))
+    device = _device(settings)
+    model, tokenizer, _, _ = load_base(cfg, settings, device, chosen.load_kwargs(device))
     collator = Collator(tokenizer, with_images=False)
     with tempfile.TemporaryDirectory(prefix="mmdemo-sweep-") as tmp:
         work = Path(tmp)
         plan = chosen.prepare(model, cfg, find_targets(model, cfg.attach), work)
-        bf16 = use_bf16(cfg.bf16, "cpu", plan.total)
+        bf16 = use_bf16(cfg.bf16, device, plan.total)
         lr = lr or chosen.lr_for(plan.total)
         stage = Stage("vqa", data["train"], steps, lr)
-        meter = StepMeter(lambda event: None, steps, MemorySampler("cpu"))
+        meter = StepMeter(lambda event: None, steps, MemorySampler(device))
         if plan.own_loop:
-            mezo_stage(plan, collator, stage, cfg, "cpu", bf16, meter, StopSwitch())
+            mezo_stage(plan, collator, stage, cfg, device, bf16, meter, StopSwitch())
         else:
-            trainer_stage(plan, collator, stage, cfg, "cpu", bf16, meter, StopSwitch(), work)
-        loss = validation_loss(plan.model, collator, data["validation"], "cpu", validation, bf16)
+            trainer_stage(plan, collator, stage, cfg, device, bf16, meter, StopSwitch(), work)
+        loss = validation_loss(plan.model, collator, data["validation"], device, validation, bf16)
     seconds = time.perf_counter() - started
     del model, plan
     gc.collect()
@@ -132,7 +133,8 @@ def base_validation_loss(settings: Any, validation: int = VALIDATION_EXAMPLES) -
     from mmdemo.finetune.textdata import text_dataset
     from mmdemo.models.backends.llm import load_parts
 
-    model, tokenizer = load_parts(settings.model_id("llm"), settings, "cpu", "float32")
+    device = _device(settings)
+    model, tokenizer = load_parts(settings.model_id("llm"), settings, device, "float32")
     data = text_dataset()
     loss = validation_loss(
         model,
@@ -173,10 +175,16 @@ def sweep_method(settings: Any, method: str, budget: Budget) -> list[Trial]:
     return trials
 
 
-def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
+def _device(settings: Any) -> str:
+    from mmdemo.models.device import pick_device
+
+    return pick_device(settings.device)
+
+
+def run(quick: bool = False, only: tuple[str, ...] = (), device: str = "cpu") -> Table:
     from mmdemo.config import Settings
 
-    settings = Settings.load(profile="cpu", device="cpu", llm="embedded:smollm2-135m-instruct")
+    settings = Settings.load(profile="cpu", device=device, llm="embedded:smollm2-135m-instruct")
     budget = Budget(steps=4, mezo_steps=8) if quick else BUDGET
     methods = [m for m in GRID if not only or m in only]
     load = os.getloadavg()[0]
@@ -194,6 +202,7 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
         tried = "; ".join(f"{_describe(t)}: {t.val_loss:.3f}" for t in trials)
         table.add(method, tried, _describe(best), f"{best.val_loss:.3f}", f"{base:.3f}")
     table.notes += [
+        f"Device: {_device(settings)}. "
         f"SmolLM2-135M-Instruct (embedded, real weights), built-in text task, seed 0, batch "
         f"{budget.batch_size}, rank/width {budget.rank}, {budget.steps} steps "
         f"(MeZO {budget.mezo_steps}), cosine decay, no warm-up; validation loss on "

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=int, help="load: concurrent users (default 8, at most 32)")
     p.add_argument("--seconds", type=float, help="load: duration (default 120, at most 600)")
     p.add_argument("--rounds", type=int, help="load: rounds with an idle pause after each (2)")
+    p.add_argument("--device", help="finetune, finetune-sweep: cpu or cuda (default cpu)")
     p.set_defaults(func=run)
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if "only" not in takes:
             raise SystemExit(f"bench {args.name} has no parts: drop --only")
         kwargs["only"] = tuple(p.strip() for p in args.only.split(",") if p.strip())
-    for option in ("users", "seconds", "rounds"):
+    for option in ("users", "seconds", "rounds", "device"):
         if getattr(args, option, None) is not None and option in takes:
             kwargs[option] = getattr(args, option)
     result = module.run(**kwargs)
