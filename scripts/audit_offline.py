@@ -81,7 +81,7 @@ def _in_range(version: Version, events: list[dict]) -> bool | None:
         ):
             affected = False
         elif kind == "limit" and version >= bound:
-            break
+            return False  # OSV: versions at or above a limit are outside the range
     return affected
 
 

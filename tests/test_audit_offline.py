@@ -56,6 +56,10 @@ CASES = [
     ("local label listed", advisory(versions=["2.1.0"]), "2.1.0+cu128", True, ""),
     ("withdrawn", advisory([("introduced", 0)], withdrawn="2024-01-01T00:00:00Z"), "1.0", False, ""),
     ("name spelled otherwise", advisory([("introduced", 0)], name="Demo_Pkg"), "1.0", True, ""),
+    # OSV: a limit closes the range for every version at or above it
+    ("below a limit", advisory([("introduced", 0), ("limit", "3.0")]), "2.9", True, ""),
+    ("at a limit", advisory([("introduced", 0), ("limit", "3.0")]), "3.0", False, ""),
+    ("above a limit", advisory([("introduced", 0), ("limit", "3.0")]), "3.1", False, ""),
 ]  # fmt: skip
 
 
