@@ -18,11 +18,13 @@ def make_adapter(
     target: str = TEXT_ATTENTION,
     rank: int = 4,
     method: str | None = None,
+    lora: dict[str, Any] | None = None,
     **meta: Any,
 ) -> Path:
     """Save a randomly initialised adapter for ``model`` (left untouched) into ``out``;
-    ``method`` (default: ``kind``) and ``meta`` go into its ``mmdemo.json``."""
-    random_adapter(model, out, seed, kind, target, rank)
+    ``lora`` passes alpha / use_rslora / lora_bias on; ``method`` (default: ``kind``) and
+    ``meta`` go into its ``mmdemo.json``."""
+    random_adapter(model, out, seed, kind, target, rank, **(lora or {}))
     if family:
         (Path(out) / "mmdemo.json").write_text(
             json.dumps(

@@ -17,8 +17,12 @@ def random_adapter(
     kind: str = "lora",
     target: str = TEXT_ATTENTION,
     rank: int = 4,
+    alpha: float | None = None,
+    use_rslora: bool = False,
+    lora_bias: bool = False,
 ) -> Path:
-    """Save a random LoRA (or IA3) adapter for ``model`` (left untouched) into ``out``."""
+    """Save a random LoRA (or IA3) adapter for ``model`` (left untouched) into ``out``
+    (LoRA: ``alpha`` defaults to 2 * rank; ``lora_bias`` gives B a random bias)."""
     import torch
     from peft import IA3Config, LoraConfig, get_peft_model
 
@@ -26,7 +30,9 @@ def random_adapter(
     if kind == "lora":
         config = LoraConfig(
             r=rank,
-            lora_alpha=2 * rank,
+            lora_alpha=alpha if alpha is not None else 2 * rank,
+            use_rslora=use_rslora,
+            lora_bias=lora_bias,
             target_modules=target,
             init_lora_weights=False,
             task_type="CAUSAL_LM",
@@ -34,6 +40,11 @@ def random_adapter(
     else:
         config = IA3Config(target_modules=target, feedforward_modules=[], task_type="CAUSAL_LM")
     peft_model = get_peft_model(copy.deepcopy(model), config)
+    if lora_bias:  # PEFT starts the bias at zero; make it count
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name and name.endswith("bias"):
+                    p.copy_(torch.randn_like(p) * 0.05)
     if kind != "lora":  # IA3 starts as the identity; make it change the output
         with torch.no_grad():
             for name, p in peft_model.named_parameters():

@@ -14,8 +14,9 @@ It is installed per layer for the duration of one pinned batch by replacing the 
 on that instance, and removed afterwards; callers keep passing ``adapter_names``. The maths
 mirrors PEFT's single-adapter forward (``result + B(A(x)) * scaling`` in the adapter's dtype,
 then cast back), so a row's output matches the same request answered alone. Layers it does not
-cover (DoRA and other variants, merged or training-mode layers, non-Linear layers, a batch
-whose size is not the number of names) keep PEFT's own path.
+cover (DoRA and other variants, merged or training-mode layers, non-Linear layers, rows whose
+adapters differ in dtype, a batch whose size is not the number of names) keep PEFT's own path;
+``lora_bias`` (a bias on B) is applied, and per-adapter scaling covers alpha and rsLoRA.
 
 Cost: while a batch runs, each covered layer holds its rows' A and B in the adapters' dtype,
 ``rows x (in + out) x r`` values (30 MB in fp32 for four rows of rank-16 adapters on the
@@ -39,7 +40,17 @@ def covers(layer: Any, names: Sequence[str]) -> bool:
     if type(layer) is not Linear or layer.training or layer.merged:
         return False
     used = {n for n in names if n in layer.lora_A}
-    return not any(n in layer.lora_variant for n in used)
+    if any(n in layer.lora_variant for n in used):
+        return False
+    # one dtype for the stacked copy: rows of different dtypes stay with PEFT, which casts
+    # each adapter's input to its own dtype
+    return (
+        len(
+            {layer.lora_A[n].weight.dtype for n in used}
+            | {layer.lora_B[n].weight.dtype for n in used}
+        )
+        <= 1
+    )
 
 
 class _Stacked:
@@ -57,6 +68,8 @@ class _Stacked:
         self.a = torch.zeros(rows, layer.in_features, rank, dtype=dtype, device=device)
         self.b = torch.zeros(rows, rank, layer.out_features, dtype=dtype, device=device)
         self.scale = torch.zeros(rows, 1, 1, dtype=dtype, device=device)
+        # lora_bias=True: B has a bias, added before the scaling as PEFT's B(A(x)) * s does
+        self.bias = torch.zeros(rows, 1, layer.out_features, dtype=dtype, device=device)
         for i, name in enumerate(names):
             if name not in used:  # the base model (or an adapter this layer lacks): adds 0
                 continue
@@ -64,6 +77,8 @@ class _Stacked:
             self.a[i, :, :r] = layer.lora_A[name].weight.detach().T
             self.b[i, :r, :] = layer.lora_B[name].weight.detach().T
             self.scale[i] = layer.scaling[name]
+            if layer.lora_B[name].bias is not None:
+                self.bias[i, 0] = layer.lora_B[name].bias.detach()
         self.active = bool(used)
 
     def __call__(self, x: Any, *args: Any, adapter_names: Sequence[str], **kwargs: Any) -> Any:
@@ -83,7 +98,7 @@ class _Stacked:
         dtype = result.dtype
         rows = x.reshape(x.shape[0], -1, x.shape[-1]).to(self.a.dtype)  # (rows, tokens, in)
         # dropout is the identity in eval mode (covers() refuses training-mode layers)
-        lora = (rows @ self.a) @ self.b * self.scale
+        lora = ((rows @ self.a) @ self.b + self.bias) * self.scale
         return (result + lora.reshape(result.shape)).to(dtype)
 
 
