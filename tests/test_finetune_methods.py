@@ -109,6 +109,13 @@ def test_lora_fa_trains_b_only_and_fewer_parameters_than_lora(tiny_settings, tmp
     # same seed, same initial A: LoRA moved it, LoRA-FA kept it frozen
     assert not a_lora[key].equal(a_fa[key])
     assert any(v.abs().sum() > 0 for k, v in a_fa.items() if ".lora_B." in k)
+    # and A is where it started: one step or three, LoRA-FA's A is the same, while B moved
+    one, _ = run(tiny_settings, tmp_path / "fa1", method="lora-fa", steps=1)
+    a_one = load_file(str(one.path / "adapter_model.safetensors"))
+    for name in a_fa:
+        if ".lora_A." in name:
+            assert a_fa[name].equal(a_one[name]), f"LoRA-FA changed {name}"
+    assert any(not a_fa[k].equal(a_one[k]) for k in a_fa if ".lora_B." in k)
 
 
 def test_same_seed_gives_the_same_loss_curve(tiny_settings, tmp_path: Path) -> None:

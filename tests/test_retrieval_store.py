@@ -93,7 +93,10 @@ def test_create_refuses_an_existing_index_unless_replacing(tmp_path: Path) -> No
     [
         (lambda d: (d / "manifest.json").write_text("{not json"), "not a readable index manifest"),
         (lambda d: (d / "manifest.json").write_text(json.dumps({"format": 99})), "format 99"),
-        (lambda d: next(d.glob("seg-*.npy")).write_bytes(b"\x93NUMPY garbage"), None),
+        (
+            lambda d: next(d.glob("seg-*.npy")).write_bytes(b"\x93NUMPY garbage"),
+            "no readable vectors",
+        ),
         (lambda d: next(d.glob("seg-*.json")).write_text('{"id": [0]}'), "does not match"),
     ],
 )
@@ -102,10 +105,9 @@ def test_damaged_files_give_a_clear_error(tmp_path: Path, damage, message) -> No
     store.create("s", IDENTITY)
     store.append("s", synthetic(3, DIM), rows(0, 3), IDENTITY)
     damage(tmp_path / "s")
-    with pytest.raises((IndexCorruptError, ValueError)) as info:
+    with pytest.raises(IndexCorruptError) as info:
         store.load("s")
-    if message:
-        assert message in str(info.value)
+    assert message in str(info.value)
 
 
 def test_ann_search_matches_exact_and_follows_adds_and_removes(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ def test_the_trimmer_stops_when_the_app_stops() -> None:
     alive.set()
     trimmer = FreeMemoryTrimmer.start(alive.is_set, interval_s=0.01)
     assert trimmer is not None and trimmer.thread.is_alive()
+    assert trimmer.trimmed.wait(30), "the trimmer trims while the app runs"
     alive.clear()
-    trimmer.thread.join(5)
+    trimmer.thread.join(30)
     assert not trimmer.thread.is_alive()
+    done = trimmer.trims
+    assert done >= 1 and not trimmer.thread.is_alive() and trimmer.trims == done

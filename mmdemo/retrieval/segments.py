@@ -115,7 +115,15 @@ class Segment:
     def load(cls, directory: Path, ref: SegmentRef, dim: int) -> Segment:
         """Read a segment's files (FileNotFoundError passes through: a writer may have just
         replaced it, and the caller retries with the new manifest)."""
-        vectors = np.load(directory / f"{ref.name}.npy", mmap_mode="r", allow_pickle=False)
+        try:
+            vectors = np.load(directory / f"{ref.name}.npy", mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise IndexCorruptError(
+                f"segment {ref.name} in {directory} holds no readable vectors ({exc})",
+                fix="delete the index folder and build it again",
+            ) from None
         try:
             meta = json.loads((directory / f"{ref.name}.json").read_text(encoding="utf-8"))
             ids = np.asarray(meta.pop("id"), dtype=np.int64)

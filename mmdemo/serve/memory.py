@@ -67,6 +67,7 @@ class FreeMemoryTrimmer:
         self.interval_s = interval_s
         self.stopped = threading.Event()
         self.trims = 0
+        self.trimmed = threading.Event()  # set after each trim
         self.thread = threading.Thread(target=self._run, name="mmdemo-trim", daemon=True)
 
     @classmethod
@@ -82,6 +83,7 @@ class FreeMemoryTrimmer:
         while not self.stopped.wait(self.interval_s) and self.alive():
             trim_free_memory()
             self.trims += 1
+            self.trimmed.set()
 
     def stop(self) -> None:
         self.stopped.set()
