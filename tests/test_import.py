@@ -34,9 +34,9 @@ if "--build-ui" in sys.argv:
         _init(self, *a, **k)
     torch.nn.Module.__init__ = _count
     from mmdemo.config import Settings
-    from mmdemo.ui import create_ui
-    demo = create_ui(Settings(profile="tiny", home=sys.argv[-1]))
-    states = [s.state for s in demo.mmdemo_context.manager.status()]
+    from mmdemo.ui.app import build_app
+    app = build_app(Settings(profile="tiny", home=sys.argv[-1]))
+    states = [s.state for s in app.manager.status()]
     built = {"modules": created, "states": states}
 print(json.dumps({"after_import": after_import, "connects": connects, "built": built}))
 """

@@ -9,12 +9,11 @@ running event, uvicorn's reading of forwarded headers) are in ``ui/gradio_compat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-
-import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.flows.limits import RateLimiter, client_key
@@ -105,10 +104,17 @@ def mode_line(settings: Settings) -> str:
     return f"hosted mode: {'on' if settings.hosted else 'off'} ({reason})"
 
 
-def mount_openai_api(demo: gr.Blocks) -> None:
-    """Add ``/v1/models`` and ``/v1/chat/completions`` to the running app's server."""
-    from mmdemo.serve.openai_api import build_router
+def with_routes(router: Any) -> dict[str, Any]:
+    """``demo.launch(app_kwargs=...)`` that serves ``router`` (``/v1``) on Gradio's own
+    server. Gradio hands ``app_kwargs`` to its FastAPI app and runs a ``lifespan`` given there
+    when the server starts, before it answers anyone; the routes join then, through FastAPI's
+    ``include_router``. Alike for ``python app.py``, ``--share`` and Spaces."""
 
-    ctx = demo.mmdemo_context
-    router = build_router(ctx.services.chat, ctx.settings, ctx.services.limiter)
-    demo.server_app.include_router(router)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if router not in getattr(app.state, "mmdemo_routers", ()):  # a restart adds no twin
+            app.include_router(router)
+            app.state.mmdemo_routers = (*getattr(app.state, "mmdemo_routers", ()), router)
+        yield
+
+    return {"lifespan": lifespan}
