@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import pytest
 
 from mmdemo.config import HOSTED_RATE_LIMIT, Settings
@@ -296,8 +297,8 @@ def test_a_space_without_the_embedded_llm_package_takes_it_from_the_hub(
 def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     import inspect
 
-    import gradio as gr
     from gradio.helpers import special_args
+    from gradio.utils import get_function_params
 
     from mmdemo.ui.hosting import heavy
 
@@ -310,9 +311,40 @@ def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     limiter, settings = RateLimiter(per_minute=60), Settings()
     wrapped, wrapped_stream = heavy(add, limiter, settings), heavy(stream, limiter, settings)
     assert special_args(wrapped)[1] == special_args(add)[1] == 2  # gr.Progress still injected
-    assert inspect.signature(wrapped) == inspect.signature(add)
+    assert get_function_params(wrapped) == get_function_params(add)  # what the API describes
     assert inspect.isgeneratorfunction(wrapped_stream) and list(wrapped_stream("hi")) == ["hi"]
-    assert wrapped("a", "b") == "ab"
+    assert wrapped("a", "b") == "ab"  # called outside an event: the "local" budget
+
+
+def test_heavy_handlers_spend_the_budget_of_the_client_gradio_names() -> None:
+    """Gradio fills the request a heavy handler's wrapper asks for (whatever the number of
+    inputs the event gives); that client pays, and the handler gets its own arguments."""
+    from gradio.helpers import special_args
+    from starlette.requests import Request
+
+    from mmdemo.ui.hosting import heavy
+
+    def visitor(host: str) -> gr.Request:
+        return gr.Request(Request({"type": "http", "client": (host, 4000), "headers": []}))
+
+    def show(name: str, rank: int | None = None) -> tuple[str, int | None]:
+        return name, rank
+
+    def export(request: gr.Request) -> str:  # a handler that wants the request itself
+        return request.client.host
+
+    wrapped = heavy(show, RateLimiter(per_minute=1), Settings())
+
+    def event(inputs: list, request: gr.Request) -> Any:  # as Gradio calls a handler
+        return wrapped(*special_args(wrapped, inputs, request)[0])
+
+    one, other = visitor("198.51.100.9"), visitor("198.51.100.10")
+    assert event(["base"], one) == ("base", None)  # the adapter menu alone
+    assert event(["base", 4], other) == ("base", 4)  # with the rank menu: another budget
+    with pytest.raises(gr.Error, match="too many requests"):
+        event(["base", 4], one)  # the first visitor's minute is spent
+    wants = heavy(export, RateLimiter(per_minute=1), Settings())
+    assert wants(*special_args(wants, [], other)[0]) == "198.51.100.10"
 
 
 def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) -> None:
