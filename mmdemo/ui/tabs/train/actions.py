@@ -88,7 +88,7 @@ class TrainActions:
         else:
             dataset = "builtin"
         current = self.current_model()
-        request = dict(
+        run = dict(
             model="" if model == current else (model or "").strip(),
             method=method,
             dataset=dataset,
@@ -103,7 +103,7 @@ class TrainActions:
             placement=placement,
             name=(name or "").strip(),
         )
-        return self.service.checked(request)
+        return self.service.checked(run)
 
     @guarded
     def start(self, st: TrainSession, device: str, *values: Any) -> tuple[Any, ...]:

@@ -56,7 +56,7 @@ def register(ctx: AppContext, service: TrainService) -> None:
         where present: /train_devices lists them); returns {"id", "state", "position",
         "device"}."""
         check()
-        request = dict(
+        run = dict(
             method=method,
             dataset=dataset,
             stages=stages,
@@ -69,7 +69,7 @@ def register(ctx: AppContext, service: TrainService) -> None:
             seed=int(seed),
         )
         owner = owner_of(request)
-        status = service.status(service.submit(request, owner, str(device or "auto")), owner)
+        status = service.status(service.submit(run, owner, str(device or "auto")), owner)
         return {
             "id": status["id"],
             "state": status["state"],
