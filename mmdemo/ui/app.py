@@ -28,6 +28,7 @@ from mmdemo.ui.uploads import guard_file_inputs
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
+    from mmdemo.wiring import Services
 
 # (tab label, module, elem_id); each layout module has build(ctx) -> dict[str, Any].
 TABS: tuple[tuple[str, str, str], ...] = (
@@ -66,7 +67,7 @@ class App:
     manager: ModelManager
 
     @property
-    def services(self) -> Any:
+    def services(self) -> Services:
         return self.context.services
 
     @property

@@ -73,7 +73,7 @@ def _marked(
     and calls ``before(request)`` first."""
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(f"{fn!r}: async handlers are not wired by mmdemo")
-    at = _request_slot(fn)
+    at = _request_slot(fn) if before is not None else 0
 
     def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
         if before is None:
