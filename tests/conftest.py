@@ -103,21 +103,21 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The whole app served in-process on a free localhost port; yields the Blocks.
+    """The whole app served in-process on a free localhost port, ``/v1`` included; yields
+    the ``App`` (``.demo`` the Blocks, ``.services``, ``.manager``).
 
     The app gets its own data folder (sharing the tiny builds) so tests that add adapters or
     indexes through the UI do not touch other tests' data.
     """
-    from mmdemo.ui.app import CSS, create_ui, theme
-    from mmdemo.ui.hosting import mount_openai_api
+    from mmdemo.ui.app import CSS, build_app, theme
 
     home = tmp_path_factory.mktemp("app-home")
     (home / "models").mkdir()
     (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
     settings = tiny_settings.replace(home=home)
-    demo = create_ui(settings)
-    demo.queue(default_concurrency_limit=settings.concurrency)
-    demo.launch(
+    built = build_app(settings)
+    built.demo.queue(default_concurrency_limit=settings.concurrency)
+    built.launch(
         prevent_thread_lock=True,
         server_name="127.0.0.1",
         server_port=free_port(),
@@ -126,10 +126,8 @@ def app(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         quiet=True,
         show_error=True,
     )
-    mount_openai_api(demo)  # /v1 on the same port, as launch() does
-    yield demo
-    demo.close()
-    demo.mmdemo_context.manager.unload_all()
+    yield built
+    built.close()
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +137,7 @@ def dylora(app: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     from mmdemo.models.tiny.vlm import random_model, smolvlm_parts
     from tests.helpers import make_adapter
 
-    store = app.mmdemo_context.services.chat.store
+    store = app.services.chat.store
     if "dy" not in store.names():
         made = tmp_path_factory.mktemp("dylora") / "dy"
         model = random_model(smolvlm_parts()[0])
@@ -152,7 +150,7 @@ def dylora(app: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def app_url(app: Any) -> str:
-    return app.local_url
+    return app.demo.local_url
 
 
 @pytest.fixture(scope="session")

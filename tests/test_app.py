@@ -48,18 +48,18 @@ def test_browser_visits_every_tab_and_drives_the_system_tab(
 
     page.get_by_role("tab", name="System").click()
     table = page.locator("#system-models")
-    backends = list(app.mmdemo_context.manager.backends)
+    backends = list(app.manager.backends)
     tts_state = table.get_by_test_id(f"cell-{backends.index('tts')}-2")
     expect(tts_state).to_have_text("not loaded")
     page.locator("#system-backend input").fill("tts")
     page.locator("#system-backend input").press("Enter")
     page.locator("#system-load").click()
     expect(tts_state).to_have_text("loaded", timeout=60_000)
-    assert app.mmdemo_context.manager.is_loaded("tts")
+    assert app.manager.is_loaded("tts")
     page.screenshot(path=str(out / "system.png"), full_page=True)
     page.locator("#system-unload").click()
     expect(tts_state).to_have_text("not loaded", timeout=60_000)
-    assert not app.mmdemo_context.manager.is_loaded("tts")
+    assert not app.manager.is_loaded("tts")
 
 
 def test_the_api_lists_only_named_endpoints(app: Any) -> None:
@@ -67,7 +67,7 @@ def test_the_api_lists_only_named_endpoints(app: Any) -> None:
     (``stop_2``), no lambda, no state factory (``/dict``), and no name taken twice."""
     import re
 
-    public = [f.api_name for f in app.fns.values() if f.api_visibility == "public"]
+    public = [f.api_name for f in app.demo.fns.values() if f.api_visibility == "public"]
     assert {"chat", "arena", "clip_search", "voice", "gestures", "video_summary", "train"} <= set(
         public
     )
@@ -78,13 +78,13 @@ def test_the_api_lists_only_named_endpoints(app: Any) -> None:
 def test_the_system_timer_polls_only_while_its_tab_is_shown(app: Any) -> None:
     import gradio as gr
 
-    timer = next(b for b in app.blocks.values() if isinstance(b, gr.Timer) and b.value == 3.0)
+    timer = next(b for b in app.demo.blocks.values() if isinstance(b, gr.Timer) and b.value == 3.0)
     assert not timer.active, "no polling before the System tab is opened"
     switches = {}
-    for fn in app.fns.values():
+    for fn in app.demo.fns.values():
         if [o._id for o in fn.outputs] == [timer._id]:
             (block, event), *_ = fn.targets
-            switches[app.blocks[block].elem_id, event] = fn.fn().active
+            switches[app.demo.blocks[block].elem_id, event] = fn.fn().active
     assert switches[("tab-system", "select")] is True
     others = {k: v for k, v in switches.items() if k[0] != "tab-system"}
     assert len(others) >= 6 and not any(others.values()), "any other tab stops it"

@@ -40,15 +40,15 @@ BUILTIN = Path(__file__).parents[1] / "assets" / "adapters"
 @pytest.fixture(scope="module")
 def served(tiny_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The whole app with a 2 MB upload limit, launched as ``mmdemo.ui.app.launch`` does."""
-    from mmdemo.ui.app import create_ui
+    from mmdemo.ui.app import build_app
 
     home = tmp_path_factory.mktemp("bad-home")
     (home / "models").mkdir()
     (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
     settings = tiny_settings.replace(home=home, max_upload_mb=LIMIT_MB)
-    demo = create_ui(settings)
-    demo.queue(default_concurrency_limit=settings.concurrency)
-    demo.launch(
+    app = build_app(settings)
+    app.demo.queue(default_concurrency_limit=settings.concurrency)
+    app.launch(
         prevent_thread_lock=True,
         server_name="127.0.0.1",
         server_port=free_port(),
@@ -56,16 +56,15 @@ def served(tiny_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         show_error=True,
         max_file_size=f"{LIMIT_MB}mb",
     )
-    yield demo
-    demo.close()
-    demo.mmdemo_context.manager.unload_all()
+    yield app
+    app.close()
 
 
 @pytest.fixture(scope="module")
 def client(served: Any) -> Any:
     from gradio_client import Client
 
-    return Client(served.local_url, verbose=False)
+    return Client(served.demo.local_url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +164,7 @@ def test_voice_refuses_bad_audio_and_images(
     from mmdemo.flows.responders import Responders
     from tests.voice_helpers import ANSWER, ScriptedResponder
 
-    assistant = served.mmdemo_context.services.voice
+    assistant = served.services.voice
     responder = ScriptedResponder()
     assistant.responders = Responders(responder, ScriptedResponder())
     question = handle_file(str(librivox[1][0]))
@@ -220,7 +219,7 @@ def test_train_dataset_refuses_bad_uploads(
         return client.predict([f], "vqa", api_name="/train_dataset")
 
     assert check_refusals(bad, DATASET_CASES, upload) == {}
-    uploads = served.mmdemo_context.settings.runs_dir / "uploads"
+    uploads = served.settings.runs_dir / "uploads"
     assert not uploads.exists() or list(uploads.iterdir()) == [], "refusals leave nothing"
     escaped = [p for p in tmp_path.parents[2].rglob("evil.txt")]
     assert escaped == [], "a zip entry escaped its folder"

@@ -112,7 +112,7 @@ def test_a_missing_file_says_nothing_was_measured_yet(tmp_path: Path) -> None:
 
 
 def test_the_panel_table_and_picture(tmp_path: Path) -> None:
-    from mmdemo.ui import bakeoff_view
+    from mmdemo.ui.tabs.train import view as bakeoff_view
 
     bakeoff = load_bakeoff(write(tmp_path / "b.json", MEASURED))
     table = bakeoff_view.measured_table(bakeoff).set_index("method")

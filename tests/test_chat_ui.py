@@ -24,7 +24,7 @@ def client(app_url: str) -> Any:
 def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None:
     from gradio_client import handle_file
 
-    chat = app.mmdemo_context.services.chat
+    chat = app.services.chat
     saved, chat.stream_interval = chat.stream_interval, 0.0  # an update per token
     try:
         job = client.submit(
@@ -98,7 +98,7 @@ def test_api_serves_one_dylora_adapter_at_several_ranks_side_by_side(
 
 def test_everything_that_touches_the_vlm_queues_in_its_group(app: Any) -> None:
     """Generation, the arena and loading an adapter share the 'vlm' concurrency group."""
-    groups = {fn.name: fn.concurrency_id for fn in app.fns.values()}
+    groups = {fn.name: fn.concurrency_id for fn in app.demo.fns.values()}
     names = ("submit", "regenerate", "show_adapter", "chat_endpoint", "arena_endpoint", "run")
     for name in (*names, "adapter_upload", "adapter_delete"):
         assert groups.get(name) == "vlm", (name, groups.get(name))

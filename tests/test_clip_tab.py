@@ -37,7 +37,7 @@ def test_clip_api_indexes_uploads_searches_explains_and_classifies(
     ]
     (entry,) = [e for e in client.predict(api_name="/clip_indexes") if e["name"] == "api"]
     assert entry["images"] == 4 and entry["model_id"] == "tiny:clip" and entry["search"] == "exact"
-    assert app.mmdemo_context.services.index.info("api").count == 4
+    assert app.services.index.info("api").count == 4
 
     found = client.predict(
         "api", "", handle_file(str(photos["coffee"])), 3, 0.5, api_name="/clip_search"

@@ -152,8 +152,8 @@ def test_built_in_gestures_work_beside_a_damaged_set_and_every_view_says_so(
     tmp_path: Path, shared_manager: Any
 ) -> None:
     from mmdemo.flows.gestures.service import GestureService
-    from mmdemo.ui.gestures_api import taught_list
-    from mmdemo.ui.gestures_view import taught_note
+    from mmdemo.ui.tabs.gestures.api import taught_list
+    from mmdemo.ui.tabs.gestures.view import taught_note
 
     path = tmp_path / "home" / "gestures" / "custom.json"
     path.parent.mkdir(parents=True)
@@ -205,7 +205,7 @@ def test_a_finished_run_keeps_an_adapter_that_took_its_name_meanwhile(
     from mmdemo.finetune.progress import EventLog, StopSwitch, read_events
     from mmdemo.finetune.run import RunEnv, train_adapter
     from mmdemo.flows.train import Run
-    from mmdemo.ui.train_view import result_md
+    from mmdemo.ui.tabs.train.view import result_md
 
     store = AdapterStore(isolated_settings)
 
@@ -266,7 +266,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
 def test_report_pictures_are_shown_as_images_not_server_paths(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mmdemo.ui.train_view import report_images
+    from mmdemo.ui.tabs.train.view import report_images
 
     picture = np.zeros((20, 30, 3), dtype=np.uint8)
     picture[:, :10] = (255, 0, 0)
@@ -282,8 +282,9 @@ def test_report_pictures_are_shown_as_images_not_server_paths(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def outside_app(tiny_settings: Settings) -> Iterator[Any]:
-    """The app served on 127.0.0.1 with its home under ~/.cache (not temp, not cwd)."""
-    from mmdemo.ui.app import create_ui
+    """The app served on 127.0.0.1 with its home under ~/.cache (not temp, not cwd); yields
+    its Blocks."""
+    from mmdemo.ui.app import build_app
 
     home = Path.home() / ".cache" / f"mmdemo-outside-{uuid.uuid4().hex[:8]}"
     for served in (Path(tempfile.gettempdir()), Path.cwd()):
@@ -291,7 +292,8 @@ def outside_app(tiny_settings: Settings) -> Iterator[Any]:
     (home / "models").mkdir(parents=True)
     (home / "models" / "tiny").symlink_to(tiny_settings.models_dir / "tiny")
     try:
-        demo = create_ui(tiny_settings.replace(home=home))
+        app = build_app(tiny_settings.replace(home=home))
+        demo = app.demo
         demo.queue()
         demo.launch(
             prevent_thread_lock=True,
@@ -300,8 +302,7 @@ def outside_app(tiny_settings: Settings) -> Iterator[Any]:
             quiet=True,
         )
         yield demo
-        demo.close()
-        demo.mmdemo_context.manager.unload_all()
+        app.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

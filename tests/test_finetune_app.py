@@ -95,7 +95,7 @@ def test_api_bakeoff_results_returns_the_measured_file_or_why_not(
 ) -> None:
     from gradio_client.exceptions import AppError
 
-    service = app.mmdemo_context.services.train
+    service = app.services.train
     measured = tmp_path / "bakeoff.json"
     measured.write_text(json.dumps(MEASURED), encoding="utf-8")
     monkeypatch.setattr(service, "bakeoff_file", measured)
@@ -170,7 +170,7 @@ def test_browser_bakeoff_panel_shows_the_measured_table_and_picture(
 ) -> None:
     from playwright.sync_api import expect
 
-    service = app.mmdemo_context.services.train
+    service = app.services.train
     measured = tmp_path / "bakeoff.json"
     measured.write_text(json.dumps(MEASURED), encoding="utf-8")
     monkeypatch.setattr(service, "bakeoff_file", measured)

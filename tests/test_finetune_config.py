@@ -45,7 +45,7 @@ def test_two_stage_splits_the_step_budget_captioning_first() -> None:
 def test_uploaded_datasets_are_staged_from_a_zip_or_loose_files(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mmdemo.ui.train_actions import stage_dataset
+    from mmdemo.flows.train_data import stage_dataset
 
     Image.new("RGB", (16, 16), (255, 0, 0)).save(tmp_path / "red.png")
     line = json.dumps({"image": "red.png", "question": "What colour?", "answer": "red"})

@@ -44,17 +44,3 @@ def test_uvicorn_reads_forwarded_allow_ips_when_its_config_is_made() -> None:
     with raw_client_addresses():
         config = uvicorn.Config(app=lambda *a: None)
     assert config.forwarded_allow_ips in ("", [], None) or list(config.forwarded_allow_ips) == []
-
-
-def test_the_running_events_request_is_where_current_request_looks() -> None:
-    from gradio.context import LocalContext
-
-    from mmdemo.ui.gradio_compat import current_request
-
-    marker = object()
-    token = LocalContext.request.set(marker)
-    try:
-        assert current_request() is marker
-    finally:
-        LocalContext.request.reset(token)
-    assert current_request() is None

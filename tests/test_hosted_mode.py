@@ -108,15 +108,15 @@ def test_the_start_up_log_says_which_mode_and_why(
     settings = Settings.load(
         environ={"MMDEMO_HOST": "0.0.0.0"}, profile="tiny", device="cpu", home=tmp_path
     )
-    demo = launch(
+    app = launch(
         settings,
-        tabs=(("System", "mmdemo.ui.tabs.system", "tab-system"),),
+        tabs=(("System", "mmdemo.ui.tabs.system.layout", "tab-system"),),
         prevent_thread_lock=True,
         server_name="127.0.0.1",  # this test listens on loopback all the same
         server_port=free_port(),
         quiet=True,
     )
-    demo.close()
+    app.close()
     lines = capsys.readouterr().out.splitlines()
     assert f"hosted mode: on (bound to 0.0.0.0; {LOCAL_HINT})" in lines
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import pytest
 
 from mmdemo.config import HOSTED_RATE_LIMIT, Settings
@@ -132,10 +133,9 @@ def hosted(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         auth_password=PASSWORD,
         api_key=API_KEY,
     )
-    demo = launch(settings, prevent_thread_lock=True, server_port=free_port(), quiet=True)
-    yield demo
-    demo.close()
-    demo.mmdemo_context.manager.unload_all()
+    app = launch(settings, prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    yield app
+    app.close()
 
 
 def gradio_client(url: str, ip: str) -> Any:
@@ -145,8 +145,8 @@ def gradio_client(url: str, ip: str) -> Any:
     return Client(url, auth=(USER, PASSWORD), verbose=False, headers={"X-Forwarded-For": ip})
 
 
-def elem(demo: Any, elem_id: str) -> Any:
-    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+def elem(app: Any, elem_id: str) -> Any:
+    return next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
 
 
 def test_hosted_app_hides_server_paths_and_model_controls(hosted: Any, app: Any) -> None:
@@ -158,7 +158,7 @@ def test_hosted_app_hides_server_paths_and_model_controls(hosted: Any, app: Any)
 def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: Any) -> None:
     from gradio_client.exceptions import AppError
 
-    client = gradio_client(hosted.local_url, "198.51.100.1")
+    client = gradio_client(hosted.demo.local_url, "198.51.100.1")
     status = client.predict(api_name="/system_status")
     assert status["profile"] == "tiny"
     for args, api in (
@@ -168,18 +168,18 @@ def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: An
     ):
         with pytest.raises(AppError, match="turned off on this hosted server"):
             client.predict(*args, api_name=api)
-    client = gradio_client(hosted.local_url, "198.51.100.2")  # a full budget
+    client = gradio_client(hosted.demo.local_url, "198.51.100.2")  # a full budget
     with pytest.raises(AppError, match="indexing a folder on the server is turned off"):
         client.predict("photos", "/etc", [], api_name="/clip_add")
     with pytest.raises(AppError, match="training is turned off"):
         client.predict(api_name="/train")
-    assert hosted.mmdemo_context.manager.model_id("vlm") == "tiny:smolvlm"
+    assert hosted.manager.model_id("vlm") == "tiny:smolvlm"
 
 
 def test_local_app_allows_setting_a_model(app: Any, app_url: str) -> None:
     from gradio_client import Client
 
-    manager = app.mmdemo_context.manager
+    manager = app.manager
     current = manager.model_id("tts")
     Client(app_url, verbose=False).predict("tts", current, api_name="/set_model")
     assert manager.model_id("tts") == current and not manager.is_loaded("tts")
@@ -189,10 +189,10 @@ def test_hosted_app_needs_the_login(hosted: Any) -> None:
     import httpx
     from gradio_client import Client
 
-    url = hosted.local_url.rstrip("/")
+    url = hosted.demo.local_url.rstrip("/")
     assert httpx.get(f"{url}/config").status_code == 401
     with pytest.raises(Exception, match=r"(?i)login|auth|401"):
-        Client(hosted.local_url, verbose=False)
+        Client(hosted.demo.local_url, verbose=False)
     assert httpx.get(f"{url}/v1/models").status_code == 401
     wrong = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
@@ -202,7 +202,7 @@ def test_hosted_api_refuses_image_urls_but_not_data_urls(hosted: Any) -> None:
     import openai
 
     client = openai.OpenAI(
-        base_url=hosted.local_url.rstrip("/") + "/v1",
+        base_url=hosted.demo.local_url.rstrip("/") + "/v1",
         api_key=API_KEY,
         max_retries=0,
         default_headers={"X-Forwarded-For": "198.51.100.3"},
@@ -224,7 +224,7 @@ def test_hosted_api_refuses_image_urls_but_not_data_urls(hosted: Any) -> None:
 def test_api_clients_are_rate_limited(hosted: Any) -> None:
     import httpx
 
-    url = hosted.local_url.rstrip("/") + "/v1/models"
+    url = hosted.demo.local_url.rstrip("/") + "/v1/models"
     headers = {"Authorization": f"Bearer {PASSWORD}", "X-Forwarded-For": "198.51.100.4"}
     codes = [httpx.get(url, headers=headers).status_code for _ in range(3)]
     assert codes == [200, 200, 200]
@@ -239,16 +239,16 @@ def test_api_clients_are_rate_limited(hosted: Any) -> None:
 def test_visitors_are_rate_limited_on_heavy_events(hosted: Any) -> None:
     from gradio_client.exceptions import AppError
 
-    client = gradio_client(hosted.local_url, "198.51.100.5")  # a new visitor: a full bucket
+    client = gradio_client(hosted.demo.local_url, "198.51.100.5")  # a new visitor: a full bucket
     for _ in range(3):
         answer = client.predict("Hi", [], "base", 1, True, api_name="/chat")
         assert isinstance(answer, str)
     with pytest.raises(AppError, match=r"too many requests, wait \d+ s"):
         client.predict("Hi", [], "base", 1, True, api_name="/chat")
-    again = gradio_client(hosted.local_url, "198.51.100.5")  # a new session, same visitor
+    again = gradio_client(hosted.demo.local_url, "198.51.100.5")  # a new session, same visitor
     with pytest.raises(AppError, match=r"too many requests, wait \d+ s"):
         again.predict("Hi", [], "base", 1, True, api_name="/chat")
-    other = gradio_client(hosted.local_url, "198.51.100.6")  # another visitor is not affected
+    other = gradio_client(hosted.demo.local_url, "198.51.100.6")  # another visitor is not affected
     assert isinstance(other.predict("Hi", [], "base", 1, True, api_name="/chat"), str)
 
 
@@ -297,8 +297,8 @@ def test_a_space_without_the_embedded_llm_package_takes_it_from_the_hub(
 def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     import inspect
 
-    import gradio as gr
     from gradio.helpers import special_args
+    from gradio.utils import get_function_params
 
     from mmdemo.ui.hosting import heavy
 
@@ -311,9 +311,40 @@ def test_rate_limited_handlers_keep_what_gradio_reads_from_them() -> None:
     limiter, settings = RateLimiter(per_minute=60), Settings()
     wrapped, wrapped_stream = heavy(add, limiter, settings), heavy(stream, limiter, settings)
     assert special_args(wrapped)[1] == special_args(add)[1] == 2  # gr.Progress still injected
-    assert inspect.signature(wrapped) == inspect.signature(add)
+    assert get_function_params(wrapped) == get_function_params(add)  # what the API describes
     assert inspect.isgeneratorfunction(wrapped_stream) and list(wrapped_stream("hi")) == ["hi"]
-    assert wrapped("a", "b") == "ab"
+    assert wrapped("a", "b") == "ab"  # called outside an event: the "local" budget
+
+
+def test_heavy_handlers_spend_the_budget_of_the_client_gradio_names() -> None:
+    """Gradio fills the request a heavy handler's wrapper asks for (whatever the number of
+    inputs the event gives); that client pays, and the handler gets its own arguments."""
+    from gradio.helpers import special_args
+    from starlette.requests import Request
+
+    from mmdemo.ui.hosting import heavy
+
+    def visitor(host: str) -> gr.Request:
+        return gr.Request(Request({"type": "http", "client": (host, 4000), "headers": []}))
+
+    def show(name: str, rank: int | None = None) -> tuple[str, int | None]:
+        return name, rank
+
+    def export(request: gr.Request) -> str:  # a handler that wants the request itself
+        return request.client.host
+
+    wrapped = heavy(show, RateLimiter(per_minute=1), Settings())
+
+    def event(inputs: list, request: gr.Request) -> Any:  # as Gradio calls a handler
+        return wrapped(*special_args(wrapped, inputs, request)[0])
+
+    one, other = visitor("198.51.100.9"), visitor("198.51.100.10")
+    assert event(["base"], one) == ("base", None)  # the adapter menu alone
+    assert event(["base", 4], other) == ("base", 4)  # with the rank menu: another budget
+    with pytest.raises(gr.Error, match="too many requests"):
+        event(["base", 4], one)  # the first visitor's minute is spent
+    wants = heavy(export, RateLimiter(per_minute=1), Settings())
+    assert wants(*special_args(wants, [], other)[0]) == "198.51.100.10"
 
 
 def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) -> None:
@@ -321,7 +352,7 @@ def test_hosted_uploads_over_the_limit_are_refused(hosted: Any, tmp_path: Path) 
 
     big = tmp_path / "big.png"
     big.write_bytes(RED.read_bytes() + bytes(2 * 2**20))  # 2 MB > max_upload_mb=1
-    client = gradio_client(hosted.local_url, "198.51.100.7")
+    client = gradio_client(hosted.demo.local_url, "198.51.100.7")
     with pytest.raises(Exception, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict("Hi", [handle_file(str(big))], "base", 1, True, api_name="/chat")
 
@@ -333,8 +364,8 @@ def test_hosted_visitors_cannot_delete_what_every_visitor_shares(
 
     from tests.helpers import make_adapter
 
-    chat = hosted.mmdemo_context.services.chat
-    model = hosted.mmdemo_context.manager.get("vlm").model
+    chat = hosted.services.chat
+    model = hosted.manager.get("vlm").model
     chat.store.install(make_adapter(model, tmp_path / "shared", seed=5), "shared-one")
     from gradio_client import handle_file
 
@@ -347,10 +378,10 @@ def test_hosted_visitors_cannot_delete_what_every_visitor_shares(
             (([handle_file(str(RED))],), "/adapter_upload", "adding an adapter"),
         )
     ):
-        client = gradio_client(hosted.local_url, f"198.51.100.{20 + i}")
+        client = gradio_client(hosted.demo.local_url, f"198.51.100.{20 + i}")
         with pytest.raises(AppError, match=f"{what} is turned off on this hosted server"):
             client.predict(*args, api_name=api)
-    uploads = hosted.mmdemo_context.settings.runs_dir / "uploads"
+    uploads = hosted.settings.runs_dir / "uploads"
     with pytest.raises(AppError, match="training is turned off on this server"):
         client.predict([handle_file(str(RED))], api_name="/train_dataset")
     assert not uploads.exists(), "a refused dataset upload was kept"

@@ -34,9 +34,9 @@ if "--build-ui" in sys.argv:
         _init(self, *a, **k)
     torch.nn.Module.__init__ = _count
     from mmdemo.config import Settings
-    from mmdemo.ui import create_ui
-    demo = create_ui(Settings(profile="tiny", home=sys.argv[-1]))
-    states = [s.state for s in demo.mmdemo_context.manager.status()]
+    from mmdemo.ui.app import build_app
+    app = build_app(Settings(profile="tiny", home=sys.argv[-1]))
+    states = [s.state for s in app.manager.status()]
     built = {"modules": created, "states": states}
 print(json.dumps({"after_import": after_import, "connects": connects, "built": built}))
 """
@@ -71,12 +71,43 @@ def test_building_the_ui_instantiates_no_model(tmp_path: Path) -> None:
 
 
 # (package folder, modules it must not import at run time): dependencies point
-# ui -> flows -> models (DESIGN.md); flows and models never import gradio.
+# ui -> flows -> models (DESIGN.md), with retrieval and finetune beside flows over models and
+# serve (the /v1 routes) over flows; only ui imports gradio, only ui and serve fastapi.
+# ``mmdemo.wiring`` makes the services from every layer: only the app shell calls it.
+MODEL_LAYERS = ("mmdemo.models", "mmdemo.finetune", "mmdemo.retrieval")
+NEVER_BELOW_UI = ("gradio", "mmdemo.ui", "mmdemo.wiring", "mmdemo.cli", "mmdemo.bench")
 LAYERS = [
-    ("mmdemo/ui", ("mmdemo.models",)),
-    ("mmdemo/flows", ("gradio", "mmdemo.ui")),
-    ("mmdemo/models", ("gradio", "mmdemo.ui", "mmdemo.flows")),
+    (
+        "mmdemo/ui",
+        (*MODEL_LAYERS, "mmdemo.cli", "mmdemo.bench", "mmdemo.wiring", "mmdemo.serve"),
+    ),
+    ("mmdemo/flows", (*NEVER_BELOW_UI, "fastapi", "mmdemo.serve")),
+    ("mmdemo/serve", (*NEVER_BELOW_UI, "mmdemo.models", "mmdemo.finetune", "mmdemo.retrieval")),
+    (
+        "mmdemo/retrieval",
+        (*NEVER_BELOW_UI, "fastapi", "mmdemo.serve", "mmdemo.flows", "mmdemo.finetune"),
+    ),
+    (
+        "mmdemo/finetune",
+        (*NEVER_BELOW_UI, "fastapi", "mmdemo.serve", "mmdemo.flows", "mmdemo.retrieval"),
+    ),
+    (
+        "mmdemo/models",
+        (
+            *NEVER_BELOW_UI,
+            "fastapi",
+            "mmdemo.serve",
+            "mmdemo.flows",
+            "mmdemo.finetune",
+            "mmdemo.retrieval",
+        ),
+    ),
 ]
+# where a name the UI or /v1 imports may not be defined, however it was reached (a flows
+# module that imports ModelManager does not make ModelManager a flows name): MODEL_LAYERS.
+# The UI's own files that may start the app: build the services (mmdemo.wiring) and the
+# server's memory trimming (mmdemo.serve.memory); no other UI module imports either
+APP_SHELL = {"mmdemo/ui/app.py": ("mmdemo.wiring", "mmdemo.serve")}
 
 
 def runtime_imports(source: str, path: Path) -> list[tuple[int, str]]:
@@ -117,8 +148,58 @@ def forbidden_imports(path: Path, forbidden: tuple[str, ...]) -> list[str]:
 def test_dependencies_point_down_only(folder: str, forbidden: tuple[str, ...]) -> None:
     files = sorted((REPO / folder).rglob("*.py"))
     assert len(files) > 3, f"expected the modules of {folder}"
-    wrong = [hit for path in files for hit in forbidden_imports(path, forbidden)]
+    wrong = []
+    for path in files:
+        allowed = APP_SHELL.get(str(path.relative_to(REPO)), ())
+        wrong += forbidden_imports(path, tuple(f for f in forbidden if f not in allowed))
     assert wrong == [], "imports against the layering ui -> flows -> models:\n" + "\n".join(wrong)
+
+
+def defined_in(name: str) -> str:
+    """The module that defines what an import of ``name`` binds: a module's own name, or
+    the ``__module__`` of a class or function (a re-export names where it came from)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name).__name__
+    except ImportError:
+        pass
+    module, _, attr = name.rpartition(".")
+    value = getattr(importlib.import_module(module), attr)
+    return getattr(value, "__module__", None) or module
+
+
+def reexported_model_names(path: Path) -> list[str]:
+    return [
+        f"{path.relative_to(REPO)}:{line} imports {name}, defined in {origin}"
+        for line, name in runtime_imports(path.read_text(encoding="utf-8"), path)
+        if name.startswith("mmdemo.")
+        for origin in [defined_in(name)]
+        if any(origin == m or origin.startswith(m + ".") for m in MODEL_LAYERS)
+    ]
+
+
+@pytest.mark.parametrize("folder", ["mmdemo/ui", "mmdemo/serve"])
+def test_no_model_layer_name_reaches_the_ui_through_a_reexport(folder: str) -> None:
+    files = sorted((REPO / folder).rglob("*.py"))
+    wrong = [hit for path in files for hit in reexported_model_names(path)]
+    assert wrong == [], "model-layer names reached through another module:\n" + "\n".join(wrong)
+
+
+def test_the_reexport_check_sees_a_name_a_flows_module_merely_imports() -> None:
+    probe = REPO / "mmdemo" / "ui" / "probe.py"  # resolved as if it were a UI module; not written
+    source = (
+        "from mmdemo.flows.system import ModelManager\n"  # flows/system.py imports it
+        "from mmdemo.flows.system import SystemService, human_bytes\n"
+        "from mmdemo.flows import system\n"
+    )
+    names = [name for _, name in runtime_imports(source, probe)]
+    assert [defined_in(n) for n in names] == [
+        "mmdemo.models.manager",
+        "mmdemo.flows.system",
+        "mmdemo.flows.system",
+        "mmdemo.flows.system",
+    ]
 
 
 def test_the_layering_check_sees_runtime_imports_and_skips_type_only_ones() -> None:

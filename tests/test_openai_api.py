@@ -30,7 +30,7 @@ def client(app_url: str) -> Any:
 @pytest.fixture(scope="module")
 def chat(app: Any) -> Any:
 
-    return app.mmdemo_context.services.chat
+    return app.services.chat
 
 
 def data_url(path: Path) -> str:

@@ -169,7 +169,8 @@ def test_arena_endpoint_and_tab_show_a_keyless_column(
 ) -> None:
     from gradio_client import Client, handle_file
 
-    from mmdemo.ui.tabs.arena import column_md, remote_updates
+    from mmdemo.ui.tabs.arena.actions import remote_updates
+    from mmdemo.ui.tabs.arena.view import column_md
 
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     result = Client(app_url, verbose=False).predict(

@@ -39,18 +39,18 @@ FILE_REFUSALS = (
 
 
 def serve(settings: Any) -> Any:
-    from mmdemo.ui.app import create_ui
+    from mmdemo.ui.app import build_app
 
-    demo = create_ui(settings)
-    demo.queue(default_concurrency_limit=settings.concurrency)
-    demo.launch(
+    app = build_app(settings)
+    app.demo.queue(default_concurrency_limit=settings.concurrency)
+    app.launch(
         prevent_thread_lock=True,
         server_name="127.0.0.1",
         server_port=free_port(),
         quiet=True,
         show_error=True,
     )
-    return demo
+    return app
 
 
 @pytest.fixture(scope="module", params=["local", "hosted"])
@@ -65,14 +65,13 @@ def served(request: Any, tiny_settings: Any, tmp_path_factory: Any) -> Iterator[
     settings = tiny_settings.replace(
         home=home, hosted=hosted, rate_limit=budget, rate_limit_total=budget
     )
-    demo = serve(settings)
+    app = serve(settings)
     # an index for /clip_search to search (made through the service, not an endpoint)
     image = home / "seed.png"
     image.write_bytes(png_bytes(color="blue"))
-    demo.mmdemo_context.services.index.add("sec", [str(image)], create=True, copy=True)
-    yield demo
-    demo.close()
-    demo.mmdemo_context.manager.unload_all()
+    app.services.index.add("sec", [str(image)], create=True, copy=True)
+    yield app
+    app.close()
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +127,9 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
 }
 
 
-def file_parameters(demo: Any) -> dict[str, list[str]]:
+def file_parameters(app: Any) -> dict[str, list[str]]:
     """Public endpoints -> their file parameters, as Gradio describes them to clients."""
-    info = demo.get_api_info()["named_endpoints"]
+    info = app.demo.get_api_info()["named_endpoints"]
     found: dict[str, list[str]] = {}
     for name, endpoint in info.items():
         for p in endpoint["parameters"]:
@@ -139,10 +138,10 @@ def file_parameters(demo: Any) -> dict[str, list[str]]:
     return found
 
 
-def call(demo: Any, endpoint: str, data: list[Any]) -> tuple[str, Any]:
+def call(app: Any, endpoint: str, data: list[Any]) -> tuple[str, Any]:
     """POST to ``/gradio_api/call/<endpoint>`` as a raw HTTP client: ("complete", output) or
     ("error", message). Each call is its own session, as an outside caller's would be."""
-    base = demo.local_url.rstrip("/")
+    base = app.demo.local_url.rstrip("/")
     with httpx.Client(timeout=120) as http:
         r = http.post(f"{base}/gradio_api/call/{endpoint}", json={"data": data})
         r.raise_for_status()
@@ -160,9 +159,9 @@ def call(demo: Any, endpoint: str, data: list[Any]) -> tuple[str, Any]:
     return "none", body
 
 
-def upload(demo: Any, path: Path) -> dict[str, Any]:
+def upload(app: Any, path: Path) -> dict[str, Any]:
     """Upload ``path`` as handle_file does; the FileData a client then sends."""
-    base = demo.local_url.rstrip("/")
+    base = app.demo.local_url.rstrip("/")
     with open(path, "rb") as f:
         r = httpx.post(f"{base}/gradio_api/upload", files={"files": (path.name, f)}, timeout=60)
     r.raise_for_status()
@@ -229,7 +228,7 @@ def test_server_files_are_refused_and_uploads_work(
     params, template = CASES[endpoint]
     order = file_parameters(served)[endpoint]
     good = {p: upload(served, media[kind]) for p, kind in params.items()}
-    mode = "hosted" if served.mmdemo_context.settings.hosted else "local"
+    mode = "hosted" if served.settings.hosted else "local"
     for target in order:
         for form, bad in attacks(media).items():
             values = {**good, target: bad}
@@ -259,13 +258,13 @@ def test_ui_events_refuse_server_files_too(served: Any, media: dict[str, Path]) 
     kinds = (gr.File, gr.Image, gr.Audio, gr.Video, gr.MultimodalTextbox)
     events = [
         (i, fn)
-        for i, fn in served.fns.items()
+        for i, fn in served.demo.fns.items()
         if fn.fn is not None and any(isinstance(c, kinds) for c in fn.inputs)
     ]
     assert len(events) >= 10, "the file-taking UI events were not found"
     secret = str(media["secret"])
     forms = [secret, {"path": secret}, {"path": secret, "meta": META}]
-    base = served.local_url.rstrip("/")
+    base = served.demo.local_url.rstrip("/")
     for index, fn in events:
         slot = next(i for i, c in enumerate(fn.inputs) if isinstance(c, kinds))
         component = fn.inputs[slot]
@@ -337,7 +336,7 @@ def test_an_adapter_upload_deletes_only_the_folder_it_made(
     """A folder named like a zip is refused and left alone; after an install only the staging
     copy is gone, never the uploaded files."""
     from mmdemo.errors import BadInputError
-    from mmdemo.ui.adapters_api import install_upload
+    from mmdemo.ui.tabs.chat.api import install_upload
 
     class Store:  # stands in for the chat service: records what it was asked to install
         def __init__(self) -> None:

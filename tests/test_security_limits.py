@@ -21,7 +21,7 @@ from mmdemo.errors import BadInputError, NotAllowedError, RateLimitedError
 from mmdemo.flows.limits import RateLimiter, client_address, client_key
 from tests.conftest import free_port
 
-SYSTEM_TAB = (("System", "mmdemo.ui.tabs.system", "tab-system"),)
+SYSTEM_TAB = (("System", "mmdemo.ui.tabs.system.layout", "tab-system"),)
 
 
 # who the client is ------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def serve(tiny_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any
         settings = Settings.load(
             environ=environ, profile="tiny", device="cpu", home=home, **changes
         )
-        demo = launch(
+        app = launch(
             settings,
             tabs=tabs,
             prevent_thread_lock=True,
@@ -182,12 +182,12 @@ def serve(tiny_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any
             server_port=free_port(),
             quiet=True,
         )
-        started.append(demo)
-        return demo
+        started.append(app)
+        return app
 
     yield start
-    for demo in started:
-        demo.close()
+    for app in started:
+        app.close()
 
 
 def call(url: str, api: str, data: list, session: str | None = None, ip: str = "") -> str:
@@ -229,16 +229,16 @@ LIMITED = "too many requests, wait"
 
 
 def test_new_sessions_private_events_and_forged_headers_share_one_budget(serve: Any) -> None:
-    demo = serve({"MMDEMO_HOST": "0.0.0.0"}, rate_limit=2)  # hosted by its address alone
-    url = demo.local_url.rstrip("/")
-    assert demo.mmdemo_context.settings.trusted_proxies == ""
+    app = serve({"MMDEMO_HOST": "0.0.0.0"}, rate_limit=2)  # hosted by its address alone
+    url = app.demo.local_url.rstrip("/")
+    assert app.settings.trusted_proxies == ""
     assert REFUSED in call(url, "load_model", ["clip"], session=fresh())
     assert REFUSED in call(url, "load_model", ["clip"], session=fresh())
     # every further call is refused, whatever session hash or forwarded address it brings
     assert LIMITED in call(url, "load_model", ["clip"], session=fresh())
     assert LIMITED in call(url, "load_model", ["clip"], session=fresh(), ip="198.51.100.77")
-    private = next(i for i, fn in demo.fns.items() if fn.api_name == "load")
-    assert demo.fns[private].api_visibility == "private"
+    private = next(i for i, fn in app.demo.fns.items() if fn.api_name == "load")
+    assert app.demo.fns[private].api_visibility == "private"
     assert LIMITED in join(url, private, ["clip"], session=fresh())
     # /v1 keys its budget on the same address: a new bearer string is no new budget
     for bearer in ("one", "two"):
@@ -247,8 +247,8 @@ def test_new_sessions_private_events_and_forged_headers_share_one_budget(serve: 
 
 
 def test_on_a_space_each_forwarded_client_has_its_own_budget(serve: Any) -> None:
-    demo = serve({"SPACE_ID": "someone/mmdemo"}, rate_limit=2)
-    url = demo.local_url.rstrip("/")
+    app = serve({"SPACE_ID": "someone/mmdemo"}, rate_limit=2)
+    url = app.demo.local_url.rstrip("/")
     for _ in range(2):
         assert REFUSED in call(url, "load_model", ["clip"], session=fresh(), ip="198.51.100.1")
     assert LIMITED in call(url, "load_model", ["clip"], session=fresh(), ip="198.51.100.1")
@@ -263,8 +263,8 @@ def test_on_a_space_each_forwarded_client_has_its_own_budget(serve: Any) -> None
 
 
 def test_many_addresses_together_meet_the_server_wide_cap(serve: Any) -> None:
-    demo = serve({"SPACE_ID": "someone/mmdemo"}, rate_limit=100, rate_limit_total=2)
-    url = demo.local_url.rstrip("/")
+    app = serve({"SPACE_ID": "someone/mmdemo"}, rate_limit=100, rate_limit_total=2)
+    url = app.demo.local_url.rstrip("/")
     assert REFUSED in call(url, "load_model", ["clip"], ip="198.51.100.10")
     busy = call(url, "load_model", ["clip"], ip="198.51.100.11")
     assert "server is busy: too many requests from all visitors" in busy
@@ -277,14 +277,17 @@ def test_training_runs_have_random_ids_and_only_their_session_sees_them(
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    demo = serve(
+    app = serve(
         {"SPACE_ID": "someone/mmdemo", "MMDEMO_ALLOW_TRAINING": "true"},
-        tabs=(("Fine-tune", "mmdemo.ui.tabs.train", "tab-train"),),
+        tabs=(("Fine-tune", "mmdemo.ui.tabs.train.layout", "tab-train"),),
         rate_limit=100,
     )
-    service = demo.mmdemo_context.services.train
+    service = app.services.train
     monkeypatch.setattr(service, "_ensure_worker", lambda: None)  # runs stay queued
-    mine, other = Client(demo.local_url, verbose=False), Client(demo.local_url, verbose=False)
+    mine, other = (
+        Client(app.demo.local_url, verbose=False),
+        Client(app.demo.local_url, verbose=False),
+    )
     first = mine.predict(api_name="/train")["id"]
     second = mine.predict(api_name="/train")["id"]
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
@@ -294,7 +297,7 @@ def test_training_runs_have_random_ids_and_only_their_session_sees_them(
             other.predict(first, api_name=api)
     assert service.status(first, mine.session_hash)["state"] == "queued"  # not stopped
     assert mine.predict(first, api_name="/train_stop")["state"] == "stopped"
-    local = service.__class__(demo.mmdemo_context.settings.replace(hosted=False))
+    local = service.__class__(app.settings.replace(hosted=False))
     monkeypatch.setattr(local, "_ensure_worker", lambda: None)
     run = local.submit({"steps": 1}, owner="someone")
     assert local.status(run)["state"] == "queued"  # local mode: the id is enough (the CLI)
@@ -338,8 +341,8 @@ def test_hosted_visitors_cannot_overwrite_import_or_add_taught_gestures(tmp_path
 
 
 def test_refused_uploads_are_not_copied_anywhere(tmp_path: Path) -> None:
-    from mmdemo.ui.adapters_api import install_upload
-    from mmdemo.ui.train_actions import UPLOAD, TrainActions
+    from mmdemo.ui.tabs.chat.api import install_upload
+    from mmdemo.ui.tabs.train.actions import UPLOAD, TrainActions
 
     hosted = Settings(home=tmp_path / "home", hosted=True, allow_training=False)
     files = [tmp_path / "adapter_config.json", tmp_path / "adapter_model.safetensors"]
@@ -351,8 +354,7 @@ def test_refused_uploads_are_not_copied_anywhere(tmp_path: Path) -> None:
     with pytest.raises(NotAllowedError, match="adding an adapter is turned off"):
         install_upload(chat, [str(f) for f in files], "mine", scratch)  # type: ignore[arg-type]
     assert list(scratch.iterdir()) == []
-    ctx = types.SimpleNamespace(settings=hosted, manager=None)
-    act = TrainActions(ctx, service=None)  # type: ignore[arg-type]
+    act = TrainActions(hosted, service=None, current_model=lambda: "")  # type: ignore[arg-type]
     knobs = ("vqa", "language", 1, 1, 0.0, 8, 0, 1.0, "parallel", "")
     with pytest.raises(NotAllowedError, match="training is turned off"):
         act.config_of("", "lora", UPLOAD, [str(f) for f in files], "", *knobs)

@@ -198,7 +198,7 @@ def test_the_chat_tab_names_the_remote_vlm_without_its_login(isolated_settings) 
     from mmdemo.ui.app import create_ui
 
     settings = isolated_settings.replace(remote_vlm_url=f"http://bob:{SECRET}@127.0.0.1:9/v1")
-    demo = create_ui(settings, tabs=(("Visual chat", "mmdemo.ui.tabs.chat", "tab-chat"),))
+    demo = create_ui(settings, tabs=(("Visual chat", "mmdemo.ui.tabs.chat.layout", "tab-chat"),))
     show = next(f for f in demo.fns.values() if f.name == "show_adapter")
     shown = show.fn("base")
     assert shown == "**base**, answered by the remote VLM at http://***@127.0.0.1:9/v1"

@@ -51,7 +51,7 @@ def test_a_closed_page_takes_its_files_with_it(app: Any, app_url: str) -> None:
     client = Client(app_url, verbose=False)
     client.session_hash = session  # the API calls belong to the page's session
     spoken = client.predict("HELLO", api_name="/gesture_speak")
-    folder = app.mmdemo_context.session_folders().path(session)
+    folder = app.context.session_folders().path(session)
     assert folder.is_dir() and any(folder.iterdir()), "the session's file is in its folder"
     assert Path(spoken["audio"]).stat().st_size > 44
 

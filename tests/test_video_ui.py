@@ -56,7 +56,7 @@ def test_ask_by_id_or_by_file_recomputes_nothing(
     from gradio_client import handle_file
 
     summary = client.predict(handle_file(str(clip["path"])), api_name="/video_summary")
-    folder = app.mmdemo_context.services.video.root / summary["video_id"]
+    folder = app.services.video.root / summary["video_id"]
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*/stage.json")}
     assert stamps, "the stages are cached"
     by_id = client.predict(summary["video_id"], "What colour is the scene?", api_name="/video_ask")

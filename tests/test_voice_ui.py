@@ -23,7 +23,7 @@ def scripted(app: Any) -> Iterator[ScriptedResponder]:
 
     Yields the text responder; the one standing in for the VLM is its ``vision``, so a test
     sees which of the two answered."""
-    assistant = app.mmdemo_context.services.voice
+    assistant = app.services.voice
     saved, responder, vision = assistant.responders, ScriptedResponder(), ScriptedResponder()
     vision.name = "scripted-vision"
     responder.vision = vision

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -147,6 +147,33 @@ class VoiceAssistant:
     @property
     def voices(self) -> tuple[str, ...]:
         return tuple(self.manager.get("tts").voices)
+
+    def loaded_choices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(voices, languages) of the speech backends already loaded; loads nothing."""
+        voices = self.voices if self.manager.is_loaded("tts") else ()
+        languages = self.languages if self.manager.is_loaded("asr") else ()
+        return voices, languages
+
+    @property
+    def max_audio_s(self) -> float:
+        """The longest question audio read (MMDEMO_MAX_AUDIO_MINUTES)."""
+        return self.manager.settings.max_audio_minutes * 60.0
+
+    def prepare(
+        self,
+        options: VoiceOptions,
+        has_image: bool,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> None:
+        """First use: load the models a turn needs, ``progress(share, why)`` saying why the
+        first answer is slow."""
+        uses_vlm = has_image or options.adapter is not None
+        needed = ("asr", "tts", "vlm" if uses_vlm else "llm")
+        missing = [name for name in needed if not self.manager.is_loaded(name)]
+        for i, name in enumerate(missing):
+            if progress is not None:
+                progress(i / len(missing), f"loading the {name} model (first use)")
+            self.manager.get(name)
 
     def check(self, options: VoiceOptions) -> None:
         """Refuse a language or voice the loaded backends do not offer."""

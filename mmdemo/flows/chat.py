@@ -159,7 +159,7 @@ class ChatService:
     @classmethod
     def standalone(cls, manager: ModelManager, retrieval: Any = None) -> ChatService:
         """A service over the settings' adapter store (the app makes one, in
-        ``flows.services``; scripts and benchmarks make their own)."""
+        ``mmdemo.wiring``; scripts and benchmarks make their own)."""
         return cls(manager, AdapterStore(manager.settings), retrieval=retrieval)
 
     def __init__(self, manager: ModelManager, store: AdapterStore, retrieval: Any = None):

@@ -1,4 +1,5 @@
-"""System report: versions, device, memory and every backend's state."""
+"""System report (versions, device, memory, every backend's state) and the model management
+the System tab offers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import platform
 import sys
 from dataclasses import dataclass
 
+from mmdemo.errors import require_local
 from mmdemo.models.manager import ModelManager, ModelStatus
 
 PACKAGES = (
@@ -89,3 +91,38 @@ def human_count(n: int) -> str:
     if n >= 1e3:
         return f"{n / 1e3:.1f} K"
     return str(n)
+
+
+class SystemService:
+    """Model management as the System tab and its API offer it: the report, and loading,
+    unloading or swapping a backend's model (refused when hosted: the server manages them)."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+        self.settings = manager.settings
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self.manager.backends)
+
+    def model_id(self, backend: str) -> str:
+        """The model id a backend loads (or has loaded)."""
+        return self.manager.model_id(backend)
+
+    def report(self, resolve_device: bool = True) -> SystemReport:
+        return system_report(self.manager, resolve_device)
+
+    def load(self, backend: str) -> None:
+        """Load a backend's model now (it loads on first use otherwise)."""
+        require_local(self.settings, "loading models by hand")
+        self.manager.get(backend)
+
+    def unload(self, backend: str) -> bool:
+        """Free a backend's model; whether it was loaded."""
+        require_local(self.settings, "unloading models")
+        return self.manager.unload(backend)
+
+    def set_model(self, backend: str, model_id: str) -> None:
+        """Use another model id for a backend (loaded on next use)."""
+        require_local(self.settings, "loading another model id")
+        self.manager.set_model(backend, model_id)

@@ -176,6 +176,19 @@ class TrainService:
         request = {**cfg.to_dict(), "device": settings.device}
         return self._enqueue("train", request, owner, settings, config=cfg.to_dict())
 
+    @staticmethod
+    def checked(request: dict[str, Any]) -> dict[str, Any]:
+        """A run's settings (TrainConfig's fields) as plain data, checked now: a wrong value
+        is refused with its name and the allowed ones."""
+        return TrainConfig.from_dict(dict(request)).to_dict()
+
+    @staticmethod
+    def methods() -> list[dict[str, str]]:
+        """The training methods: name, family (peft | own | full), summary."""
+        from mmdemo.finetune.methods import METHODS
+
+        return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
+
     def devices(self) -> list[str]:
         """What a run may be asked to train on: auto, then the devices this machine has."""
         return ["auto", *available_devices()]

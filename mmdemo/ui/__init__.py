@@ -1,4 +1,4 @@
-"""Gradio UI: ``create_ui(settings) -> gr.Blocks``; one module per tab under ``tabs/``.
+"""Gradio UI: ``create_ui(settings) -> gr.Blocks``; one package per tab under ``tabs/``.
 
 gradio is imported only when the UI is built, so ``import mmdemo.ui`` stays cheap.
 """

@@ -1,36 +1,45 @@
-"""Build and launch the Gradio app: one ``gr.Tab`` per module in ``mmdemo.ui.tabs``."""
+"""Build and launch the Gradio app: one ``gr.Tab`` per tab package in ``mmdemo.ui.tabs``.
+
+``build_app`` makes the services (``mmdemo.wiring``) and the UI and returns an ``App``: the
+Blocks with the context its tabs were built with, which the CLI, benchmarks and tests use.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
 from mmdemo.config import Settings
-from mmdemo.flows.services import ModelManager
 from mmdemo.logs import quiet_library_logs
 from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.gradio_compat import raw_client_addresses
-from mmdemo.ui.hosting import launch_options, mode_line, mount_openai_api
+from mmdemo.ui.hosting import launch_options, mode_line, with_routes
+from mmdemo.ui.sessions import SessionFolders
 from mmdemo.ui.uploads import guard_file_inputs
 
-# (tab label, module, elem_id); each module exports build(ctx) -> dict[str, gr.Component].
+if TYPE_CHECKING:
+    from mmdemo.models.manager import ModelManager
+    from mmdemo.wiring import Services
+
+# (tab label, module, elem_id); each layout module has build(ctx) -> dict[str, Any].
 TABS: tuple[tuple[str, str, str], ...] = (
-    ("Visual chat", "mmdemo.ui.tabs.chat", "tab-chat"),
-    ("Arena", "mmdemo.ui.tabs.arena", "tab-arena"),
-    ("CLIP search", "mmdemo.ui.tabs.clip", "tab-clip"),
-    ("Voice assistant", "mmdemo.ui.tabs.voice", "tab-voice"),
-    ("Gestures", "mmdemo.ui.tabs.gestures", "tab-gestures"),
-    ("Video summary", "mmdemo.ui.tabs.video", "tab-video"),
-    ("Fine-tune", "mmdemo.ui.tabs.train", "tab-train"),
-    ("System", "mmdemo.ui.tabs.system", "tab-system"),
+    ("Visual chat", "mmdemo.ui.tabs.chat.layout", "tab-chat"),
+    ("Arena", "mmdemo.ui.tabs.arena.layout", "tab-arena"),
+    ("CLIP search", "mmdemo.ui.tabs.clip.layout", "tab-clip"),
+    ("Voice assistant", "mmdemo.ui.tabs.voice.layout", "tab-voice"),
+    ("Gestures", "mmdemo.ui.tabs.gestures.layout", "tab-gestures"),
+    ("Video summary", "mmdemo.ui.tabs.video.layout", "tab-video"),
+    ("Fine-tune", "mmdemo.ui.tabs.train.layout", "tab-train"),
+    ("System", "mmdemo.ui.tabs.system.layout", "tab-system"),
 )
 
 HOSTED_NOTE = (
@@ -48,14 +57,64 @@ def theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
 
 
+@dataclass(frozen=True)
+class App:
+    """A built app: its Blocks, the context its tabs were built with (settings, services,
+    session folders) and the manager that owns its models (the CLI and tests unload them)."""
+
+    demo: gr.Blocks
+    context: AppContext
+    manager: ModelManager
+
+    @property
+    def services(self) -> Services:
+        return self.context.services
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    def launch(self, **launch_kwargs: Any) -> App:
+        """``demo.launch(...)`` with ``/v1`` served on the same server from its start."""
+        from mmdemo.wiring import openai_router
+
+        router = openai_router(self.services, self.settings)
+        self.demo.launch(app_kwargs=with_routes(router), **launch_kwargs)
+        return self
+
+    def close(self) -> None:
+        """Stop serving and free every model."""
+        self.demo.close()
+        self.manager.unload_all()
+
+
+def build_app(
+    settings: Settings | None = None,
+    manager: ModelManager | None = None,
+    tabs: tuple[tuple[str, str, str], ...] = TABS,
+) -> App:
+    """The whole app: its services (made once, in ``mmdemo.wiring``) and its UI. Builds
+    widgets only: no model loads here."""
+    from mmdemo.wiring import create_manager, create_services
+
+    settings = settings or Settings.load()
+    manager = manager or create_manager(settings)
+    ctx = AppContext(settings, create_services(settings, manager), SessionFolders())
+    return App(create_blocks(ctx, tabs), ctx, manager)
+
+
 def create_ui(
     settings: Settings | None = None,
     manager: ModelManager | None = None,
     tabs: tuple[tuple[str, str, str], ...] = TABS,
 ) -> gr.Blocks:
-    """The whole app. Builds widgets only: no model loads here."""
-    settings = settings or Settings.load()
-    ctx = AppContext.create(settings, manager)
+    """The whole app's Blocks (``build_app(...).demo``)."""
+    return build_app(settings, manager, tabs).demo
+
+
+def create_blocks(ctx: AppContext, tabs: tuple[tuple[str, str, str], ...] = TABS) -> gr.Blocks:
+    """The UI over ``ctx``: the title and one ``gr.Tab`` per tab's ``build(ctx)``."""
+    settings = ctx.settings
     # Gradio's upload cache is emptied of old files (hosted: hourly), so uploads do not pile up
     with gr.Blocks(
         title="mmdemo · multimodal demo studio", delete_cache=settings.cache_cleanup
@@ -90,7 +149,6 @@ def create_ui(
         demo.unload(ctx.light(end_session, "drops the closed session's scratch files"))
     guard_file_inputs(demo)  # every event's file arguments must be uploads
     hide_state_initialisers(demo)
-    demo.mmdemo_context = ctx  # tests and the CLI reach the shared services through this
     return demo
 
 
@@ -127,15 +185,15 @@ def launch(
     settings: Settings | None = None,
     tabs: tuple[tuple[str, str, str], ...] = TABS,
     **launch_kwargs: Any,
-) -> gr.Blocks:
+) -> App:
     """Build the app and serve it with ``/v1`` on the same port (blocking unless
     ``prevent_thread_lock=True``)."""
     quiet_library_logs()
     limit_malloc_arenas()
     settings = settings or Settings.load()
     print(mode_line(settings), flush=True)
-    demo = create_ui(settings, tabs=tabs)
-    demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
+    app = build_app(settings, tabs=tabs)
+    app.demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
     kwargs: dict[str, Any] = dict(
         server_name=settings.host,
         server_port=settings.port,
@@ -148,16 +206,14 @@ def launch(
     )
     kwargs.update(launch_kwargs)
     block = not kwargs.pop("prevent_thread_lock", False)
-    # Gradio has no catch-all route: the /v1 router joins its FastAPI app once it runs
     with raw_client_addresses():
-        demo.launch(prevent_thread_lock=True, **kwargs)
-    mount_openai_api(demo)
+        app.launch(prevent_thread_lock=True, **kwargs)
     # freed heap memory goes back to the system after peaks, for as long as the app serves
-    ref = weakref.ref(demo)
+    ref = weakref.ref(app.demo)
     FreeMemoryTrimmer.start(lambda: getattr(ref(), "is_running", False))
     if block:
-        demo.block_thread()
-    return demo
+        app.demo.block_thread()
+    return app
 
 
 def main() -> None:

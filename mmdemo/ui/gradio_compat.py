@@ -19,7 +19,6 @@ from gradio.utils import get_upload_folder
 __all__ = [
     "ApiComponent",
     "before_preprocess",
-    "current_request",
     "raw_client_addresses",
     "upload_folder",
 ]
@@ -46,15 +45,6 @@ def before_preprocess(demo: gr.Blocks, check: Callable[[Any, list[Any]], None]) 
         return await original(block_fn, inputs, *args, **kwargs)
 
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
-
-
-def current_request() -> Any:
-    """The request of the event being handled, or None outside one. Gradio has no public way
-    to reach it from a wrapper that keeps the handler's signature; ``LocalContext.request`` is
-    where its own helpers find it."""
-    from gradio.context import LocalContext
-
-    return LocalContext.request.get(None)
 
 
 @contextlib.contextmanager

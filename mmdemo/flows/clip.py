@@ -1,15 +1,9 @@
-"""The CLIP tab's actions as plain functions: plain values in, data out (dicts, lists, file
-paths). The tab's handlers call these and turn the data into widget updates; ``register_api``
-publishes them as named endpoints for gradio_client:
+"""CLIP search as plain data: the CLIP tab's handlers and its named endpoints call these
+(plain values in, dicts and file paths out) over the app's ``IndexService``
+(mmdemo.retrieval): list, add, search, explain, remove, prune, delete, classify.
 
-``/clip_indexes()``, ``/clip_add(index_name, folder, files)``,
-``/clip_search(index_name, query_text, query_image, top_k, text_weight, like_item_id)``,
-``/clip_explain(index_name, item_id, query_text)``, ``/clip_remove(index_name, item_ids)``,
-``/clip_prune(index_name)``, ``/clip_delete(index_name, confirm)``,
-``/clip_classify(image, labels, templates)``.
-
-Uploads arrive as files and are decoded by the house decoder (mmdemo.images), so a WAV, an
-empty or a truncated file is refused with its cause and a fix, not a framework error.
+Images arrive as paths the caller has already checked; they are decoded by the house decoder
+(mmdemo.images), so a WAV, an empty or a truncated file is refused with its cause and a fix.
 """
 
 from __future__ import annotations
@@ -20,15 +14,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
-from gradio.data_classes import FileData
-
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.limits import require_local
 from mmdemo.retrieval import IndexService, Query
-from mmdemo.ui.common import guarded
-from mmdemo.ui.context import AppContext
-from mmdemo.ui.uploads import upload_path
+from mmdemo.retrieval.zeroshot import DEFAULT_TEMPLATES
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "images"  # allowed when hosted
 SCRATCH = "mmdemo-clip"  # explanation pictures, under the system temp folder (gradio serves it)
@@ -53,11 +42,18 @@ def _scratch_png(image: Any) -> str:
     return str(path)
 
 
-class ClipApi:
-    """Data-returning actions over the app's ``IndexService``."""
+class ClipSearch:
+    """The CLIP tab's jobs over the app's ``IndexService``: plain values in, data out."""
 
     def __init__(self, service: IndexService) -> None:
         self.service = service
+        self.settings = service.settings
+        self.samples = SAMPLES  # the sample photos (may be indexed when hosted, too)
+        self.default_templates = tuple(DEFAULT_TEMPLATES)  # zero-shot prompt templates
+
+    def thumbnail(self, file: str, side: int = 256) -> Any:
+        """A small copy of an indexed image (index files are not served: the picture is sent)."""
+        return self.service.thumbnail(file, side)
 
     def indexes(self) -> list[dict[str, Any]]:
         """Every index: name, images, model, search method, size; a damaged one says why."""
@@ -84,7 +80,7 @@ class ClipApi:
         if not folder and not files:
             raise BadInputError("nothing to add", fix="give a folder path or upload images")
         if folder and Path(folder).expanduser().resolve() != SAMPLES:
-            require_local(self.service.settings, "indexing a folder on the server")
+            require_local(self.settings, "indexing a folder on the server")
         report = None
         if folder:
             report = self.service.add(name, [folder], create=True, progress=progress)
@@ -180,70 +176,3 @@ def _rename_skipped(report: Any) -> Any:
 
     skipped = tuple(Skipped(Path(s.path).name, s.reason) for s in report.skipped)
     return replace(report, skipped=skipped)
-
-
-def register_api(
-    ctx: AppContext, api: ClipApi, heavy: dict[str, Any], query: dict[str, Any]
-) -> None:
-    """Named endpoints (``heavy``/``query``: concurrency settings for writes and reads; all
-    but the listing run CLIP or rewrite an index, so they spend the request budgets)."""
-
-    def clip_indexes() -> list[dict[str, Any]]:
-        """Every index: name, images, model_id, embed_dim, search method, disk_bytes."""
-        return api.indexes()
-
-    def clip_add(index_name: str, folder: str = "", files: list[FileData] | None = None) -> dict:
-        """Add a server folder and/or uploaded images to an index (made if new)."""
-        paths = [upload_path(f, "each file") for f in files or []]
-        return api.add(index_name, folder, [p for p in paths if p])
-
-    def clip_search(
-        index_name: str,
-        query_text: str = "",
-        query_image: FileData | None = None,
-        top_k: int = 12,
-        text_weight: float = 0.5,
-        like_item_id: int | None = None,
-    ) -> dict:
-        """Search by text, image, both, or like an indexed image; hits best first."""
-        image = upload_path(query_image, "query_image")
-        return api.search(index_name, query_text, image, top_k, text_weight, like_item_id)
-
-    def clip_explain(index_name: str, item_id: int, query_text: str) -> dict:
-        """Occlusion map of an indexed image for a text; "overlay" is a PNG file."""
-        data = api.explain(index_name, item_id, query_text)
-        data["overlay"] = FileData(path=data["overlay"]).model_dump()
-        return data
-
-    def clip_remove(index_name: str, item_ids: list[int]) -> dict:
-        """Remove images by item_id."""
-        return api.remove(index_name, item_ids)
-
-    def clip_prune(index_name: str) -> dict:
-        """Remove entries whose files are gone."""
-        return api.prune(index_name)
-
-    def clip_delete(index_name: str, confirm: bool = False) -> dict:
-        """Delete an index (confirm=True)."""
-        return api.delete(index_name, confirm)
-
-    def clip_classify(
-        image: FileData | None, labels: str | list[str], templates: str | list[str] = ""
-    ) -> dict:
-        """Zero-shot label probabilities for an uploaded image, highest first."""
-        return api.classify(upload_path(image, "image"), labels, templates)
-
-    gr.api(guarded(clip_indexes), api_name="clip_indexes", queue=False)
-    for fn, name in (
-        (clip_add, "clip_add"),
-        (clip_remove, "clip_remove"),
-        (clip_prune, "clip_prune"),
-        (clip_delete, "clip_delete"),
-    ):
-        gr.api(ctx.heavy(guarded(fn)), api_name=name, **heavy)
-    for fn, name in (
-        (clip_search, "clip_search"),
-        (clip_explain, "clip_explain"),
-        (clip_classify, "clip_classify"),
-    ):
-        gr.api(ctx.heavy(guarded(fn)), api_name=name, **query)

@@ -14,7 +14,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -26,7 +25,7 @@ from mmdemo.flows.chat import ChatService
 from mmdemo.flows.live import LiveListener
 from mmdemo.images import load_image
 from mmdemo.ui.sessions import SessionFolders
-from mmdemo.ui.voice_view import (
+from mmdemo.ui.tabs.voice.view import (
     AUTO_LANGUAGE,
     DEFAULT_VOICE,
     VoiceSession,
@@ -52,7 +51,6 @@ class VoiceActions:
     ) -> None:
         self.assistant = assistant
         self.chat = chat
-        self.manager = assistant.manager
         self.folders = folders
         self.streaming = streaming  # answer audio as WAV chunks (needs ffmpeg in gradio)
         self._api_sessions: OrderedDict[str, VoiceSession] = OrderedDict()
@@ -67,10 +65,10 @@ class VoiceActions:
 
     def choices(self) -> dict[str, list[str]]:
         """Voices and languages of the loaded backends, and the adapters (loads nothing)."""
-        loaded = self.manager.is_loaded
+        voices, languages = self.assistant.loaded_choices()
         return {
-            "voices": [DEFAULT_VOICE, *(self.assistant.voices if loaded("tts") else ())],
-            "languages": [AUTO_LANGUAGE, *(self.assistant.languages if loaded("asr") else ())],
+            "voices": [DEFAULT_VOICE, *voices],
+            "languages": [AUTO_LANGUAGE, *languages],
             "adapters": self.chat.adapter_choices(),
         }
 
@@ -90,8 +88,7 @@ class VoiceActions:
             )
         options = options_from(voice, language, speed, adapter)
         self.assistant.check(options)  # before reading a long file
-        longest = self.manager.settings.max_audio_minutes * 60.0
-        clip = read_audio(question_audio, self.assistant.max_input_s, longest)
+        clip = read_audio(question_audio, self.assistant.max_input_s, self.assistant.max_audio_s)
         return clip, options
 
     def answer(
@@ -179,16 +176,6 @@ class VoiceActions:
             gr.update(choices=c["adapters"]),
         )
 
-    def load_models(self, options: VoiceOptions, has_image: bool, progress: Any) -> None:
-        """First use: load what the turn needs, saying why the first answer is slow."""
-        uses_vlm = has_image or options.adapter is not None
-        needed = ("asr", "tts", "vlm" if uses_vlm else "llm")
-        missing = [name for name in needed if not self.manager.is_loaded(name)]
-        for i, name in enumerate(missing):
-            if progress is not None:
-                progress(i / len(missing), desc=f"loading the {name} model (first use)")
-            self.manager.get(name)
-
     def run_turn(
         self,
         sess: VoiceSession,
@@ -203,7 +190,12 @@ class VoiceActions:
         import numpy as np
 
         picture = load_image(image) if image else None
-        self.load_models(options, picture is not None, progress)
+
+        def loading(share: float, why: str) -> None:  # first use: why the answer is slow
+            if progress is not None:
+                progress(share, desc=why)
+
+        self.assistant.prepare(options, picture is not None, loading)
         conv = sess.conversation
         last: TurnUpdate | None = None
         spoken: list[Any] = []
@@ -288,10 +280,3 @@ class VoiceActions:
     def clear_ui(self, sess: VoiceSession) -> tuple:
         """Empty the chat, the answer, the latency table and the question."""
         return [], None, [], self.clear(sess)["message"], None
-
-
-def upload_file(path: Path | str | None) -> dict[str, Any] | None:
-    """A file path as the FileData dict gradio_client downloads (None stays None)."""
-    from gradio.data_classes import FileData
-
-    return FileData(path=str(path)).model_dump() if path else None

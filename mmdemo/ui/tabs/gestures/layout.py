@@ -1,43 +1,26 @@
 """Gestures tab: hands in an image, a video or the webcam -> gestures, a transcript; teach
-new gestures. The work is done by ``GestureService`` (mmdemo.flows.gestures)."""
+new gestures. Layout and wiring only: the handlers are in ``actions.py``, the named endpoints
+in ``api.py``, the work in ``GestureService`` (mmdemo.flows.gestures)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from mmdemo.errors import BadInputError
-from mmdemo.flows.gestures.service import GestureService, VideoOptions
-from mmdemo.flows.gestures.spelling import SpellingConfig
-from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
-from mmdemo.ui.gestures_api import register_api
-from mmdemo.ui.gestures_view import (
-    HAND_HEADERS,
-    MODES,
-    TAUGHT_HEADERS,
-    GestureSession,
-    hand_rows,
-    summary_md,
-    taught_note,
-    taught_rows,
-)
+from mmdemo.ui.tabs.gestures import api
+from mmdemo.ui.tabs.gestures.actions import GestureActions
+from mmdemo.ui.tabs.gestures.view import HAND_HEADERS, MODES, TAUGHT_HEADERS, GestureSession
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "assets" / "images" / "gestures"
-
-
-def gesture_service(ctx: AppContext) -> GestureService:
-    return ctx.services.gestures
+EXAMPLES = Path(__file__).resolve().parents[4] / "assets" / "images" / "gestures"
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    service = gesture_service(ctx)
     settings = ctx.settings
     limits = dict(max_side=settings.max_image_side, max_bytes=settings.max_upload_mb * 2**20)
+    act = GestureActions(ctx.services.gestures, limits, ctx.session_folders())
 
     gr.Markdown(
         "Show a hand: a picture, a video or the webcam. Each hand gets its skeleton and its "
@@ -154,138 +137,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 visible=not settings.hosted,
             )
 
-    def taught_view(note: str = "") -> tuple[Any, Any, str]:
-        custom = service.custom
-        gestures = custom.gestures()
-        names = [g.name for g in gestures]
-        return (
-            taught_rows(gestures),
-            gr.update(choices=names, value=None),
-            taught_note(custom, note),
-        )
-
-    @guarded
-    def recognise(path: str | None, with_clip: bool) -> tuple[Any, ...]:
-        if not path:
-            raise BadInputError("there is no image", fix="upload a picture of a hand")
-        result = service.analyse_image(path, **limits)
-        opinion = gr.update(visible=False)
-        if with_clip and result.hands:
-            from mmdemo.images import load_image
-
-            scores = service.second_opinion(load_image(path, **limits), result.hands[0])
-            opinion = gr.update(value=dict(scores), visible=True)
-        notes = result.notes
-        return (
-            result.annotated,
-            summary_md(result.hands, notes, result.seconds),
-            hand_rows(result.hands),
-            opinion,
-        )
-
-    @guarded_stream
-    def analyse_video(
-        path: str | None,
-        rate: float,
-        max_minutes: float,
-        how: str,
-        frames: float,
-        session: GestureSession,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ) -> Iterator[tuple[Any, ...]]:
-        if not path:
-            raise BadInputError("there is no video", fix="upload a video file first")
-        session.stop.clear()
-        options = VideoOptions(
-            fps=float(rate),
-            max_seconds=float(max_minutes) * 60,
-            spelling=SpellingConfig(hold_frames=int(frames), mode=how),
-        )
-        for update in service.analyse_video(path, options, session.stop):
-            progress(
-                (round(update.done_s, 1), round(update.total_s, 1)),
-                desc="analysing the video",
-                unit="s of video",
-            )
-            if update.result is None:
-                yield (
-                    update.frame,
-                    f"{update.done_s:.0f} / {update.total_s:.0f} s",
-                    update.transcript,
-                )
-            else:
-                res = update.result
-                found = sum(1 for _, h in res.frames if h)
-                text = (
-                    f"{len(res.frames)} frames analysed ({res.analysed_s:.1f} s of video), a hand "
-                    f"in {found}; moving gestures: "
-                    + (", ".join(m.gesture.replace("_", " ") for m in res.motions) or "none")
-                )
-                if res.notes:
-                    text += "\n\n" + "\n".join(f"- {n}" for n in res.notes)
-                yield update.frame if update.frame is not None else gr.skip(), text, res.transcript
-
-    def stop(session: GestureSession) -> str:
-        session.stop.set()
-        return "Stopping…"
-
-    @guarded
-    def webcam(frame: Any, how: str, frames: float, session: GestureSession) -> tuple[Any, ...]:
-        if frame is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        live = session.stream(service, how, int(frames))
-        update = live.process(frame, time.perf_counter() - session.started)
-        return (
-            update.annotated,
-            summary_md(update.hands, update.notes),
-            hand_rows(update.hands),
-            update.transcript,
-        )
-
-    def clear(session: GestureSession) -> tuple[str, None]:
-        if session.live is not None:
-            session.live.clear()
-        return "", None
-
-    @guarded
-    def speak(text: str) -> tuple[int, Any]:
-        return service.speak(text or "")
-
-    @guarded
-    def teach(name: str, files: list[str] | None, again: bool) -> tuple[Any, ...]:
-        _, skipped = service.teach(name, files or [], again)
-        note = f"Taught **{name.strip()}**."
-        if skipped:
-            note += " Not used: " + "; ".join(skipped)
-        gr.Info(f"Taught {name.strip()}: recognised from now on.")
-        return (*taught_view(note), None)
-
-    @guarded
-    def delete(name: str | None) -> tuple[Any, ...]:
-        if not name:
-            raise BadInputError("no taught gesture picked", fix="pick one in the list")
-        service.forget(name)
-        return taught_view(f"Deleted {name}.")
-
-    @guarded
-    def export(request: gr.Request) -> str:
-        # in the session's scratch folder: one user's export is not another's, and Gradio
-        # serves it wherever MMDEMO_HOME is
-        folder = ctx.session_folders().folder(request.session_hash if request else None)
-        out = folder / "gestures.json"
-        out.write_text(service.custom.export_json(), encoding="utf-8")
-        return str(out)
-
-    @guarded
-    def import_set(path: str | None) -> tuple[Any, ...]:
-        if not path:
-            return taught_view()
-        gestures = service.import_set(path)
-        return taught_view(f"Imported: {len(gestures)} taught gesture(s) in the set.")
-
     heavy = dict(concurrency_id="hands", concurrency_limit=settings.concurrency)
     image_outputs = [annotated, summary, hands_table, second]
-    recognise_event = ctx.heavy(recognise)
+    recognise_event = ctx.heavy(act.recognise)
     image_btn.click(
         recognise_event, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
     )
@@ -293,18 +147,18 @@ def build(ctx: AppContext) -> dict[str, Any]:
         recognise_event, [image_in, clip_box], image_outputs, api_visibility="private", **heavy
     )
     video_event = video_btn.click(
-        ctx.heavy(analyse_video),
+        ctx.heavy(act.analyse_video),
         [video_in, fps, minutes, mode, hold, state],
         [annotated, summary, transcript],
         api_visibility="private",
         **heavy,
     )
     stop_btn.click(
-        stop, state, summary, cancels=[video_event], queue=False, api_visibility="private"
+        act.stop, state, summary, cancels=[video_event], queue=False, api_visibility="private"
     )
     # each webcam frame runs the hand tracker: a fraction of a request
     cam.stream(
-        ctx.heavy(webcam, stream=True),
+        ctx.heavy(act.webcam, stream=True),
         [cam, mode, hold, state],
         [annotated, summary, hands_table, transcript],
         stream_every=0.15,
@@ -313,10 +167,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
         api_visibility="private",
         show_progress="hidden",
     )
-    clear_btn.click(clear, state, [transcript, speech], queue=False, api_visibility="private")
-    speak_btn.click(ctx.heavy(speak), transcript, speech, api_visibility="private")
+    clear_btn.click(act.clear, state, [transcript, speech], queue=False, api_visibility="private")
+    speak_btn.click(ctx.heavy(act.speak), transcript, speech, api_visibility="private")
     teach_btn.click(
-        ctx.heavy(teach),
+        ctx.heavy(act.teach),
         [teach_name, teach_files, replace],
         [taught, delete_dd, teach_info, teach_files],
         api_visibility="private",
@@ -324,23 +178,23 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     # forgetting or importing gestures retrains the taught classifier
     delete_btn.click(
-        ctx.heavy(delete), delete_dd, [taught, delete_dd, teach_info], api_visibility="private"
+        ctx.heavy(act.delete), delete_dd, [taught, delete_dd, teach_info], api_visibility="private"
     )
     export_btn.click(
-        ctx.light(export, "writes the taught set's landmarks to a JSON file"),
+        ctx.light(act.export, "writes the taught set's landmarks to a JSON file"),
         None,
         export_file,
         api_visibility="private",
     )
     import_file.upload(
-        ctx.heavy(import_set),
+        ctx.heavy(act.import_set),
         import_file,
         [taught, delete_dd, teach_info],
         api_visibility="private",
     )
-    register_api(ctx, limits, heavy)
+    api.register(ctx, limits, heavy)
     return {
-        "on_load": (lambda: taught_view(), [taught, delete_dd, teach_info]),
+        "on_load": (act.on_load, [taught, delete_dd, teach_info]),
         "image_in": image_in,
         "run": image_btn,
         "annotated": annotated,

@@ -1,8 +1,8 @@
 """Train tab: pick a method, data and a few knobs; watch the loss, tokens/s, memory and ETA;
 stop; chat with the adapter a moment later. A bake-off trains several methods on the same data
 and step budget; its panel shows the measured real-weights bake-off until a visitor runs
-their own. Layout and wiring only: the handlers are in ``ui/train_actions.py``, the API
-in ``ui/train_api.py``, the work in ``TrainService`` (mmdemo.flows.train)."""
+their own. Layout and wiring only: the handlers are in ``actions.py``, the named endpoints
+in ``api.py``, the work in ``TrainService`` (mmdemo.flows.train)."""
 
 from __future__ import annotations
 
@@ -10,39 +10,28 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.finetune.methods import METHODS
-from mmdemo.flows.train import TrainService
 from mmdemo.flows.train_data import DATA_SUFFIXES
-from mmdemo.ui import bakeoff_view
-from mmdemo.ui import train_view as view
 from mmdemo.ui.context import AppContext
-from mmdemo.ui.train_actions import (
-    BUILTIN,
-    FOLDER,
-    UPLOAD,
-    TrainActions,
-    TrainSession,
-)
-from mmdemo.ui.train_api import EVALUATE, register_api
+from mmdemo.ui.tabs.train import api, view
+from mmdemo.ui.tabs.train.actions import BUILTIN, FOLDER, UPLOAD, TrainActions, TrainSession
+from mmdemo.ui.tabs.train.api import EVALUATE
 
 BAKEOFF_DEFAULT = ["lora", "dora", "ia3", "lora-fa", "dylora", "bottleneck", "lomo", "mezo"]
 
 
-def train_service(ctx: AppContext) -> TrainService:
-    return ctx.services.train
-
-
 def base_choices(ctx: AppContext) -> list[str]:
     """The app's VLM first, then the offline tiny builds of both families."""
-    current = ctx.manager.model_id("vlm")
+    current = ctx.services.system.model_id("vlm")
     if ctx.settings.hosted:  # the app's VLM only
         return [current]
     return list(dict.fromkeys([current, "tiny:smolvlm", "tiny:qwen2vl"]))
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    service = train_service(ctx)
-    act = TrainActions(ctx, service)
+    service = ctx.services.train
+    system = ctx.services.system
+    act = TrainActions(ctx.settings, service, lambda: system.model_id("vlm"))
+    methods = service.methods()
     allowed = ctx.settings.allow_training
     gr.Markdown(
         "Adapt the VLM to your data: pick a method, the data and a few knobs, press **Train**. "
@@ -56,14 +45,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
         with gr.Column(scale=2, min_width=320):
             base_model = gr.Dropdown(
                 base_choices(ctx),
-                value=ctx.manager.model_id("vlm"),
+                value=system.model_id("vlm"),
                 label="Base model",
                 info="Adapters serve on this VLM; another one is loaded in the System tab",
                 allow_custom_value=not ctx.settings.hosted,
                 elem_id="train-base",
             )
             method = gr.Dropdown(
-                [(f"{name} — {info.summary}", name) for name, info in METHODS.items()],
+                [(f"{m['name']} — {m['summary']}", m["name"]) for m in methods],
                 value="lora",
                 label="Method",
                 elem_id="train-method",
@@ -154,10 +143,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
     ) as bake_panel:
         bake_caption = gr.Markdown(elem_id="train-bakeoff-caption")
         bake_table = gr.Dataframe(
-            headers=bakeoff_view.MEASURED_HEADERS,
+            headers=view.MEASURED_HEADERS,
             interactive=False,
             wrap=True,
-            column_widths=bakeoff_view.COLUMN_WIDTHS,
+            column_widths=view.COLUMN_WIDTHS,
             elem_id="train-bakeoff-table",
         )
         bake_plot = gr.Plot(
@@ -167,7 +156,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
         with gr.Row(visible=allowed):
             bake_methods = gr.CheckboxGroup(
-                list(METHODS), value=BAKEOFF_DEFAULT, label="Methods for your own bake-off"
+                [m["name"] for m in methods],
+                value=BAKEOFF_DEFAULT,
+                label="Methods for your own bake-off",
             )
             bake_btn = gr.Button("Run bake-off", elem_id="train-bakeoff")
     with gr.Accordion("Evaluate an adapter", open=False, visible=allowed):
@@ -230,7 +221,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         bake_outputs,
         api_visibility="private",
     )
-    register_api(ctx, service)  # first: the named endpoints keep their names (/evaluate ...)
+    api.register(ctx, service)  # first: the named endpoints keep their names (/evaluate ...)
     eval_btn.click(
         ctx.heavy(act.evaluate),
         [state, eval_adapter, eval_data],

@@ -1,15 +1,19 @@
-"""Adapter upload and delete as named endpoints: ``/adapter_upload(files, adapter_name)``
-and ``/adapter_delete(adapter_name)`` (``/adapters`` lists them).
+"""The Visual chat tab's named endpoints: ``/chat(message, images, adapter, max_new_tokens,
+greedy)`` streams the answer text; ``/adapter_upload(files, adapter_name)`` and
+``/adapter_delete(adapter_name)`` add and remove adapters (``/adapters`` lists them).
 
-Uploads are staged in the caller's session folder and checked by the adapter store:
-safetensors only (a pickle is refused with the reason), a PEFT config, and weights that fit
-the loaded VLM, so a wrong file gets its cause and a fix.
+Images arrive as uploads (``handle_file``) and are decoded by the house decoder, so a wrong
+file is refused with its cause and a fix, not a framework error. Adapter uploads are staged
+in the caller's session folder and checked by the adapter store: safetensors only (a pickle
+is refused with the reason), a PEFT config, and weights that fit the loaded VLM.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +21,13 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.chat import ChatService
+from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
+from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.limits import require_shared_additions
-from mmdemo.ui.common import guarded
+from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
+from mmdemo.zerogpu import gpu
 
 ADAPTER_SUFFIXES = (".zip", ".json", ".safetensors")
 
@@ -74,7 +80,9 @@ def install_upload(
     return next(a for a in chat.adapters_summary() if a["name"] == info.name)
 
 
-def register_api(ctx: AppContext) -> None:
+def register(ctx: AppContext, concurrency: int) -> None:
+    """Publish ``/adapter_upload``, ``/adapter_delete`` and ``/chat`` (all model work: heavy;
+    ``concurrency``: how many answers ``/chat`` runs at once)."""
     chat, folders = ctx.services.chat, ctx.session_folders()
 
     def adapter_upload(
@@ -95,3 +103,32 @@ def register_api(ctx: AppContext) -> None:
 
     for fn in (adapter_upload, adapter_delete):
         gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__, concurrency_id="vlm")
+
+    @gpu("chat")
+    def chat_endpoint(
+        message: str,
+        images: list[FileData] | None = None,
+        adapter: str = BASE_NAME,
+        max_new_tokens: int = 128,
+        greedy: bool = True,
+    ) -> Iterator[str]:
+        """One question (with optional images) to the VLM with an adapter ("base": none);
+        streams the answer text."""
+        paths = [upload_path(f, "each image") for f in images or []]
+        gen = GenerationSettings(max_new_tokens=int(max_new_tokens or 128), greedy=bool(greedy))
+        for update in chat.stream(
+            ChatSession(),
+            message,
+            [p for p in paths if p],
+            adapter or BASE_NAME,
+            gen,
+            threading.Event(),
+        ):
+            yield update.text
+
+    gr.api(
+        ctx.heavy(guarded_stream(chat_endpoint)),
+        api_name="chat",
+        concurrency_id="vlm",
+        concurrency_limit=concurrency,
+    )

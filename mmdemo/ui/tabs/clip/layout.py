@@ -1,7 +1,6 @@
 """CLIP search tab: build and grow named image indexes, search by text and/or image, explain a
-match, classify zero-shot. Layout and wiring only: the handlers are in ``ui/clip_actions.py``,
-the API (plain values in, data out) in ``ui/clip_api.py``, the work in ``IndexService``
-(mmdemo.retrieval)."""
+match, classify zero-shot. Layout and wiring only: the handlers are in ``actions.py``, the
+named endpoints in ``api.py``, the work in ``ClipSearch`` (mmdemo.flows.clip)."""
 
 from __future__ import annotations
 
@@ -10,19 +9,17 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.images import IMAGE_EXTENSIONS
-from mmdemo.retrieval.zeroshot import DEFAULT_TEMPLATES
-from mmdemo.ui.clip_actions import ClipActions, ClipSession
-from mmdemo.ui.clip_api import ClipApi, register_api
-from mmdemo.ui.clip_view import SKIPPED_HEADERS
 from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs.clip import api
+from mmdemo.ui.tabs.clip.actions import ClipActions, ClipSession
+from mmdemo.ui.tabs.clip.view import SKIPPED_HEADERS
 
 IMAGE_TYPES = list(IMAGE_EXTENSIONS)
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    api = ClipApi(ctx.services.index)
     hosted = ctx.settings.hosted  # visitors share the indexes: no removing or deleting
-    act = ClipActions(api)
+    act = ClipActions(ctx.services.clip)
     heavy = dict(concurrency_id="clip-embed", concurrency_limit=1)
     query = dict(concurrency_id="clip-query", concurrency_limit=ctx.settings.concurrency)
     private = dict(api_visibility="private")
@@ -142,7 +139,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             )
             templates = gr.Textbox(
                 label="Prompt templates (one per line, {} is the label)",
-                value="\n".join(DEFAULT_TEMPLATES),
+                value="\n".join(ctx.services.clip.default_templates),
                 lines=4,
                 elem_id="clip-templates",
             )
@@ -157,7 +154,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         elem_id="clip-zs-plot",
     )
 
-    # -- wiring: the UI's events are private; the API is register_api's named endpoints -----
+    # -- wiring: the UI's events are private; the API is api.register's named endpoints -----
     refresh_btn.click(act.refresh, index, [index, info], queue=False, **private)
     index.change(act.refresh, index, [index, info], queue=False, **private)
     samples_btn.click(act.samples_folder, None, folder, queue=False, **private)
@@ -206,7 +203,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         **query,
         **private,
     )
-    register_api(ctx, api, heavy, query)
+    api.register(ctx, heavy, query)
     return {
         "on_load": (act.on_load, [index, info]),
         "index": index,

@@ -35,7 +35,7 @@ def taught_list(service: GestureService) -> list[dict[str, Any]]:
     ]
 
 
-def register_api(ctx: AppContext, limits: dict[str, Any], heavy: dict[str, Any]) -> None:
+def register(ctx: AppContext, limits: dict[str, Any], heavy: dict[str, Any]) -> None:
     """Publish the endpoints (``heavy``: the hand-tracking concurrency group)."""
     service, folders = ctx.services.gestures, ctx.session_folders()
 

@@ -3,6 +3,7 @@
 Push-to-talk: the turn starts when a recording stops or a file is uploaded (or on Send).
 Hands-free: a streaming microphone feeds the VAD endpointer; a finished utterance starts a
 turn, and speech during an answer interrupts it. The answer streams as audio chunks.
+Layout and wiring only: the handlers are in ``actions.py``, the named endpoints in ``api.py``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import shutil
 from typing import Any
 
 import gradio as gr
-from gradio.data_classes import FileData
 
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
-from mmdemo.ui.uploads import upload_path
-from mmdemo.ui.voice_actions import VoiceActions, upload_file
-from mmdemo.ui.voice_view import AUTO_LANGUAGE, DEFAULT_VOICE, LATENCY_HEADERS, VoiceSession
+from mmdemo.ui.tabs.voice import api
+from mmdemo.ui.tabs.voice.actions import VoiceActions
+from mmdemo.ui.tabs.voice.view import AUTO_LANGUAGE, DEFAULT_VOICE, LATENCY_HEADERS, VoiceSession
 
 # Pause the answer that is playing (Stop, barge-in, a new question); returns the inputs.
 PAUSE_JS = (
@@ -154,7 +154,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         queue=False,
         api_visibility="private",
     )
-    register_api(ctx, actions, concurrency_limit=settings.concurrency)
+    api.register(ctx, actions, concurrency_limit=settings.concurrency)
     return {
         "on_load": (actions.on_load, [voice_dd, language_dd, adapter_dd]),
         "on_unload": actions.end_session,
@@ -173,54 +173,3 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "language": language_dd,
         "speed": speed,
     }
-
-
-def register_api(ctx: AppContext, actions: VoiceActions, concurrency_limit: int) -> None:
-    """The tab's named endpoints: plain values in, data out (see ``VoiceActions``)."""
-
-    def voice(
-        question_audio: FileData,
-        image: FileData | None = None,
-        voice: str = DEFAULT_VOICE,
-        language: str = AUTO_LANGUAGE,
-        speed: float = 1.0,
-        adapter: str = "base",
-        request: gr.Request = None,  # type: ignore[assignment]
-    ) -> dict:
-        """Answer a spoken question (and an optional image): transcript, answer text, answer
-        audio (WAV), who answered, stage latencies. Each client session keeps its history."""
-        session = request.session_hash if request else None
-        data = actions.answer(
-            actions.api_session(session),
-            upload_path(question_audio, "question_audio"),
-            upload_path(image, "image"),
-            voice,
-            language,
-            speed,
-            adapter,
-            session,
-        )
-        data["answer_audio"] = upload_file(data["answer_audio"])
-        return data
-
-    def voice_stop(request: gr.Request = None) -> dict:  # type: ignore[assignment]
-        """Cut the answer being spoken in this session."""
-        return actions.stop(actions.api_session(request.session_hash if request else None))
-
-    def voice_clear(request: gr.Request = None) -> dict:  # type: ignore[assignment]
-        """Forget this session's conversation."""
-        return actions.clear(actions.api_session(request.session_hash if request else None))
-
-    def voice_choices() -> dict:
-        """Voices, languages (of the loaded models) and adapters to pick from."""
-        return actions.choices()
-
-    gr.api(
-        ctx.heavy(guarded(voice)),
-        api_name="voice",
-        concurrency_id="voice-turn",
-        concurrency_limit=concurrency_limit,
-    )
-    gr.api(guarded(voice_stop), api_name="voice_stop", queue=False)
-    gr.api(guarded(voice_clear), api_name="voice_clear", queue=False)
-    gr.api(guarded(voice_choices), api_name="voice_choices", queue=False)

@@ -1,22 +1,21 @@
 """The Fine-tune tab's event handlers: named methods that read widget values, call the
-training service and return what the widgets show (the layout lives in ``tabs/train.py``)."""
+training service and return what the widgets show (the layout lives in ``layout.py``)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
-from mmdemo.finetune.config import TrainConfig
 from mmdemo.flows.limits import require_training
 from mmdemo.flows.train import TERMINAL, TrainService
 from mmdemo.flows.train_data import stage_dataset
-from mmdemo.ui import bakeoff_view
-from mmdemo.ui import train_view as view
 from mmdemo.ui.common import guarded
-from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs.train import view
 
 BUILTIN, UPLOAD, FOLDER = "Built-in shapes (synthetic)", "Upload", "Folder on this server"
 
@@ -34,11 +33,15 @@ class TrainSession:
 
 
 class TrainActions:
-    """Handlers for one app: the service, the settings, and the app's current VLM."""
+    """Handlers for one app: its settings, the training service, and the model id of the
+    app's VLM (``current_model``: asked at each run, the System tab may swap it)."""
 
-    def __init__(self, ctx: AppContext, service: TrainService):
-        self.ctx = ctx
+    def __init__(
+        self, settings: Settings, service: TrainService, current_model: Callable[[], str]
+    ) -> None:
+        self.settings = settings
         self.service = service
+        self.current_model = current_model
 
     def show(self, st: TrainSession) -> tuple[Any, ...]:
         """Status line, loss curve, result, report and its pictures of the run on screen."""
@@ -68,10 +71,10 @@ class TrainActions:
         scale: float,
         placement: str,
         name: str,
-    ) -> TrainConfig:
-        """A checked TrainConfig from the widgets' values (uploads staged first, once the
+    ) -> dict[str, Any]:
+        """A run's settings from the widgets' values, checked (uploads staged first, once the
         training switch has been checked)."""
-        settings = self.ctx.settings
+        settings = self.settings
         require_training(settings)
         if source == UPLOAD:
             max_bytes = settings.max_upload_mb * 2**20
@@ -84,8 +87,8 @@ class TrainActions:
             dataset = folder.strip()
         else:
             dataset = "builtin"
-        current = self.ctx.manager.model_id("vlm")
-        return TrainConfig(
+        current = self.current_model()
+        run = dict(
             model="" if model == current else (model or "").strip(),
             method=method,
             dataset=dataset,
@@ -100,6 +103,7 @@ class TrainActions:
             placement=placement,
             name=(name or "").strip(),
         )
+        return self.service.checked(run)
 
     @guarded
     def start(self, st: TrainSession, device: str, *values: Any) -> tuple[Any, ...]:
@@ -125,11 +129,11 @@ class TrainActions:
         try:
             measured = self.service.measured_bakeoff()
         except MMDemoError as exc:
-            return f"**No measured bake-off to show:** {exc}", bakeoff_view.empty_table(), None
+            return f"**No measured bake-off to show:** {exc}", view.empty_table(), None
         return (
-            bakeoff_view.measured_caption(measured),
-            bakeoff_view.measured_table(measured),
-            bakeoff_view.measured_figure(measured),
+            view.measured_caption(measured),
+            view.measured_table(measured),
+            view.measured_figure(measured),
         )
 
     def visitor_view(self, st: TrainSession, bake: list[dict[str, Any]]) -> tuple[Any, ...]:
@@ -138,11 +142,11 @@ class TrainActions:
         picture: Any = gr.update()
         if done != st.drawn:
             st.drawn = done
-            points = bakeoff_view.visitor_points(bake)
-            picture = bakeoff_view.figure(points, "training peak memory")
+            points = view.visitor_points(bake)
+            picture = view.figure(points, "training peak memory")
         return (
-            bakeoff_view.visitor_caption(bake),
-            bakeoff_view.visitor_table(bake),
+            view.visitor_caption(bake),
+            view.visitor_table(bake),
             picture,
         )
 
@@ -162,11 +166,9 @@ class TrainActions:
         if not methods:
             raise gr.Error("Tick at least one method.")
         model, *knobs = values
-        base = self.config_of(model, "lora", *knobs).to_dict()
+        base = self.config_of(model, "lora", *knobs)
         st.bakeoff = [
-            self.service.submit(
-                TrainConfig.from_dict({**base, "method": m, "name": ""}), st.owner, device
-            )
+            self.service.submit({**base, "method": m, "name": ""}, st.owner, device)
             for m in methods
         ]
         st.drawn = None  # the measured picture goes: these runs' (none finished yet) comes

@@ -13,8 +13,6 @@ from types import MappingProxyType
 import gradio as gr
 from gradio.data_classes import FileData
 
-from mmdemo.finetune.config import TrainConfig
-from mmdemo.finetune.methods import METHODS
 from mmdemo.flows.limits import require_training
 from mmdemo.flows.train import TrainService
 from mmdemo.ui.common import guarded
@@ -31,7 +29,7 @@ def owner_of(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) or None
 
 
-def register_api(ctx: AppContext, service: TrainService) -> None:
+def register(ctx: AppContext, service: TrainService) -> None:
     """Named endpoints with plain values in and data out. Training, evaluating and checking a
     dataset are heavy; evaluation waits for its job in the queue, one at a time."""
     settings = ctx.settings
@@ -58,7 +56,7 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
         where present: /train_devices lists them); returns {"id", "state", "position",
         "device"}."""
         check()
-        cfg = TrainConfig(
+        run = dict(
             method=method,
             dataset=dataset,
             stages=stages,
@@ -71,7 +69,7 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
             seed=int(seed),
         )
         owner = owner_of(request)
-        status = service.status(service.submit(cfg, owner, str(device or "auto")), owner)
+        status = service.status(service.submit(run, owner, str(device or "auto")), owner)
         return {
             "id": status["id"],
             "state": status["state"],
@@ -119,7 +117,7 @@ def register_api(ctx: AppContext, service: TrainService) -> None:
 
     def train_methods() -> list:
         """The training methods: name, family (peft | own | full), summary."""
-        return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
+        return service.methods()
 
     def train_devices() -> list[str]:
         """The devices /train accepts here: auto, then those this server has."""

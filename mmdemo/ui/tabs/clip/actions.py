@@ -1,5 +1,5 @@
-"""The CLIP tab's event handlers, one named method per action. Each calls the tab's API
-(``ClipApi``: plain values in, data out) and turns the data into widget updates."""
+"""The CLIP tab's event handlers, one named method per action. Each calls ``ClipSearch``
+(mmdemo.flows.clip: plain values in, data out) and turns the data into widget updates."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import BadInputError
+from mmdemo.flows.clip import ClipSearch
 from mmdemo.images import ImageProblem, thumbnail
-from mmdemo.ui import clip_view as view
-from mmdemo.ui.clip_api import SAMPLES, ClipApi
 from mmdemo.ui.common import guarded
+from mmdemo.ui.tabs.clip import view
 
 DEFAULT_INDEX = "photos"
 
@@ -25,9 +25,8 @@ class ClipSession:
 
 
 class ClipActions:
-    def __init__(self, api: ClipApi) -> None:
+    def __init__(self, api: ClipSearch) -> None:
         self.api = api
-        self.service = api.service
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -46,7 +45,7 @@ class ClipActions:
         return self.choices(None)
 
     def samples_folder(self) -> str:
-        return str(SAMPLES)
+        return str(self.api.samples)
 
     @guarded
     def add(
@@ -96,7 +95,7 @@ class ClipActions:
 
     def _show(self, session: ClipSession, result: dict[str, Any]) -> tuple[Any, ...]:
         session.index, session.hits = result["index"], list(result["hits"])
-        items = [(self.service.thumbnail(h["file"]), view.hit_caption(h)) for h in result["hits"]]
+        items = [(self.api.thumbnail(h["file"]), view.hit_caption(h)) for h in result["hits"]]
         picks = view.pick_choices(result["hits"])
         pick = gr.update(choices=picks, value=picks[0][1] if picks else None)
         return items, view.result_md(result), pick, session
@@ -126,7 +125,7 @@ class ClipActions:
             session.index or name, top_k=int(top_k), like_item_id=hit["item_id"]
         )
         shown = self._show(session, result)
-        return (*shown, "", None, self.service.thumbnail(hit["file"], 384))
+        return (*shown, "", None, self.api.thumbnail(hit["file"], 384))
 
     def _picked(self, session: ClipSession, item_id: Any) -> dict[str, Any]:
         for hit in session.hits:
@@ -146,7 +145,7 @@ class ClipActions:
         report = self.api.remove(session.index, [hit["item_id"]])
         gr.Info(f"Removed {hit['name']} from {report['index']} ({report['total']} images left).")
         session.hits = [h for h in session.hits if h["item_id"] != hit["item_id"]]
-        items = [(self.service.thumbnail(h["file"]), view.hit_caption(h)) for h in session.hits]
+        items = [(self.api.thumbnail(h["file"]), view.hit_caption(h)) for h in session.hits]
         picks = view.pick_choices(session.hits)
         pick = gr.update(choices=picks, value=picks[0][1] if picks else None)
         return items, pick, session, self.choices(session.index)[1]

@@ -1,0 +1,87 @@
+"""Arena tab: one image and prompt, answered side by side by base and up to 3 adapters (and
+remote models). Layout and wiring only: the handlers are in ``actions.py``, ``/arena`` in
+``api.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.flows.arena import MAX_COLUMNS
+from mmdemo.flows.arena_remote import MAX_REMOTE
+from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs.arena import api
+from mmdemo.ui.tabs.arena.actions import ArenaActions
+from mmdemo.ui.tabs.chat.view import ASSET_IMAGES
+from mmdemo.zerogpu import gpu
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    arena = ctx.services.arena
+    act = ArenaActions(arena)
+    state = gr.State(dict)  # per session: {"stop": Event}
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(type="filepath", label="Image", elem_id="arena-image", height=260)
+            prompt = gr.Textbox(
+                label="Prompt", value="What color is the shape?", elem_id="arena-prompt"
+            )
+            local = ctx.services.chat.adapter_choices()
+            picks = gr.Dropdown(
+                arena.choices(),
+                value=local[:MAX_COLUMNS],
+                multiselect=True,
+                max_choices=MAX_COLUMNS + MAX_REMOTE,
+                label=f"Compare (base and up to {MAX_COLUMNS - 1} adapters; "
+                f"up to {MAX_REMOTE} remote models: {', '.join(arena.remotes) or 'none'})",
+                elem_id="arena-picks",
+            )
+            max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
+            with gr.Row():
+                run_btn = gr.Button("Compare", variant="primary", elem_id="arena-run")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="arena-stop")
+            example = ASSET_IMAGES / "red-circle.png"
+            if example.is_file():
+                gr.Examples(
+                    [
+                        [str(example), "What color is the shape?"],
+                        [str(ASSET_IMAGES / "cat.jpg"), "Describe the image."],
+                    ],
+                    inputs=[image, prompt],
+                )
+        with gr.Column(scale=3):
+            summary = gr.Markdown(elem_id="arena-summary", elem_classes=["metrics-line"])
+            with gr.Row(equal_height=True):
+                cols = [
+                    gr.Markdown(elem_id=f"arena-col-{i}", container=True, min_height=160)
+                    for i in range(MAX_COLUMNS)
+                ]
+            with gr.Row(equal_height=True):
+                remote_cols = [
+                    gr.Markdown(
+                        elem_id=f"arena-remote-{i}", container=True, min_height=160, visible=False
+                    )
+                    for i in range(MAX_REMOTE)
+                ]
+
+    run_btn.click(
+        ctx.heavy(gpu("arena")(act.run)),
+        [image, prompt, picks, max_new, state],
+        [summary, *cols, *remote_cols, state],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    stop_btn.click(act.stop, state, None, queue=False, api_visibility="private")
+    picks.focus(act.choices, None, picks, queue=False, api_visibility="private")
+    api.register(ctx)
+    return {
+        "image": image,
+        "prompt": prompt,
+        "picks": picks,
+        "run": run_btn,
+        "summary": summary,
+        "columns": cols,
+        "remote_columns": remote_cols,
+        "on_load": (act.choices, [picks]),
+    }

@@ -1,0 +1,215 @@
+"""Visual chat tab: streamed multi-turn answers about images, with a LoRA adapter picker and
+the adapter manager (list, upload, delete). Layout and wiring only: the handlers are in
+``actions.py``, the named endpoints in ``api.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.flows.chat import BASE_NAME
+from mmdemo.ui.context import AppContext
+from mmdemo.ui.tabs.chat import api
+from mmdemo.ui.tabs.chat.actions import ChatActions, ChatState
+from mmdemo.ui.tabs.chat.view import ADAPTER_HEADERS, ASSET_IMAGES, OFF, adapter_rows, index_choices
+from mmdemo.zerogpu import gpu
+
+EXAMPLES = [
+    {"text": "What is in this image?", "files": [str(ASSET_IMAGES / "cat.jpg")]},
+    {"text": "Describe the picture in detail.", "files": [str(ASSET_IMAGES / "astronaut.jpg")]},
+    {"text": "What color is the shape?", "files": [str(ASSET_IMAGES / "red-circle.png")]},
+]
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    chat = ctx.services.chat
+    act = ChatActions(chat, ctx.session_folders())
+    # answers that run together share one batch, so the VLM takes more requests at once
+    # than other heavy events (non-LoRA adapters still wait for the model, one at a time)
+    vlm_limit = max(ctx.settings.concurrency, chat.batch_max_rows)
+    state = gr.State(lambda: ChatState())
+    with gr.Row():
+        with gr.Column(scale=3):
+            bot = gr.Chatbot(label="Conversation", height=460, elem_id="chat-bot", buttons=["copy"])
+            box = gr.MultimodalTextbox(
+                placeholder="Ask about one or more images…",
+                file_types=["image"],
+                file_count="multiple",
+                sources=["upload"],
+                elem_id="chat-input",
+                show_label=False,
+            )
+            with gr.Row():
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="chat-stop", size="sm")
+                regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", size="sm")
+                clear_btn = gr.Button("Clear", elem_id="chat-clear", size="sm")
+            metrics = gr.Markdown(elem_id="chat-metrics", elem_classes=["metrics-line"])
+            gr.Examples(
+                [[e] for e in EXAMPLES if all(Path(f).is_file() for f in e["files"])],
+                inputs=[box],
+                label="Examples",
+            )
+        with gr.Column(scale=1, min_width=280):
+            adapter = gr.Dropdown(
+                chat.adapter_choices(),
+                value=BASE_NAME,
+                label="Adapter",
+                elem_id="chat-adapter",
+                interactive=True,
+            )
+            rank = gr.Dropdown(
+                [],
+                value=None,
+                label="DyLoRA rank",
+                info="One adapter, every rank up to its own: try a lower one",
+                visible=False,
+                elem_id="chat-rank",
+            )
+            adapter_info = gr.Markdown(elem_id="chat-adapter-info")
+            with gr.Accordion("Generation", open=False):
+                max_new = gr.Slider(
+                    1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new"
+                )
+                greedy = gr.Checkbox(True, label="Greedy (deterministic)", elem_id="chat-greedy")
+                temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+            with gr.Accordion("Similar cases (CLIP index)", open=False):
+                similar_index = gr.Dropdown(
+                    index_choices(chat),
+                    value=OFF,
+                    label="Index",
+                    elem_id="chat-similar-index",
+                    info="Add indexed images like yours to the context",
+                )
+                similar_k = gr.Slider(1, 4, value=2, step=1, label="How many")
+                similar_gallery = gr.Gallery(
+                    label="Used for the last answer",
+                    columns=4,
+                    height=140,
+                    elem_id="chat-similar-gallery",
+                )
+            panel = adapters_panel(ctx, act, adapter)
+            api.register(ctx, vlm_limit)
+
+    gen_inputs = [adapter, rank, max_new, temperature, top_p, greedy]
+    sub = box.submit(
+        ctx.heavy(gpu("chat")(act.submit)),
+        [box, state, *gen_inputs, similar_index, similar_k],
+        [bot, metrics, box, state, similar_gallery],
+        concurrency_id="vlm",
+        concurrency_limit=vlm_limit,
+        api_visibility="private",
+    )
+    regen_btn.click(
+        ctx.heavy(gpu("chat")(act.regenerate)),
+        [state, *gen_inputs],
+        [bot, metrics, state],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    stop_btn.click(act.stop, state, None, queue=False, api_visibility="private")
+    clear_btn.click(act.clear, state, [bot, metrics, state], queue=False, api_visibility="private")
+    # showing an adapter warms it (loads its weights onto the shared VLM, and the VLM itself
+    # on first use): model work, so it queues with the other VLM events and is heavy
+    adapter.change(
+        ctx.heavy(act.show_adapter),
+        adapter,
+        adapter_info,
+        api_visibility="private",
+        concurrency_id="vlm",
+    )
+    # a DyLoRA adapter brings its rank menu (a reading of its metadata: no model work)
+    adapter.change(act.rank_menu, adapter, rank, queue=False, api_visibility="private")
+    rank.input(
+        ctx.heavy(act.show_adapter),
+        [adapter, rank],
+        adapter_info,
+        api_visibility="private",
+        concurrency_id="vlm",
+    )
+    # adapters trained or uploaded since the page opened appear when the menu is opened
+    adapter.focus(act.adapter_menu, None, adapter, queue=False, api_visibility="private")
+    return {
+        "bot": bot,
+        "box": box,
+        "adapter": adapter,
+        "rank": rank,
+        "metrics": metrics,
+        "state": state,
+        "submit_event": sub,
+        "similar_index": similar_index,
+        **panel,
+        # filled when a page opens: adapters added since (uploads, training) show up
+        "on_load": (act.on_load, [panel["adapters_table"], adapter, similar_index]),
+    }
+
+
+def adapters_panel(ctx: AppContext, act: ChatActions, adapter: gr.Dropdown) -> dict[str, Any]:
+    """The adapter manager inside the chat tab: list, upload (validated), delete."""
+    chat = ctx.services.chat
+    with gr.Accordion("Manage adapters", open=False, elem_id="chat-adapters-panel"):
+        table = gr.Dataframe(
+            adapter_rows(chat),
+            headers=ADAPTER_HEADERS,
+            interactive=False,
+            elem_id="chat-adapters",
+            wrap=True,
+        )
+        upload = gr.File(
+            label="Upload a PEFT adapter (.zip, or adapter_config.json + "
+            "adapter_model.safetensors)",
+            file_count="multiple",
+            file_types=[".zip", ".json", ".safetensors"],
+            elem_id="chat-upload",
+        )
+        name = gr.Textbox(
+            label="Name (optional)",
+            elem_id="chat-upload-name",
+            placeholder="defaults to the zip's name",
+        )
+        with gr.Row():
+            upload_btn = gr.Button("Add adapter", variant="primary", elem_id="chat-upload-btn")
+            delete_btn = gr.Button(
+                "Delete selected adapter",
+                variant="stop",
+                elem_id="chat-delete-btn",
+                visible=not chat.settings.hosted,  # visitors share the adapters
+            )
+        refresh_btn = gr.Button("Refresh list", size="sm", elem_id="chat-adapters-refresh")
+        listing = gr.JSON(visible=False)
+
+    upload_btn.click(
+        ctx.heavy(act.add),
+        [upload, name],
+        [table, adapter, upload, name],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    delete_btn.click(
+        ctx.heavy(act.delete),
+        adapter,
+        [table, adapter],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    refresh_btn.click(
+        ctx.light(act.refresh, "lists the adapter folder"),
+        adapter,
+        [table, adapter],
+        api_visibility="private",
+    )
+    refresh_btn.click(
+        ctx.light(chat.adapters_summary, "reads the adapters' metadata files"),
+        None,
+        listing,
+        api_name="adapters",
+    )
+    return {
+        "adapters_table": table,
+        "upload": upload,
+        "upload_name": name,
+        "upload_btn": upload_btn,
+        "delete_btn": delete_btn,
+    }

@@ -1,0 +1,1 @@
+"""CLIP search tab: image indexes, text and image search, explanations, zero-shot labels."""

@@ -1,0 +1,100 @@
+"""Wiring: the one place that makes the app's shared services, from settings and the model
+manager, and hands them to the UI (``mmdemo.ui.app``) and the ``/v1`` routes.
+
+It may import every layer below the UI (models, flows, retrieval, serve); the UI imports
+only this module's functions, so no model-layer name reaches a tab. Cheap to call: nothing
+here loads a model (models load on first use through the manager). The CLI and benchmarks
+make the single service they need directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mmdemo.config import Settings
+
+if TYPE_CHECKING:
+    from mmdemo.flows.arena import ArenaService
+    from mmdemo.flows.assistant import VoiceAssistant
+    from mmdemo.flows.chat import ChatService
+    from mmdemo.flows.clip import ClipSearch
+    from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.limits import RateLimiter
+    from mmdemo.flows.system import SystemService
+    from mmdemo.flows.train import TrainService
+    from mmdemo.flows.video.service import VideoService
+    from mmdemo.models.manager import ModelManager
+    from mmdemo.retrieval import IndexService
+
+
+def create_manager(settings: Settings) -> ModelManager:
+    """The process's one ModelManager (made by the app, passed down; it loads nothing until a
+    model is first used)."""
+    from mmdemo.models.manager import ModelManager
+
+    return ModelManager(settings)
+
+
+@dataclass(frozen=True)
+class Services:
+    """One of each, shared by all users: chat and the arena and voice share one ChatService
+    (one adapter store, one batcher), chat, video and CLIP search share the index service."""
+
+    system: SystemService  # the model report, loading and unloading (the System tab)
+    index: IndexService
+    clip: ClipSearch  # the CLIP tab's jobs over ``index``
+    chat: ChatService
+    arena: ArenaService
+    voice: VoiceAssistant
+    gestures: GestureService
+    video: VideoService
+    train: TrainService
+    limiter: RateLimiter  # heavy-request budgets per client and server-wide (hosted mode)
+
+
+def create_services(settings: Settings, manager: ModelManager) -> Services:
+    """Every service of one app over ``manager``, loading no model."""
+    from mmdemo.flows.arena import ArenaService
+    from mmdemo.flows.assistant import VoiceAssistant
+    from mmdemo.flows.chat import ChatService
+    from mmdemo.flows.clip import ClipSearch
+    from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.limits import RateLimiter
+    from mmdemo.flows.remote import arena_remotes
+    from mmdemo.flows.responders import Responders
+    from mmdemo.flows.system import SystemService
+    from mmdemo.flows.train import TrainService
+    from mmdemo.flows.video.service import VideoService
+    from mmdemo.retrieval import IndexService
+
+    index = IndexService(settings, manager)
+    chat = ChatService.standalone(manager, retrieval=index)
+    return Services(
+        system=SystemService(manager),
+        index=index,
+        clip=ClipSearch(index),
+        chat=chat,
+        arena=ArenaService(chat, arena_remotes(settings)),
+        voice=VoiceAssistant(manager, Responders.default(manager, chat)),
+        gestures=GestureService(
+            manager,
+            settings.home,
+            hosted=settings.hosted,
+            max_video_s=settings.video_seconds,
+            allow_training=settings.allow_training,
+        ),
+        video=VideoService(settings, manager, index),
+        train=TrainService(settings),
+        limiter=RateLimiter(
+            settings.requests_per_minute, total_per_minute=settings.total_requests_per_minute
+        ),
+    )
+
+
+def openai_router(services: Services, settings: Settings) -> Any:
+    """The ``/v1/models`` and ``/v1/chat/completions`` routes (a FastAPI router) over the
+    app's chat service and request budgets."""
+    from mmdemo.serve.openai_api import build_router
+
+    return build_router(services.chat, settings, services.limiter)
