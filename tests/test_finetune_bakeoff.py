@@ -44,14 +44,21 @@ def quick_bakeoff(real_settings: Any) -> dict[str, Any]:
     from mmdemo.errors import MMDemoError
     from mmdemo.finetune.methods import get_method
 
+    from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.run import load_base
+
     budget = Budget(steps=STEPS, mezo_steps=2 * STEPS, batch_size=BATCH)
+    # the base model is read once and copied for each method (QLoRA loads its own 4-bit one)
+    model, tokenizer, _, _ = load_base(TrainConfig(base="llm"), real_settings, "cpu", {})
     losses: dict[str, float] = {}
     for method in METHODS:
         try:
             get_method(method).check("cpu")
         except MMDemoError:
             continue  # AdaLomo needs CUDA
-        trial = train_and_validate(real_settings, method, 0.0, budget, {}, 0, VALIDATION)
+        trial = train_and_validate(
+            real_settings, method, 0.0, budget, {}, 0, VALIDATION, (model, tokenizer)
+        )
         losses[method] = trial.val_loss
     return {"base": base_validation_loss(real_settings, VALIDATION), "methods": losses}
 

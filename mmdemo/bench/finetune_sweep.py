@@ -12,6 +12,7 @@ clip and MeZO's perturbation size. Each run starts from freshly loaded weights i
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import re
@@ -74,9 +75,11 @@ def train_and_validate(
     knobs: dict[str, float],
     seed: int = 0,
     validation: int = VALIDATION_EXAMPLES,
+    loaded: tuple[Any, Any] | None = None,
 ) -> Trial:
     """One short run in this process; the validation split's answer-token loss after it
-    (``lr`` 0: the method's default)."""
+    (``lr`` 0: the method's default). ``loaded``: a (model, tokenizer) loaded once, copied
+    for each run instead of read again (not for QLoRA, whose base loads in 4 bits)."""
     from transformers import set_seed
 
     from mmdemo.finetune.collate import Collator
@@ -106,7 +109,10 @@ def train_and_validate(
     set_seed(seed)
     started = time.perf_counter()
     device = _device(settings)
-    model, tokenizer, _, _ = load_base(cfg, settings, device, chosen.load_kwargs(device))
+    if loaded is not None and not chosen.load_kwargs(device):
+        model, tokenizer = copy.deepcopy(loaded[0]), loaded[1]
+    else:
+        model, tokenizer, _, _ = load_base(cfg, settings, device, chosen.load_kwargs(device))
     collator = Collator(tokenizer, with_images=False)
     with tempfile.TemporaryDirectory(prefix="mmdemo-sweep-") as tmp:
         work = Path(tmp)
