@@ -42,9 +42,8 @@ def quick_bakeoff(real_settings: Any) -> dict[str, Any]:
         train_and_validate,
     )
     from mmdemo.errors import MMDemoError
-    from mmdemo.finetune.methods import get_method
-
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.methods import get_method
     from mmdemo.finetune.run import load_base
 
     budget = Budget(steps=STEPS, mezo_steps=2 * STEPS, batch_size=BATCH)
