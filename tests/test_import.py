@@ -190,7 +190,7 @@ def test_the_reexport_check_sees_a_name_a_flows_module_merely_imports() -> None:
     probe = REPO / "mmdemo" / "ui" / "probe.py"  # resolved as if it were a UI module; not written
     source = (
         "from mmdemo.flows.system import ModelManager\n"  # flows/system.py imports it
-        "from mmdemo.flows.system import SystemService, human_bytes\n"
+        "from mmdemo.flows.system import SystemService, system_report\n"
         "from mmdemo.flows import system\n"
     )
     names = [name for _, name in runtime_imports(source, probe)]

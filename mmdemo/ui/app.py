@@ -18,8 +18,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from mmdemo.config import Settings
+from mmdemo.heap import limit_malloc_arenas
 from mmdemo.logs import quiet_library_logs
-from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
+from mmdemo.serve.memory import FreeMemoryTrimmer
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.gradio_compat import raw_client_addresses
 from mmdemo.ui.hosting import launch_options, mode_line, with_routes
