@@ -61,7 +61,10 @@ class AnswerMetrics:
 
 
 @dataclass
-class Turn:
+class ChatTurn:
+    """One question of a visual chat with its images and, once answered, the answer, the
+    adapter that gave it and its numbers (the voice assistant's is ``responders.Turn``)."""
+
     user: str
     images: list[Any]  # normalized PIL images
     image_paths: list[str]  # what the UI shows
@@ -76,7 +79,7 @@ class Turn:
 class ChatSession:
     """One browser session's conversation (kept in gr.State, never shared)."""
 
-    turns: list[Turn] = field(default_factory=list)
+    turns: list[ChatTurn] = field(default_factory=list)
     system: str = ""  # an optional system prompt (the voice assistant sets one)
 
     def clear(self) -> None:
@@ -86,10 +89,10 @@ class ChatSession:
         """Characters of the conversation so far (what the size cap counts)."""
         return len(self.system) + sum(len(t.user) + len(t.answer) for t in self.turns)
 
-    def pop_last(self) -> Turn | None:
+    def pop_last(self) -> ChatTurn | None:
         return self.turns.pop() if self.turns else None
 
-    def add(self, turn: Turn) -> None:
+    def add(self, turn: ChatTurn) -> None:
         """Append a turn and let go of the decoded images no prompt will show again: as in
         build_messages, only the newest MAX_IMAGES_IN_CONTEXT images go into a prompt, so
         older ones are kept as their paths (for the UI) only and a long conversation's memory
@@ -117,7 +120,7 @@ class ChatUpdate:
 
 
 def build_messages(
-    turns: Sequence[Turn], system: str = ""
+    turns: Sequence[ChatTurn], system: str = ""
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Chat-template messages and the images they refer to, newest images first to keep."""
     budget = MAX_IMAGES_IN_CONTEXT
@@ -288,7 +291,7 @@ class ChatService:
         paths = [
             str(getattr(s, "name", s)) if not hasattr(s, "size") else "" for s in image_sources
         ]
-        turn = Turn(text, images, paths)
+        turn = ChatTurn(text, images, paths)
         if similar is not None and images:
             if self.retrieval is None:
                 raise BadInputError("similar cases need the CLIP index service")
@@ -300,7 +303,7 @@ class ChatService:
     def _answer(
         self,
         session: ChatSession,
-        turn: Turn,
+        turn: ChatTurn,
         adapter: str | None,
         gen: GenerationSettings,
         stop: threading.Event | None,
@@ -396,7 +399,9 @@ class ChatService:
         last = session.pop_last()
         if last is None:
             raise BadInputError("there is nothing to regenerate yet", fix="ask a question first")
-        turn = Turn(last.user, last.images, last.image_paths, similar=last.similar, note=last.note)
+        turn = ChatTurn(
+            last.user, last.images, last.image_paths, similar=last.similar, note=last.note
+        )
         try:
             yield from self._answer(
                 session,

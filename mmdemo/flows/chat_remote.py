@@ -10,8 +10,8 @@ from mmdemo.flows.chat import (
     BASE_NAME,
     AnswerMetrics,
     ChatSession,
+    ChatTurn,
     ChatUpdate,
-    Turn,
     build_messages,
 )
 from mmdemo.flows.generation import GenerationSettings
@@ -21,7 +21,7 @@ from mmdemo.flows.remote import RemoteClient, openai_messages
 def answer_remote(
     remote: RemoteClient,
     session: ChatSession,
-    turn: Turn,
+    turn: ChatTurn,
     adapter: str | None,
     gen: GenerationSettings,
     stop: threading.Event,

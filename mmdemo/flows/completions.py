@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import AdapterError, BadInputError, MMDemoError, NotAllowedError
-from mmdemo.flows.chat import BASE_NAME, MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, Turn
+from mmdemo.flows.chat import BASE_NAME, MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, ChatTurn
 from mmdemo.flows.fetch import fetch_image
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.sizes import check_conversation, check_image_count
@@ -186,7 +186,7 @@ def to_session(
                     f"message {i} is an assistant answer with no user message before it",
                     fix="start with a user message",
                 )
-            turn = Turn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
+            turn = ChatTurn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
             session.add(turn)
             pending = None
         else:

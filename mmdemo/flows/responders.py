@@ -261,8 +261,7 @@ class ChatResponder:
         stop: threading.Event,
         adapter: str | None = None,
     ) -> Iterator[str]:
-        from mmdemo.flows.chat import ChatSession
-        from mmdemo.flows.chat import Turn as ChatTurn
+        from mmdemo.flows.chat import ChatSession, ChatTurn
         from mmdemo.flows.generation import GenerationSettings
 
         recent = history[-self.config.max_history_turns :] if self.config.max_history_turns else ()
