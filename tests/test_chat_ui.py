@@ -25,7 +25,7 @@ def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None
     from gradio_client import handle_file
 
     chat = app.services.chat
-    saved, chat.stream_interval = chat.stream_interval, 0.0  # an update per token
+    saved, chat.engine.stream_interval = chat.engine.stream_interval, 0.0  # an update per token
     try:
         job = client.submit(
             "What color is the shape?",
@@ -38,7 +38,7 @@ def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None
         job.result()
         outputs = job.outputs()
     finally:
-        chat.stream_interval = saved
+        chat.engine.stream_interval = saved
     assert outputs[-1] == "The shape is red."
     # the client saw the answer grow: a partial answer first, each one extending the last
     assert outputs[0] != outputs[-1] and "The shape is red.".startswith(outputs[0].strip())

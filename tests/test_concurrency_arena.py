@@ -102,7 +102,7 @@ def test_users_of_different_adapters_share_one_batch_and_get_their_own_answers(
     expected = [solo(chat, *job) for job in jobs]
     assert expected[1] == "The shape is red." and expected[2].startswith("Arr")
     # the batch starts when all four are waiting (however fast this machine is)
-    chat.batch_window_s, chat.batch_max_rows = 600.0, len(jobs)
+    chat.engine.batch_window_s, chat.engine.batch_max_rows = 600.0, len(jobs)
     finals = together(chat, jobs)
     assert [f.text for f in finals] == expected, "each user gets exactly the solo answer"
     for final in finals:
@@ -113,7 +113,7 @@ def test_stop_ends_only_that_users_answer_in_a_shared_batch(chat: ChatService) -
     long = GenerationSettings(max_new_tokens=40, greedy=True)
     text, image = QUESTIONS[0]
     expected = list(chat.stream(ChatSession(), text, [image], "base", long))[-1].text
-    chat.batch_window_s, chat.batch_max_rows = 600.0, 2
+    chat.engine.batch_window_s, chat.engine.batch_max_rows = 600.0, 2
     barrier = threading.Barrier(2)
     finals: dict[str, object] = {}
 
@@ -153,7 +153,7 @@ def test_non_lora_users_are_served_beside_a_lora_batch(chat: ChatService, tmp_pa
     ]
     expected = [solo(chat, *job) for job in jobs]
     assert expected[3] != solo(chat, "base", *QUESTIONS[0]), "the bottleneck adapter acts"
-    chat.batch_window_s, chat.batch_max_rows = 600.0, 3  # the three LoRA/base users
+    chat.engine.batch_window_s, chat.engine.batch_max_rows = 600.0, 3  # the three LoRA/base users
     finals = together(chat, jobs)
     assert [f.text for f in finals] == expected
     rows = {job[0]: f.metrics.batch_rows for job, f in zip(jobs, finals, strict=True)}

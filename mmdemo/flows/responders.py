@@ -131,26 +131,26 @@ def stream_generate(
 
     The answer ends at ``config.max_sentences`` sentences; ``extra`` goes to ``generate``
     (a cached prompt prefix)."""
-    from mmdemo.flows.generation import RowStreamer, TokenClock, eos_token_ids, run_generation
+    from mmdemo.flows.generation import TokenStreamer, eos_token_ids, run_generation
     from mmdemo.flows.sentences import SentenceSplitter
 
-    streamer = RowStreamer(1, eos_token_ids(model, tokenizer), TokenClock())
+    halt = threading.Event()  # the user's stop, or enough sentences
+    streamer = TokenStreamer.of(1, eos_token_ids(model, tokenizer), halt)
     kwargs = {
         **config.generate_kwargs(inputs["input_ids"].shape[1]),
         "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
         **extra,
     }
-    halt = threading.Event()  # the user's stop, or enough sentences
     counter = SentenceSplitter(first_clause_words=0)
     sentences = 0
     sent = ""
     try:
         # every token (min_interval 0): the first clause goes to the TTS as soon as it exists
-        for _ in run_generation(model, dict(inputs), streamer, halt, kwargs, min_interval=0.0):
+        for _ in run_generation(model, dict(inputs), streamer, kwargs, min_interval=0.0):
             if stop.is_set():
                 halt.set()
                 break
-            text = tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+            text = tokenizer.decode(streamer.rows[0].tokens, skip_special_tokens=True)
             if text.startswith(sent) and len(text) > len(sent):
                 delta, sent = text[len(sent) :], text
                 sentences += len(counter.feed(delta))
