@@ -199,7 +199,7 @@ class PromptCache:
             if self._key is None or self._key[0]() is not model or self._key[1] != key[1]:
                 cache = DynamicCache(config=model.config)
                 with torch.inference_mode():
-                    model(input_ids=prefix_ids, past_key_values=cache, use_cache=True)
+                    model(input_ids=prefix_ids, cache=cache, use_cache=True)
                 self._key, self._cache = key, cache
             else:
                 self.hits += 1
@@ -236,7 +236,7 @@ class TextLLMResponder:
             )["input_ids"].to(bundle.device)
             cache = self.prompt_cache.for_prompt(bundle.model, prefix, inputs["input_ids"])
             if cache is not None:
-                extra["past_key_values"] = cache
+                extra["cache"] = cache  # transformers 5 names it cache (past_key_values goes in 6)
         yield from stream_generate(
             bundle.model, bundle.tokenizer, inputs, stop, self.config, **extra
         )
