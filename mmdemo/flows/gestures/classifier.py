@@ -125,16 +125,13 @@ def train(
     config: FitConfig | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> GestureModel:
-    """Fit an MLP on features ``x`` (N, FEATURE_SIZE) with class names ``labels``."""
+    """Fit an MLP on features ``x`` (N, FEATURE_SIZE) with class names ``labels``.
+
+    It runs on the process's torch threads as they are: the thread count is process-wide, so
+    changing it here would change it for every user generating at the same time."""
     import torch
 
-    config = config or FitConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a net this small trains fastest on one thread
-    try:
-        return _train(torch, x, labels, classes, config, sample_weight)
-    finally:
-        torch.set_num_threads(threads)
+    return _train(torch, x, labels, classes, config or FitConfig(), sample_weight)
 
 
 def _train(
