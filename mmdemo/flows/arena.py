@@ -76,11 +76,9 @@ def encode_image_once(model: Any, inputs: dict[str, Any], rows: int) -> dict[str
         features["pooler_output"] = type(pooled)(list(pooled) * rows)
     else:
         features["pooler_output"] = torch.cat([pooled] * rows)
-    text_keys = {k: v for k, v in inputs.items() if k not in params or k == "input_ids"}
-    batch = {
-        k: torch.cat([v] * rows) if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == 1 else v
-        for k, v in text_keys.items()
-    }
+    # everything but the pixels goes on: Qwen2-VL's image_grid_thw and mm_token_type_ids give
+    # its image tokens their 3-D rope positions (without them the answers change)
+    batch = repeat_rows({k: v for k, v in inputs.items() if not k.startswith("pixel_")}, rows)
     batch["mm_encoder_outputs"] = {"image": features}
     return batch
 
