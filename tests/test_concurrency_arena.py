@@ -121,7 +121,7 @@ def test_stop_ends_only_that_users_answer_in_a_shared_batch(chat: ChatService) -
         stop = threading.Event()
         barrier.wait()
         stream = chat.stream(ChatSession(), text, [image], "pirate", long, stop)
-        next(stream)  # the first words arrived
+        next(stream)  # the first token arrived
         stop.set()
         finals["stopped"] = list(stream)[-1]
 
@@ -136,7 +136,9 @@ def test_stop_ends_only_that_users_answer_in_a_shared_batch(chat: ChatService) -
         t.join()
     stopped, kept = finals["stopped"].metrics, finals["kept"].metrics
     assert stopped.batch_rows == kept.batch_rows == 2
-    assert stopped.stopped and stopped.tokens < 20
+    # ``stopped``: the stopping criterion ended that row because of its Stop (before its
+    # budget), however fast the machine; the other row ran to its budget, unchanged
+    assert stopped.stopped and stopped.tokens < long.max_new_tokens
     assert not kept.stopped and kept.tokens == 40 and finals["kept"].text == expected
 
 
