@@ -81,9 +81,6 @@ def adapter_summary(info: AdapterInfo) -> dict[str, Any]:
 class ChatService:
     """The chat capability over the shared manager and adapter store (one per app)."""
 
-    # no other attributes: a script setting a knob that moved to the engine fails loudly
-    __slots__ = ("engine", "manager", "retrieval", "settings", "store")
-
     @classmethod
     def standalone(cls, manager: ModelManager, retrieval: Any = None) -> ChatService:
         """A service over the settings' adapter store and engine (the app makes one, in
