@@ -8,7 +8,7 @@ this path. Each row streams to its own request; Stop (or a closed tab) ends only
 
 A batch of one runs exactly like the serial path (the adapter is activated, no
 ``adapter_names``). What cannot be batched (non-LoRA adapters, adapters on the vision tower,
-model families not verified here) stays on the serial path in ``flows/chat.py``.
+model families not verified here) stays on the serial path of ``flows/chat_local.py``.
 """
 
 from __future__ import annotations
