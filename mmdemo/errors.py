@@ -6,6 +6,7 @@ user sees both.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -48,6 +49,39 @@ class AdapterError(MMDemoError):
 
 class OutOfMemoryError(MMDemoError):
     """The device ran out of memory for this request; the app itself is unharmed."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's out-of-memory error (``torch.OutOfMemoryError``, which
+    ``torch.cuda.OutOfMemoryError`` names too), caught by type. Without torch imported no
+    exception can be one, so torch is not imported for the check."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    kinds = tuple(
+        k
+        for k in (
+            getattr(torch, "OutOfMemoryError", None),
+            getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None),
+        )
+        if isinstance(k, type)
+    )
+    return bool(kinds) and isinstance(exc, kinds)
+
+
+def as_out_of_memory(
+    exc: BaseException, what: str = "this answer", fix: str | None = None
+) -> BaseException:
+    """``exc`` as an ``OutOfMemoryError`` naming ``what`` ran out (caused by ``exc``) when it
+    is torch's out-of-memory error; any other exception unchanged, to raise as it was."""
+    if not is_out_of_memory(exc):
+        return exc
+    error = OutOfMemoryError(
+        f"the device ran out of memory for {what}",
+        fix=fix or "use fewer images, fewer new tokens, or a smaller model",
+    )
+    error.__cause__ = exc
+    return error
 
 
 class MethodUnavailableError(MMDemoError):

@@ -57,7 +57,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     """Every service of one app over ``manager``, loading no model."""
     from mmdemo.flows.arena import ArenaService
     from mmdemo.flows.assistant import VoiceAssistant
-    from mmdemo.flows.chat import ChatService
+    from mmdemo.flows.chat import ChatService, chat_engine
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
     from mmdemo.flows.limits import RateLimiter
@@ -66,10 +66,13 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     from mmdemo.flows.system import SystemService
     from mmdemo.flows.train import TrainService
     from mmdemo.flows.video.service import VideoService
+    from mmdemo.models.adapters import AdapterStore
     from mmdemo.retrieval import IndexService
 
     index = IndexService(settings, manager)
-    chat = ChatService.standalone(manager, retrieval=index)
+    store = AdapterStore(settings)
+    # the one place the chat engine is picked: this machine's VLM or a remote server
+    chat = ChatService(manager, store, retrieval=index, engine=chat_engine(manager, store))
     return Services(
         system=SystemService(manager),
         index=index,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None
     from gradio_client import handle_file
 
     chat = app.services.chat
-    saved, chat.stream_interval = chat.stream_interval, 0.0  # an update per token
+    saved, chat.engine.stream_interval = chat.engine.stream_interval, 0.0  # an update per token
     try:
         job = client.submit(
             "What color is the shape?",
@@ -38,7 +39,7 @@ def test_api_chat_streams_with_the_chosen_adapter(client: Any, app: Any) -> None
         job.result()
         outputs = job.outputs()
     finally:
-        chat.stream_interval = saved
+        chat.engine.stream_interval = saved
     assert outputs[-1] == "The shape is red."
     # the client saw the answer grow: a partial answer first, each one extending the last
     assert outputs[0] != outputs[-1] and "The shape is red.".startswith(outputs[0].strip())
@@ -159,8 +160,11 @@ def test_browser_stop_button_stops_the_answer(page: Any) -> None:
     page.locator("#chat-input textarea").fill("Tell me a very long story.")
     page.locator("#chat-input textarea").press("Enter")
     expect(page.locator("#chat-bot")).to_contain_text("Tell me a very long story.", timeout=60_000)
-    page.wait_for_timeout(300)  # let it stream a little
+    answer = page.locator("#chat-bot .bot-row").last  # "…" until the first token is shown
+    expect(answer).not_to_have_text(re.compile(r"^\s*…?\s*$"), timeout=60_000)
     page.locator("#chat-stop").click()
+    # "stopped" is shown only when Stop ended the generation (the stopping criterion says
+    # so), not when the answer ran to its end: so the click, not timing, ended it
     expect(page.locator("#chat-metrics")).to_contain_text("stopped", timeout=60_000)
     tokens = int(page.locator("#chat-metrics").inner_text().split(" tokens")[0].split()[-1])
     assert tokens < 1024

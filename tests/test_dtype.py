@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmdemo.config import Settings
-from mmdemo.flows.chat import ChatService, ChatSession, Turn, build_messages, model_inputs
+from mmdemo.flows.chat import ChatService, ChatSession, ChatTurn, build_messages, model_inputs
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.images import load_image
 from mmdemo.models import device
@@ -59,7 +59,7 @@ def test_the_system_status_says_which_dtype_and_why(tiny_settings, monkeypatch) 
 def _logits(settings: Settings, dtype: str) -> torch.Tensor:
     manager = ModelManager(settings.replace(dtype=dtype))
     bundle = manager.get("vlm")
-    turn = Turn(
+    turn = ChatTurn(
         "What color is the shape?", [load_image(ASSETS / "red-circle.png", 2048, 2**30)], []
     )
     inputs = model_inputs(bundle, *build_messages([turn]))
@@ -113,7 +113,7 @@ def test_a_fp32_bottleneck_adapter_runs_on_a_bf16_base(isolated_settings, tmp_pa
             folder = make_bottleneck(manager.get("vlm").model, tmp_path / "neck", seed=1)
             chat.store.install(folder, "neck")
         bundle = manager.get("vlm")
-        turn = Turn("What is this?", [load_image(ASSETS / "red-circle.png", 2048, 2**30)], [])
+        turn = ChatTurn("What is this?", [load_image(ASSETS / "red-circle.png", 2048, 2**30)], [])
         inputs = model_inputs(bundle, *build_messages([turn]))
         with bundle.adapters.pin((chat.store.get("neck"),)) as pinned, torch.inference_mode():
             results[dtype] = pinned.model(**inputs).logits[0].float()

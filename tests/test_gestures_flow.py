@@ -216,6 +216,9 @@ def test_a_video_gives_frames_moving_gestures_and_a_transcript(
     service: Any, videos: dict[str, Path]
 ) -> None:
     swiped = run_video(service, videos["swipe"], fps=10)
+    # a 3 s video at 15 frames/s read at 10 frames/s: the first frame at or after each 0.1 s
+    grid = [t for t, _ in swiped.frames]
+    assert len(grid) == 30 and all(-1e-6 <= t - k / 10 < 1 / 15 for k, t in enumerate(grid))
     assert [m.gesture for m in swiped.motions] == ["swipe_right"]
     assert "(swipe right)" in swiped.transcript
     times = [t for t, _ in swiped.frames]

@@ -144,3 +144,18 @@ def test_the_shipped_landmarks_are_what_the_npm_emoji_give_now(
     mine = shipped.where(shipped.source == "twitter/1f44d-1f3fd")
     assert len(fresh) == len(mine) > 0
     assert np.abs(fresh.landmarks - mine.landmarks).max() < 2e-3
+
+
+def test_fitting_leaves_the_process_thread_count_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's thread count is process-wide (threads started meanwhile keep the value for
+    life): a user's gesture teaching must not change it under other users' generations."""
+    import torch
+
+    from mmdemo.flows.gestures.classifier import FitConfig, train
+    from mmdemo.flows.gestures.features import FEATURE_SIZE
+
+    changed: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", changed.append)
+    x = np.random.default_rng(0).normal(size=(40, FEATURE_SIZE)).astype(np.float32)
+    model = train(x, ["a"] * 20 + ["b"] * 20, config=FitConfig(hidden=(8,), epochs=2))
+    assert model.classes == ("a", "b") and changed == []

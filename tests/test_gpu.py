@@ -74,7 +74,7 @@ def test_concurrent_users_batch_on_the_gpu(cuda_chat: ChatService) -> None:
     gen = GenerationSettings(12)
     jobs = [("color-namer", "What color is the shape?"), ("pirate", "Describe the image.")]
     solo = [list(cuda_chat.stream(ChatSession(), q, [RED], a, gen))[-1].text for a, q in jobs]
-    cuda_chat.batch_window_s, cuda_chat.batch_max_rows = 600.0, 2
+    cuda_chat.engine.batch_window_s, cuda_chat.engine.batch_max_rows = 600.0, 2
     finals: dict[int, object] = {}
 
     def user(i: int) -> None:

@@ -37,14 +37,18 @@ if "--build-ui" in sys.argv:
     from mmdemo.ui.app import build_app
     app = build_app(Settings(profile="tiny", home=sys.argv[-1]))
     states = [s.state for s in app.manager.status()]
-    built = {"modules": created, "states": states}
+    built = {"modules": created, "states": states, "analytics": app.demo.analytics_enabled}
 print(json.dumps({"after_import": after_import, "connects": connects, "built": built}))
 """
 
 
 def run_probe(*args: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMDEMO_")}
-    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    # GRADIO_ANALYTICS_ENABLED left unset: the app itself must turn Gradio's telemetry off
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MMDEMO_") and k != "GRADIO_ANALYTICS_ENABLED"
+    }
     out = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=REPO,
@@ -67,6 +71,7 @@ def test_building_the_ui_instantiates_no_model(tmp_path: Path) -> None:
     result = run_probe("--build-ui", str(tmp_path))
     assert result["built"]["modules"] == [], "no torch module may be created at UI build time"
     assert set(result["built"]["states"]) == {"not loaded"}
+    assert result["built"]["analytics"] is False, "no telemetry whatever the environment says"
     assert result["connects"] == []
 
 
@@ -190,7 +195,7 @@ def test_the_reexport_check_sees_a_name_a_flows_module_merely_imports() -> None:
     probe = REPO / "mmdemo" / "ui" / "probe.py"  # resolved as if it were a UI module; not written
     source = (
         "from mmdemo.flows.system import ModelManager\n"  # flows/system.py imports it
-        "from mmdemo.flows.system import SystemService, human_bytes\n"
+        "from mmdemo.flows.system import SystemService, system_report\n"
         "from mmdemo.flows import system\n"
     )
     names = [name for _, name in runtime_imports(source, probe)]

@@ -1,30 +1,52 @@
-"""The load harness (mmdemo/bench/load.py) on the in-process app: two users, a few seconds.
-Its figures are a benchmark (docs/reliability.md); here only that it runs, that nothing
-fails and that no user gets another user's answer."""
+"""The load harness's users (mmdemo/bench/load_users.py) on the in-process app: two users, each
+asking every tab once, at the same time. Its figures are a benchmark (docs/reliability.md);
+here only that nothing fails and that no user gets another user's answer. The round is a
+fixed set of requests, not a span of time, so it asks the same on any machine."""
 
 from __future__ import annotations
 
-import os
+import threading
 from pathlib import Path
 from typing import Any
 
-from mmdemo.bench.load import add_index, exercise
+from mmdemo.bench.load import add_index
+from mmdemo.bench.load_users import ENDPOINTS, Tally, User, _media
+
+
+def one_round(person: User, tally: Tally, start: threading.Barrier) -> None:
+    """Every operation of ``person`` once (in its own order, as the harness runs them), each
+    answer checked against the one it got alone."""
+    ops = person.ops()
+    start.wait()
+    for k in range(len(ops)):
+        op = ops[(person.index + k) % len(ops)]
+        person.step += 1
+        name = ENDPOINTS[op.__name__]
+        try:
+            key, value = op(person.step)
+        except Exception as exc:  # counted, and the user carries on
+            tally.record(name, 0.0, error=str(exc))
+            continue
+        want = person.expected.get(key, True if name == "voice" else None)
+        crossed = "" if value == want else f"user {person.index}: {value!r} != {want!r}"
+        tally.record(name, 0.0, crossed=crossed)
 
 
 def test_two_users_mix_every_tab_without_errors_or_crossed_answers(
     app: Any, app_url: str, librivox: list[tuple[Path, str]], tmp_path: Path
 ) -> None:
-    from mmdemo.bench.load import _media
-
     add_index(app_url)
-    result = exercise(
-        app_url,
-        os.getpid(),
-        2,
-        4.0,
-        _media(tmp_path),
-        adapters=("color-namer", "pirate"),
-        idle_s=0.0,
-    )
-    assert result["errors"] == [] and result["crossed"] == []
-    assert result["requests"] >= 2  # each user asked at least once under load
+    media = _media(tmp_path)
+    people = [User(i, app_url, media, adapters=("color-namer", "pirate")) for i in range(2)]
+    for person in people:  # alone first: the answers the load must reproduce
+        person.solo()
+    tally, start = Tally(), threading.Barrier(len(people))
+    users = [threading.Thread(target=one_round, args=(p, tally, start)) for p in people]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join()
+    assert tally.errors == [] and tally.crossed == []
+    asked = sum(len(v) for v in tally.latencies.values())
+    assert asked == sum(len(p.ops()) for p in people), "every request of the round was answered"
+    assert set(tally.latencies) == set(ENDPOINTS.values()), "every tab was asked"

@@ -70,18 +70,23 @@ def test_models_lists_base_and_every_adapter_with_metadata(client: Any, chat: An
 def test_completion_equals_the_chat_services_answer_and_counts_tokens(
     client: Any, chat: Any
 ) -> None:
-    reply = client.chat.completions.create(
-        model="base",
-        messages=[{"role": "user", "content": "Describe a red circle."}],
-        max_tokens=12,
-    )
-    text = reply.choices[0].message.content
-    assert text == service_answer(chat, "Describe a red circle.", [], "base", 12)
-    assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
-    usage = reply.usage
-    assert usage.prompt_tokens > 0 and 0 < usage.completion_tokens <= 12
-    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    assert reply.choices[0].finish_reason in ("stop", "length")
+    question = "What color is the shape?"
+    texts = {}
+    for model in ("base", "color-namer", "pirate"):
+        reply = client.chat.completions.create(
+            model=model, messages=image_message(question, data_url(RED)), max_tokens=12
+        )
+        texts[model] = reply.choices[0].message.content
+        assert texts[model] == service_answer(chat, question, [RED], model, 12), model
+        assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
+        usage = reply.usage
+        assert usage.prompt_tokens > 0 and 0 < usage.completion_tokens <= 12
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        assert reply.choices[0].finish_reason in ("stop", "length")
+    # each model answered as itself: the trained adapters as trained, and all three differ,
+    # so an answer from the wrong adapter (or the same one for all) would show
+    assert texts["color-namer"] == "The shape is red." and texts["pirate"].startswith("Arr")
+    assert len(set(texts.values())) == 3
 
 
 def test_streaming_sends_chunks_that_add_up_to_the_answer(client: Any, chat: Any) -> None:

@@ -85,7 +85,7 @@ def remote_chat(server: str, tiny_settings: Settings, tmp_path_factory: Any) -> 
     settings = tiny_settings.replace(
         home=tmp_path_factory.mktemp("client-home"), remote_vlm_url=f"{server}/v1"
     )
-    return ChatService(ModelManager(settings), AdapterStore(settings))
+    return ChatService.standalone(ModelManager(settings))  # the settings pick the engine
 
 
 def answer(chat: ChatService, text: str, images: list[Any], adapter: str) -> Any:

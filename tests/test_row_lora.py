@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmdemo.models.lora import BASE
+from mmdemo.models.peft_compat import MIXED_BATCH_METHOD, tuner_layers
 from mmdemo.models.row_lora import stacked_rows
 from mmdemo.models.tiny.vlm import random_model, smolvlm_parts
 from tests.helpers import make_adapter
@@ -30,9 +31,7 @@ def peft_model(tmp_path_factory: pytest.TempPathFactory):
 
 
 def lora_layers(model) -> list:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    return tuner_layers(model)
 
 
 def logits(model, ids: torch.Tensor, names: list[str]) -> torch.Tensor:
@@ -71,10 +70,10 @@ def test_other_batches_keep_peft_path_and_peft_comes_back(peft_model) -> None:
         # names other than the stacked ones (here reversed) go through PEFT's own loop
         reversed_rows = logits(peft_model, ids, ["a1", "a0"])
     torch.testing.assert_close(reversed_rows, logits(peft_model, ids, ["a1", "a0"]))
-    assert all("_mixed_batch_forward" not in vars(layer) for layer in layers)
+    assert all(MIXED_BATCH_METHOD not in vars(layer) for layer in layers)
     with pytest.raises(RuntimeError), stacked_rows(layers, ["a0", "a1"]):
         raise RuntimeError("generation failed")
-    assert all("_mixed_batch_forward" not in vars(layer) for layer in layers)
+    assert all(MIXED_BATCH_METHOD not in vars(layer) for layer in layers)
 
 
 def test_training_mode_layers_are_left_to_peft(peft_model, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
 from mmdemo.finetune.formats import MAX_PROBLEMS_KEPT, load_dataset
 from mmdemo.flows.audio import read_audio
-from mmdemo.flows.chat import MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, Turn
+from mmdemo.flows.chat import MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, ChatTurn
 
 # -- the chat (tab, /chat, voice) ---------------------------------------------------------------
 
@@ -35,7 +35,7 @@ def small_chat(isolated_settings: Settings) -> ChatService:
 
 def test_the_chat_caps_the_whole_conversation_with_cause_and_fix(small_chat: ChatService) -> None:
     session = ChatSession()
-    session.turns.append(Turn("tell me " * 60, [], [], answer="sure " * 60))  # 780 characters
+    session.turns.append(ChatTurn("tell me " * 60, [], [], answer="sure " * 60))  # 780 characters
     with pytest.raises(BadInputError, match="limit is 1,000") as refused:
         list(small_chat.stream(session, "x" * 300, []))
     assert "conversation has 1,080 characters" in refused.value.message

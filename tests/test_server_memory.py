@@ -9,7 +9,8 @@ import threading
 import psutil
 import pytest
 
-from mmdemo.serve.memory import FreeMemoryTrimmer, trim_free_memory
+from mmdemo.heap import trim_free_memory
+from mmdemo.serve.memory import FreeMemoryTrimmer
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 

@@ -8,16 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.finetune.config import TrainConfig
+from mmdemo.units import human_bytes
 
 REPORT_FILES = ("report.md", "loss.png", "scores.png", "ranks.png")
-
-
-def human_bytes(n: int | float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, title: str = "training loss") -> Path:

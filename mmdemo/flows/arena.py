@@ -18,11 +18,11 @@ from typing import Any
 
 from mmdemo.errors import BadInputError
 from mmdemo.flows.arena_remote import MAX_REMOTE, RemoteRun
-from mmdemo.flows.chat import BASE_NAME, ChatService, model_inputs
+from mmdemo.flows.chat import BASE_NAME, ChatService
+from mmdemo.flows.chat_local import model_inputs
 from mmdemo.flows.generation import (
     GenerationSettings,
-    RowStreamer,
-    TokenClock,
+    TokenStreamer,
     eos_token_ids,
     peak_memory_bytes,
     run_generation,
@@ -76,11 +76,9 @@ def encode_image_once(model: Any, inputs: dict[str, Any], rows: int) -> dict[str
         features["pooler_output"] = type(pooled)(list(pooled) * rows)
     else:
         features["pooler_output"] = torch.cat([pooled] * rows)
-    text_keys = {k: v for k, v in inputs.items() if k not in params or k == "input_ids"}
-    batch = {
-        k: torch.cat([v] * rows) if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == 1 else v
-        for k, v in text_keys.items()
-    }
+    # everything but the pixels goes on: Qwen2-VL's image_grid_thw and mm_token_type_ids give
+    # its image tokens their 3-D rope positions (without them the answers change)
+    batch = repeat_rows({k: v for k, v in inputs.items() if not k.startswith("pixel_")}, rows)
     batch["mm_encoder_outputs"] = {"image": features}
     return batch
 
@@ -188,13 +186,12 @@ class ArenaService:
             kwargs = gen.generate_kwargs()
             if bundle.adapters.peft is not None:
                 kwargs["adapter_names"] = list(pinned.adapters)
-            clock = TokenClock()
-            streamer = RowStreamer(rows, eos_token_ids(pinned.model, bundle.tokenizer), clock)
-            for _ in run_generation(pinned.model, batch, streamer, stop, kwargs):
-                board.record_rows(bundle.tokenizer, streamer, clock, range(rows))
+            streamer = TokenStreamer.of(rows, eos_token_ids(pinned.model, bundle.tokenizer), stop)
+            for _ in run_generation(pinned.model, batch, streamer, kwargs):
+                board.record_rows(bundle.tokenizer, streamer)
                 yield board.result(done=False)
-        board.record_rows(bundle.tokenizer, streamer, clock, range(rows))
-        board.peak = peak_memory_bytes(clock, bundle.device)
+        board.record_rows(bundle.tokenizer, streamer)
+        board.peak = max(peak_memory_bytes(r.clock, bundle.device) for r in streamer.rows)
         yield board.result(done=True)
 
     def _sequential(self, bundle, infos, board, messages, images, gen, stop):
@@ -203,15 +200,12 @@ class ArenaService:
             with bundle.adapters.pin((info,)) as pinned:
                 board.waited += pinned.queue_wait_s
                 inputs = model_inputs(bundle, messages, images)
-                clock = TokenClock()
-                streamer = RowStreamer(1, eos_token_ids(pinned.model, bundle.tokenizer), clock)
-                for _ in run_generation(
-                    pinned.model, inputs, streamer, stop, gen.generate_kwargs()
-                ):
-                    board.record_rows(bundle.tokenizer, streamer, clock, [0], column=idx)
+                streamer = TokenStreamer.of(1, eos_token_ids(pinned.model, bundle.tokenizer), stop)
+                for _ in run_generation(pinned.model, inputs, streamer, gen.generate_kwargs()):
+                    board.record_rows(bundle.tokenizer, streamer, column=idx)
                     yield board.result(done=False)
-            board.record_rows(bundle.tokenizer, streamer, clock, [0], column=idx)
-            board.peak = max(board.peak, peak_memory_bytes(clock, bundle.device))
+            board.record_rows(bundle.tokenizer, streamer, column=idx)
+            board.peak = max(board.peak, peak_memory_bytes(streamer.rows[0].clock, bundle.device))
         yield board.result(done=True)
 
 
@@ -235,21 +229,16 @@ class _Board:
         self.texts, self.tokens, self.speeds = [""] * n, [0] * n, [0.0] * n
 
     def record_rows(
-        self,
-        tokenizer: Any,
-        streamer: RowStreamer,
-        clock: TokenClock,
-        rows: Any,
-        column: int | None = None,
+        self, tokenizer: Any, streamer: TokenStreamer, column: int | None = None
     ) -> None:
         """Copy the streamer's rows into the columns (``column``: where a single row goes)."""
-        for row in rows:
-            col = row if column is None else column
-            self.texts[col] = tokenizer.decode(streamer.rows[row], skip_special_tokens=True)
-            self.tokens[col] = clock.tokens[row] if clock.tokens else 0
-            self.speeds[col] = clock.tokens_per_s(row)
-        if self.ttft is None and clock.first_token is not None:
-            self.ttft = clock.ttft
+        for i, row in enumerate(streamer.rows):
+            col = i if column is None else column
+            self.texts[col] = tokenizer.decode(row.tokens, skip_special_tokens=True)
+            self.tokens[col] = row.clock.tokens
+            self.speeds[col] = row.clock.tokens_per_s()
+            if self.ttft is None and row.clock.first_token is not None:
+                self.ttft = row.clock.ttft
 
     def result(self, done: bool) -> ArenaResult:
         columns = tuple(

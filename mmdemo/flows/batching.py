@@ -8,19 +8,24 @@ this path. Each row streams to its own request; Stop (or a closed tab) ends only
 
 A batch of one runs exactly like the serial path (the adapter is activated, no
 ``adapter_names``). What cannot be batched (non-LoRA adapters, adapters on the vision tower,
-model families not verified here) stays on the serial path in ``flows/chat.py``.
+model families not verified here) stays on the serial path of ``flows/chat_local.py``.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmdemo.flows.generation import GenerationSettings, TokenClock, throttled
+from mmdemo.flows.generation import (
+    GenerationSettings,
+    TokenClock,
+    TokenRow,
+    TokenStreamer,
+    throttled,
+)
 from mmdemo.models.adapters import AdapterInfo
 
 # Families whose padded batches were checked to give each row its solo answer (greedy).
@@ -33,37 +38,35 @@ _IMAGE_KEYS = ("pixel_values", "pixel_attention_mask")
 
 @dataclass(eq=False)
 class BatchRequest:
-    """One user's answer inside a batch: its inputs, adapter, stop switch and tokens so far."""
+    """One user's answer inside a batch: its inputs, adapter and decoding, and the row the
+    batch's streamer fills (its tokens, clock, stop switch and end)."""
 
     inputs: dict[str, Any]  # single-row model inputs (batch dimension 1)
     info: AdapterInfo | None  # None = base model
     gen: GenerationSettings
-    stop: threading.Event
-    eos_ids: set[int]
-    clock: TokenClock = field(default_factory=TokenClock)
-    tokens: list[int] = field(default_factory=list)
+    row: TokenRow  # its stop switch ends this row only; its budget is gen.max_new_tokens
     submitted: float = field(default_factory=time.perf_counter)
     queue_wait_s: float = 0.0
     switch_s: float = 0.0
     rows: int = 0  # size of the batch it ran in
     error: BaseException | None = None
-    done: bool = False  # no more tokens will be added
-    events: queue.Queue = field(default_factory=queue.Queue)  # "step" per token, None at the end
     thread: threading.Thread | None = None
 
-    @property
-    def max_new_tokens(self) -> int:
-        return self.gen.max_new_tokens
+    @classmethod
+    def make(
+        cls,
+        inputs: dict[str, Any],
+        info: AdapterInfo | None,
+        gen: GenerationSettings,
+        stop: threading.Event,
+        eos_ids: set[int],
+    ) -> BatchRequest:
+        return cls(inputs, info, gen, TokenRow(eos_ids, stop, gen.max_new_tokens))
 
     def decoding(self) -> tuple[tuple[str, Any], ...]:
         """Requests batch together only when they decode alike (greedy, or equal sampling)."""
         kwargs = self.gen.generate_kwargs()
         return tuple(sorted((k, v) for k, v in kwargs.items() if k != "max_new_tokens"))
-
-    def finish(self) -> None:
-        if not self.done:
-            self.done = True
-            self.events.put(None)
 
     def updates(self, min_interval: float) -> Iterator[None]:
         """Yield when new tokens arrived (at most every ``min_interval`` s) until the row ends.
@@ -72,11 +75,11 @@ class BatchRequest:
         no generation keeps running unseen."""
         finished = False
         try:
-            yield from throttled(self.events, min_interval, self.stop)  # sets stop if left
+            yield from throttled(self.row.events, min_interval, self.row.stop.set)
             finished = True
         finally:
             if not finished:
-                while not self.done and self.events.get() is not None:
+                while not self.row.done and self.row.events.get() is not None:
                     pass
             if self.rows <= 1 and self.thread is not None:
                 self.thread.join()
@@ -129,49 +132,6 @@ def collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any] | Non
     return out
 
 
-class _Fanout:
-    """A transformers streamer that hands each row's new token to that row's request."""
-
-    def __init__(self, batch: list[BatchRequest]):
-        self.batch = batch
-        self._prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # the first call carries the prompt
-            self._prompt_seen = True
-            return
-        ids = value.reshape(len(self.batch), -1)[:, -1].tolist()
-        for req, tok in zip(self.batch, ids, strict=True):
-            if req.done:
-                continue
-            req.clock.tick(1)
-            if tok in req.eos_ids or req.stop.is_set():
-                req.finish()
-                continue
-            req.tokens.append(tok)
-            req.clock.tokens[0] += 1
-            req.events.put("step")
-            if len(req.tokens) >= req.max_new_tokens:
-                req.finish()
-
-    def end(self) -> None:
-        for req in self.batch:
-            req.finish()
-
-
-def _stopping(batch: list[BatchRequest]) -> Any:
-    """Per-row stop: a row ends on its own Stop or its own token budget, the others go on."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class RowDone(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            flags = [r.done or r.stop.is_set() for r in batch]
-            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([RowDone()])
-
-
 class Batcher:
     """Gathers compatible requests for one loaded VLM and runs them as batches, one batch at
     a time (each batch pins its adapters through the runtime's lock, like every request)."""
@@ -206,9 +166,10 @@ class Batcher:
         batch, adapters = [], set()
         limit = self.bundle.adapters.max_resident
         for req in list(self._waiting):
-            if req.stop.is_set():  # stopped (or its tab closed) before it started
+            if req.row.stop.is_set():  # stopped (or its tab closed) before it started
                 self._waiting.remove(req)
-                req.finish()
+                req.row.stopped = True
+                req.row.finish()
                 continue
             if len(batch) >= self.max_rows or req.decoding() != key:
                 continue
@@ -250,7 +211,7 @@ class Batcher:
                 for req in batch:
                     req.queue_wait_s = max(0.0, started - req.submitted - pinned.switch_s)
                     req.switch_s = pinned.switch_s if len(batch) == 1 else 0.0
-                    req.clock = TokenClock()
+                    req.row.clock = TokenClock()
                 pad_id = tokenizer.pad_token_id
                 if pad_id is None:
                     pad_id = tokenizer.eos_token_id
@@ -261,20 +222,21 @@ class Batcher:
                     if inputs is None:
                         raise RuntimeError("these requests cannot share a batch")
                 kwargs = batch[0].gen.generate_kwargs()
-                kwargs["max_new_tokens"] = max(r.max_new_tokens for r in batch)
+                kwargs["max_new_tokens"] = max(r.gen.max_new_tokens for r in batch)
                 kwargs["pad_token_id"] = pad_id
                 if len(batch) > 1 and runtime.peft is not None:
                     kwargs["adapter_names"] = list(pinned.adapters)
+                streamer = TokenStreamer([r.row for r in batch])
                 with torch.inference_mode():
                     pinned.model.generate(
                         **inputs,
                         **kwargs,
-                        streamer=_Fanout(batch),
-                        stopping_criteria=_stopping(batch),
+                        streamer=streamer,
+                        stopping_criteria=streamer.stopping(),
                     )
         except BaseException as exc:  # every row of the batch reports it
             for req in batch:
                 req.error = exc
         finally:
             for req in batch:
-                req.finish()
+                req.row.finish()

@@ -1,58 +1,81 @@
-"""A chat turn answered by the remote VLM (Settings.remote_vlm_url) instead of the local one."""
+"""The chat engine behind any OpenAI-compatible server (Settings.remote_vlm_url): vLLM, SGLang,
+LMDeploy serving a base model with many LoRAs, or another mmdemo. Adapters are the models the
+server lists; nothing is loaded on this machine."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from mmdemo.flows.chat import (
-    BASE_NAME,
-    AnswerMetrics,
-    ChatSession,
-    ChatUpdate,
-    Turn,
-    build_messages,
-)
+from mmdemo.errors import MMDemoError
+from mmdemo.flows.conversation import BASE_NAME, AnswerMetrics, ChatUpdate
 from mmdemo.flows.generation import GenerationSettings
-from mmdemo.flows.remote import RemoteClient, openai_messages
+from mmdemo.flows.remote import RemoteClient, RemoteEndpoint, openai_messages
+from mmdemo.models.adapters import AdapterInfo
+from mmdemo.redact import redact_url
+
+# answers the server is sent at once from this app (it batches them itself)
+REMOTE_CONCURRENCY = 8
 
 
-def answer_remote(
-    remote: RemoteClient,
-    session: ChatSession,
-    turn: Turn,
-    adapter: str | None,
-    gen: GenerationSettings,
-    stop: threading.Event,
-) -> Iterator[ChatUpdate]:
-    """Stream the remote answer to ``turn`` (the adapter is the served model's name); the
-    turn joins the session when done, with the metrics the server's counts allow."""
-    turn.adapter = adapter or BASE_NAME
-    messages, context_images = build_messages([*session.turns, turn], session.system)
-    started = time.perf_counter()
-    model = remote.model_name(adapter, BASE_NAME)
-    first: float | None = None
-    reply = None
-    for reply in remote.stream(model, openai_messages(messages, context_images), gen, stop):
-        first = first or time.perf_counter()
-        turn.answer = reply.text
-        if not reply.done:
-            yield ChatUpdate(turn.answer)
-    total = time.perf_counter() - started
-    tokens = reply.completion_tokens if reply else 0
-    decode = total - ((first or started) - started)
-    turn.metrics = AnswerMetrics(
-        adapter=turn.adapter,
-        queue_wait_s=0.0,
-        switch_s=0.0,
-        ttft_s=(first or started) - started,
-        tokens=tokens,
-        tokens_per_s=tokens / decode if tokens and decode > 0 else 0.0,
-        total_s=total,
-        peak_memory_bytes=0,
-        stopped=stop.is_set(),
-        prompt_tokens=reply.prompt_tokens if reply else 0,
-    )
-    session.add(turn)
-    yield ChatUpdate(turn.answer, turn.metrics)
+class RemoteEngine:
+    """Answers with the model a remote server serves under the requested name."""
+
+    concurrent_answers = REMOTE_CONCURRENCY
+
+    def __init__(self, endpoint: RemoteEndpoint) -> None:
+        self.client = RemoteClient(endpoint, include_usage=True)
+        self.where = f"the remote VLM at {redact_url(endpoint.base_url)}"
+
+    @property
+    def base_model(self) -> str:
+        return self.client.endpoint.model
+
+    def choices(self, ranks: bool = False) -> list[str]:
+        """``base`` and the models the server lists (an unreachable server: ``base`` only,
+        so a page still opens; asking then names the server and the cause)."""
+        try:
+            served = [str(m["id"]) for m in self.client.models()]
+        except MMDemoError:
+            return [BASE_NAME]
+        base = self.client.endpoint.model or (served[0] if served else "")
+        return [BASE_NAME, *(n for n in served if n not in (base, BASE_NAME))]
+
+    def adapter(self, name: str | None) -> AdapterInfo | None:
+        return None  # the server's models carry no mmdemo adapter here
+
+    def answer(
+        self,
+        messages: list[dict[str, Any]],
+        images: list[Any],
+        adapter: str | None,
+        gen: GenerationSettings,
+        stop: threading.Event,
+    ) -> Iterator[ChatUpdate]:
+        """The server's streamed answer, with the metrics its counts allow."""
+        started = time.perf_counter()
+        model = self.client.model_name(adapter, BASE_NAME)
+        first: float | None = None
+        reply = None
+        for reply in self.client.stream(model, openai_messages(messages, images), gen, stop):
+            first = first or time.perf_counter()
+            if not reply.done:
+                yield ChatUpdate(reply.text)
+        total = time.perf_counter() - started
+        tokens = reply.completion_tokens if reply else 0
+        decode = total - ((first or started) - started)
+        metrics = AnswerMetrics(
+            adapter=adapter or BASE_NAME,
+            queue_wait_s=0.0,
+            switch_s=0.0,
+            ttft_s=(first or started) - started,
+            tokens=tokens,
+            tokens_per_s=tokens / decode if tokens and decode > 0 else 0.0,
+            total_s=total,
+            peak_memory_bytes=0,
+            stopped=bool(reply and reply.stopped),
+            prompt_tokens=reply.prompt_tokens if reply else 0,
+        )
+        yield ChatUpdate(reply.text if reply else "", metrics)

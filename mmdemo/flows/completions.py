@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import AdapterError, BadInputError, MMDemoError, NotAllowedError
-from mmdemo.flows.chat import BASE_NAME, MAX_IMAGES_IN_CONTEXT, ChatService, ChatSession, Turn
+from mmdemo.flows.chat import (
+    BASE_NAME,
+    MAX_IMAGES_IN_CONTEXT,
+    ChatService,
+    ChatSession,
+    ChatTurn,
+    adapter_summary,
+)
 from mmdemo.flows.fetch import fetch_image
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.sizes import check_conversation, check_image_count
-from mmdemo.models.dylora import RANK_MARK, rank_name
+from mmdemo.models.dylora import RANK_MARK, split_rank
 
 MAX_FETCH_MB = 20  # largest image fetched from an http(s) URL (local mode only)
 
@@ -41,28 +48,22 @@ class CompletionChunk:
 
 
 def model_list(chat: ChatService) -> list[dict[str, Any]]:
-    """``base`` and every adapter, with what is known about each (the /v1/models data)."""
-    if chat.remote is not None:
-        return [
-            {"id": name, "parent": None if name == BASE_NAME else BASE_NAME, "metadata": {}}
-            for name in chat.adapter_choices()
-        ]
-    base = {
-        "id": BASE_NAME,
-        "parent": None,
-        "metadata": {"model": chat.manager.model_id("vlm"), "kind": "base model"},
-    }
-    models = [base]
-    for a in chat.adapters_summary():
-        models.append({"id": a["name"], "parent": BASE_NAME, "metadata": a})
-        models += [  # a DyLoRA adapter at its lower ranks (any rank up to its own is served)
-            {
-                "id": rank_name(a["name"], k),
-                "parent": BASE_NAME,
-                "metadata": {"dylora_of": a["name"], "rank": k},
-            }
-            for k in reversed(a["ranks"])
-        ]
+    """``base`` and every model the engine answers to, with what is known about each (the
+    /v1/models data): an adapter's metadata, a DyLoRA adapter's lower ranks (any rank up to
+    its own is served), nothing more for a remote server's models."""
+    base = {"model": chat.engine.base_model, "kind": "base model"}
+    models = [{"id": BASE_NAME, "parent": None, "metadata": base}]
+    for name in chat.adapter_choices(ranks=True):
+        if name == BASE_NAME:
+            continue
+        info = chat.engine.adapter(name)
+        if info is None:
+            metadata: dict[str, Any] = {}
+        elif info.serve_rank is not None:
+            metadata = {"dylora_of": split_rank(name)[0], "rank": info.serve_rank}
+        else:
+            metadata = adapter_summary(info)
+        models.append({"id": name, "parent": BASE_NAME, "metadata": metadata})
     return models
 
 
@@ -70,10 +71,10 @@ def check_model(chat: ChatService, model: str) -> str:
     """The adapter a request's ``model`` names (refused with the names that exist)."""
     name = (model or "").strip() or BASE_NAME
     choices = chat.adapter_choices()
-    if name not in choices and chat.remote is None and RANK_MARK in name:
-        try:  # a DyLoRA adapter at a chosen rank: "name@r=k"
-            chat.adapter_info(name)
-            return name
+    if name not in choices and RANK_MARK in name:
+        try:  # a DyLoRA adapter at a chosen rank: "name@r=k" (a remote server's: no such)
+            if chat.engine.adapter(name) is not None:
+                return name
         except AdapterError as exc:
             raise UnknownModelError(
                 f"the model {name!r} does not exist on this server: {exc.message}",
@@ -186,7 +187,7 @@ def to_session(
                     f"message {i} is an assistant answer with no user message before it",
                     fix="start with a user message",
                 )
-            turn = Turn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
+            turn = ChatTurn(pending[0], chat.prepare_images(pending[1]), [], answer=text.strip())
             session.add(turn)
             pending = None
         else:

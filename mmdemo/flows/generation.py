@@ -1,19 +1,21 @@
 """Streaming generation primitives shared by chat, arena and the voice assistant.
 
-Generation runs in a worker thread; tokens come back through a streamer. A stop event is
-checked by a ``StoppingCriteria`` after every token, so Stop ends the computation itself.
+Generation runs in a worker thread; tokens come back through one streamer (``TokenStreamer``),
+one ``TokenRow`` per answer. Each row's stop switch is checked by a ``StoppingCriteria`` after
+every token, so Stop ends the computation itself (and the row records that Stop ended it).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmdemo.errors import BadInputError, OutOfMemoryError
+from mmdemo.errors import BadInputError, as_out_of_memory
 
 
 @dataclass(frozen=True)
@@ -46,20 +48,20 @@ class GenerationSettings:
 
 @dataclass
 class TokenClock:
-    """Times and counts generated tokens (per batch row)."""
+    """Times and counts one answer's tokens."""
 
     start: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     last_token: float | None = None
-    tokens: list[int] = field(default_factory=list)
+    tokens: int = 0  # tokens of the answer (its end-of-sequence token not counted)
     peak_rss: int = 0
     steps: int = 0
 
-    def tick(self, rows: int = 1) -> None:
+    def tick(self) -> None:
+        """A decoding step reached this answer."""
         now = time.perf_counter()
         if self.first_token is None:
             self.first_token = now
-            self.tokens = [0] * rows
         self.last_token = now
         self.steps += 1
         if self.steps % 8 == 1:  # reading /proc costs ~30 us; every 8th step is plenty
@@ -69,11 +71,11 @@ class TokenClock:
     def ttft(self) -> float:
         return (self.first_token or time.perf_counter()) - self.start
 
-    def tokens_per_s(self, row: int = 0) -> float:
-        if self.first_token is None or self.last_token is None or not self.tokens:
+    def tokens_per_s(self) -> float:
+        if self.first_token is None or self.last_token is None:
             return 0.0
         decode = self.last_token - self.first_token
-        n = self.tokens[row] - 1
+        n = self.tokens - 1
         return n / decode if decode > 0 and n > 0 else 0.0
 
 
@@ -93,7 +95,8 @@ def peak_memory_bytes(clock: TokenClock, device: str) -> int:
 
 
 def stopping_on(event: threading.Event) -> Any:
-    """A transformers StoppingCriteriaList that stops every row once ``event`` is set."""
+    """A transformers StoppingCriteriaList that stops every row once ``event`` is set (for
+    generations that stream nothing; streamed ones stop through ``TokenStreamer.stopping``)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -106,38 +109,92 @@ def stopping_on(event: threading.Event) -> Any:
     return StoppingCriteriaList([StopOnEvent()])
 
 
-class RowStreamer:
-    """A transformers streamer for batches: collects new token ids per row, skips the prompt,
-    and stops collecting a row after its end-of-sequence token."""
+@dataclass(eq=False)
+class TokenRow:
+    """One answer (one row of a batch) as it is generated: its new tokens and clock. It ends at
+    its end-of-sequence token, at its own token budget, or when its stop switch is set; in
+    the last case ``stopped`` says that Stop, not the model, ended it."""
 
-    def __init__(self, rows: int, eos_ids: set[int], clock: TokenClock):
-        import queue
+    eos_ids: set[int]
+    stop: threading.Event = field(default_factory=threading.Event)
+    max_new_tokens: int | None = None  # its own budget inside a batch (None: generate's)
+    clock: TokenClock = field(default_factory=TokenClock)
+    tokens: list[int] = field(default_factory=list)
+    events: queue.Queue = field(default_factory=queue.Queue)  # "step" per token, None at the end
+    done: bool = False
+    stopped: bool = False  # its stop switch ended it (set by the stopping criterion)
 
-        self.rows = [[] for _ in range(rows)]
-        self.done = [False] * rows
-        self.eos_ids = eos_ids
-        self.clock = clock
+    def take(self, token: int) -> None:
+        """The row's next token (ignored once the row has ended)."""
+        if self.done:
+            return
+        self.clock.tick()
+        if token in self.eos_ids:
+            self.finish()
+            return
+        self.tokens.append(token)
+        self.clock.tokens += 1
+        self.events.put("step")
+        if self.max_new_tokens is not None and len(self.tokens) >= self.max_new_tokens:
+            self.finish()
+
+    def over(self) -> bool:
+        """Whether the row has ended; a set stop switch ends it here (asked after every step
+        by the stopping criterion, so Stop ends the computation, not just the display)."""
+        if not self.done and self.stop.is_set():
+            self.stopped = True
+            self.finish()
+        return self.done
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.events.put(None)
+
+
+class TokenStreamer:
+    """The transformers streamer for every generation that streams (chat, arena, batches,
+    voice): skips the prompt, hands each row's new token to that row, and puts a "step" on
+    ``queue`` per decoding step (None at the end) for a consumer of all rows."""
+
+    def __init__(self, rows: Sequence[TokenRow]):
+        self.rows = list(rows)
         self.queue: queue.Queue = queue.Queue()
         self._prompt_seen = False
+
+    @classmethod
+    def of(cls, count: int, eos_ids: set[int], stop: threading.Event) -> TokenStreamer:
+        """``count`` rows that end together when ``stop`` is set."""
+        return cls([TokenRow(eos_ids, stop) for _ in range(count)])
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:  # the first call carries the prompt
             self._prompt_seen = True
             return
         ids = value.reshape(len(self.rows), -1)[:, -1].tolist()
-        self.clock.tick(len(self.rows))
-        for i, tok in enumerate(ids):
-            if self.done[i]:
-                continue
-            if tok in self.eos_ids:
-                self.done[i] = True
-                continue
-            self.rows[i].append(tok)
-            self.clock.tokens[i] += 1
+        for row, token in zip(self.rows, ids, strict=True):
+            row.take(token)
         self.queue.put("step")
 
     def end(self) -> None:
+        for row in self.rows:
+            row.finish()
         self.queue.put(None)
+
+    def stopping(self) -> Any:
+        """The StoppingCriteriaList ending each row once it is over (its end, budget or Stop);
+        the other rows of a batch go on."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        rows = self.rows
+
+        class RowsOver(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                flags = [row.over() for row in rows]
+                return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+        return StoppingCriteriaList([RowsOver()])
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -151,16 +208,16 @@ def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
 def run_generation(
     model: Any,
     inputs: dict[str, Any],
-    streamer: RowStreamer,
-    stop: threading.Event,
+    streamer: TokenStreamer,
     kwargs: dict[str, Any],
     min_interval: float = 0.05,
 ) -> Iterator[None]:
     """Run ``model.generate`` in a thread; yield when new tokens arrived, at most every
     ``min_interval`` seconds (the consumer's decoding then never slows generation down).
 
-    Leaving the iterator early (Stop, a closed browser tab) sets ``stop`` and waits for the
-    worker, so no generation keeps running unseen.
+    Each row ends on its own stop switch (checked after every token). Leaving the iterator
+    early (a closed browser tab) sets them all and waits for the worker, so no generation
+    keeps running unseen. Running out of memory raises ``OutOfMemoryError``.
     """
     import torch
 
@@ -170,32 +227,30 @@ def run_generation(
         try:
             with torch.inference_mode():
                 model.generate(
-                    **inputs, **kwargs, streamer=streamer, stopping_criteria=stopping_on(stop)
+                    **inputs, **kwargs, streamer=streamer, stopping_criteria=streamer.stopping()
                 )
         except BaseException as exc:  # reported to the caller below
             errors.append(exc)
         finally:
             streamer.end()
 
+    def leave() -> None:
+        for row in streamer.rows:
+            row.stop.set()
+
     thread = threading.Thread(target=work, name="mmdemo-generate", daemon=True)
     thread.start()
     try:
-        yield from throttled(streamer.queue, min_interval, stop)
+        yield from throttled(streamer.queue, min_interval, leave)
     finally:
         thread.join()
     if errors:
-        exc = errors[0]
-        if type(exc).__name__ == "OutOfMemoryError":
-            raise OutOfMemoryError(
-                "the device ran out of memory for this answer",
-                fix="use fewer images, fewer new tokens, or a smaller model",
-            ) from exc
-        raise exc
+        raise as_out_of_memory(errors[0])
 
 
-def throttled(queue: Any, min_interval: float, stop: threading.Event) -> Iterator[None]:
+def throttled(queue: Any, min_interval: float, leave: Callable[[], None]) -> Iterator[None]:
     """Yield when items arrive on ``queue`` (at most every ``min_interval`` s) until a None
-    ends it. A consumer that leaves early (a closed tab) sets ``stop`` so the producer ends."""
+    ends it. A consumer that leaves early (a closed tab) calls ``leave`` so the producer ends."""
     finished = False
     last = 0.0
     try:
@@ -207,4 +262,4 @@ def throttled(queue: Any, min_interval: float, stop: threading.Event) -> Iterato
         finished = True
     finally:
         if not finished:
-            stop.set()
+            leave()

@@ -10,9 +10,7 @@ from mmdemo.models.dylora import is_dylora, rank_name
 def rank_options(chat: ChatService, adapter: str | None) -> list[tuple[str, int]]:
     """(label, rank) from the adapter's own rank down to 1; empty when ``adapter`` is not a
     local DyLoRA adapter (base, another method, a remote VLM's model)."""
-    if chat.remote is not None:
-        return []
-    info = chat.adapter_info(adapter)
+    info = chat.engine.adapter(adapter)
     if info is None or not is_dylora(info):
         return []
     options = []
@@ -28,9 +26,9 @@ def served_name(chat: ChatService, adapter: str | None, rank: int | float | None
     """The adapter name to answer with: ``name@r=k`` when ``adapter`` is a DyLoRA adapter and
     ``rank`` is below its own; otherwise ``adapter`` unchanged (a stale rank left over from
     another adapter is ignored)."""
-    if not rank or chat.remote is not None:
+    if not rank:
         return adapter
-    info = chat.adapter_info(adapter)
+    info = chat.engine.adapter(adapter)
     if info is None or not is_dylora(info) or int(rank) >= int(info.rank or 0):
         return adapter
     return rank_name(info.name, int(rank))

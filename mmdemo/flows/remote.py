@@ -154,6 +154,7 @@ class RemoteReply:
     finish_reason: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    stopped: bool = False  # the stop switch closed the request before the server finished
 
 
 class RemoteClient:
@@ -233,7 +234,7 @@ class RemoteClient:
                         if choice.finish_reason:
                             reply.finish_reason = choice.finish_reason
                     if stop.is_set():
-                        reply.finish_reason = "stop"
+                        reply.finish_reason, reply.stopped = "stop", True
                         break
             finally:
                 response.close()

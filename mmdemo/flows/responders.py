@@ -131,26 +131,26 @@ def stream_generate(
 
     The answer ends at ``config.max_sentences`` sentences; ``extra`` goes to ``generate``
     (a cached prompt prefix)."""
-    from mmdemo.flows.generation import RowStreamer, TokenClock, eos_token_ids, run_generation
+    from mmdemo.flows.generation import TokenStreamer, eos_token_ids, run_generation
     from mmdemo.flows.sentences import SentenceSplitter
 
-    streamer = RowStreamer(1, eos_token_ids(model, tokenizer), TokenClock())
+    halt = threading.Event()  # the user's stop, or enough sentences
+    streamer = TokenStreamer.of(1, eos_token_ids(model, tokenizer), halt)
     kwargs = {
         **config.generate_kwargs(inputs["input_ids"].shape[1]),
         "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
         **extra,
     }
-    halt = threading.Event()  # the user's stop, or enough sentences
     counter = SentenceSplitter(first_clause_words=0)
     sentences = 0
     sent = ""
     try:
         # every token (min_interval 0): the first clause goes to the TTS as soon as it exists
-        for _ in run_generation(model, dict(inputs), streamer, halt, kwargs, min_interval=0.0):
+        for _ in run_generation(model, dict(inputs), streamer, kwargs, min_interval=0.0):
             if stop.is_set():
                 halt.set()
                 break
-            text = tokenizer.decode(streamer.rows[0], skip_special_tokens=True)
+            text = tokenizer.decode(streamer.rows[0].tokens, skip_special_tokens=True)
             if text.startswith(sent) and len(text) > len(sent):
                 delta, sent = text[len(sent) :], text
                 sentences += len(counter.feed(delta))
@@ -199,7 +199,7 @@ class PromptCache:
             if self._key is None or self._key[0]() is not model or self._key[1] != key[1]:
                 cache = DynamicCache(config=model.config)
                 with torch.inference_mode():
-                    model(input_ids=prefix_ids, past_key_values=cache, use_cache=True)
+                    model(input_ids=prefix_ids, cache=cache, use_cache=True)
                 self._key, self._cache = key, cache
             else:
                 self.hits += 1
@@ -236,7 +236,7 @@ class TextLLMResponder:
             )["input_ids"].to(bundle.device)
             cache = self.prompt_cache.for_prompt(bundle.model, prefix, inputs["input_ids"])
             if cache is not None:
-                extra["past_key_values"] = cache
+                extra["cache"] = cache  # transformers 5 names it cache (past_key_values goes in 6)
         yield from stream_generate(
             bundle.model, bundle.tokenizer, inputs, stop, self.config, **extra
         )
@@ -261,8 +261,7 @@ class ChatResponder:
         stop: threading.Event,
         adapter: str | None = None,
     ) -> Iterator[str]:
-        from mmdemo.flows.chat import ChatSession
-        from mmdemo.flows.chat import Turn as ChatTurn
+        from mmdemo.flows.chat import ChatSession, ChatTurn
         from mmdemo.flows.generation import GenerationSettings
 
         recent = history[-self.config.max_history_turns :] if self.config.max_history_turns else ()

@@ -75,24 +75,6 @@ def system_report(manager: ModelManager, resolve_device: bool = True) -> SystemR
     )
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def human_count(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} B"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f} M"
-    if n >= 1e3:
-        return f"{n / 1e3:.1f} K"
-    return str(n)
-
-
 class SystemService:
     """Model management as the System tab and its API offer it: the report, and loading,
     unloading or swapping a backend's model (refused when hosted: the server manages them)."""

@@ -20,6 +20,7 @@ from mmdemo.errors import AdapterError
 from mmdemo.models import bottleneck
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo
 from mmdemo.models.dylora import split_rank, truncate_lora
+from mmdemo.models.peft_compat import record_active, tuner_layers
 from mmdemo.models.row_lora import stacked_rows
 
 BASE = "__base__"  # PEFT's name for "no adapter" in mixed batches
@@ -272,9 +273,7 @@ class AdapterRuntime:
         self._layers, self._active = [], None
 
     def _refresh_layers(self) -> None:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        self._layers = [m for m in self.peft.modules() if isinstance(m, BaseTunerLayer)]
+        self._layers = tuner_layers(self.peft)
         self._active = None
 
     def _activate(self, name: str) -> None:
@@ -292,5 +291,5 @@ class AdapterRuntime:
         for layer in self._layers:
             layer.set_adapter(list(target), inference_mode=True)
         if target:
-            self.peft.base_model.active_adapter = name
+            record_active(self.peft, name)
         self._active = target

@@ -11,7 +11,8 @@ at once. PEFT has no such path and no library offers one for CPU, so this module
 
 It is installed per layer for the duration of one pinned batch by replacing the layer's
 ``_mixed_batch_forward`` (the method PEFT's ``forward`` calls when ``adapter_names`` is given)
-on that instance, and removed afterwards; callers keep passing ``adapter_names``. The maths
+on that instance, and removed afterwards; callers keep passing ``adapter_names``. (That method
+and the other PEFT internals used here are reached through ``models/peft_compat.py``.) The maths
 mirrors PEFT's single-adapter forward (``result + B(A(x)) * scaling`` in the adapter's dtype,
 then cast back), so a row's output matches the same request answered alone. Layers it does not
 cover (DoRA and other variants, merged or training-mode layers, non-Linear layers, rows whose
@@ -30,17 +31,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-_METHOD = "_mixed_batch_forward"
+from mmdemo.models.peft_compat import (
+    lora_linear_class,
+    peft_mixed_batch,
+    replace_mixed_batch,
+    restore_mixed_batch,
+    uses_variant,
+    variant_kwarg_keys,
+)
 
 
 def covers(layer: Any, names: Sequence[str]) -> bool:
     """Whether this layer's mixed batch for ``names`` can run as stacked products."""
-    from peft.tuners.lora.layer import Linear
-
-    if type(layer) is not Linear or layer.training or layer.merged:
+    if type(layer) is not lora_linear_class() or layer.training or layer.merged:
         return False
     used = {n for n in names if n in layer.lora_A}
-    if any(n in layer.lora_variant for n in used):
+    if uses_variant(layer, used):
         return False
     # one dtype for the stacked copy: rows of different dtypes stay with PEFT, which casts
     # each adapter's input to its own dtype
@@ -82,15 +88,12 @@ class _Stacked:
         self.active = bool(used)
 
     def __call__(self, x: Any, *args: Any, adapter_names: Sequence[str], **kwargs: Any) -> Any:
-        from peft.tuners.lora.layer import VARIANT_KWARG_KEYS
-
         layer = self.layer
-        variant = any(kwargs.get(k) is not None for k in VARIANT_KWARG_KEYS)  # e.g. aLoRA
+        keys = variant_kwarg_keys()
+        variant = any(kwargs.get(k) is not None for k in keys)  # e.g. aLoRA
         if variant or list(adapter_names) != self.names or x.shape[0] != len(self.names):
-            return type(layer)._mixed_batch_forward(
-                layer, x, *args, adapter_names=adapter_names, **kwargs
-            )
-        for key in VARIANT_KWARG_KEYS:  # PEFT passes them (as None); the base layer takes none
+            return peft_mixed_batch(layer, x, *args, adapter_names=adapter_names, **kwargs)
+        for key in keys:  # PEFT passes them (as None); the base layer takes none
             kwargs.pop(key, None)
         result = layer.base_layer(x, *args, **kwargs)
         if not self.active:
@@ -110,10 +113,9 @@ def stacked_rows(layers: Sequence[Any], names: Sequence[str]) -> Iterator[int]:
     try:
         for layer in layers:
             if covers(layer, names):
-                setattr(layer, _METHOD, _Stacked(layer, names))
+                replace_mixed_batch(layer, _Stacked(layer, names))
                 done.append(layer)
         yield len(done)
     finally:
         for layer in done:
-            if _METHOD in vars(layer):
-                delattr(layer, _METHOD)
+            restore_mixed_batch(layer)

@@ -24,7 +24,7 @@ from mmdemo.retrieval.identity import ModelIdentity
 from mmdemo.retrieval.scan import Scan, scan_sources, sha256
 from mmdemo.retrieval.segments import Snapshot
 from mmdemo.retrieval.store import IndexStore
-from mmdemo.retrieval.types import AddReport, Progress, ProgressFn, Skipped
+from mmdemo.retrieval.types import AddReport, IngestProgress, ProgressFn, Skipped
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def ingest(
         if len(pending.rows) >= chunk_rows:
             commit()
         if progress is not None:
-            progress(Progress(done, len(jobs), time.perf_counter() - began))
+            progress(IngestProgress(done, len(jobs), time.perf_counter() - began))
     commit()
     seconds = time.perf_counter() - began
     report = AddReport(

@@ -16,7 +16,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class Progress:
+class IngestProgress:
     """One progress tick of a long job (building an index)."""
 
     done: int
@@ -37,7 +37,7 @@ class Progress:
         return f"{self.done}/{self.total} images · {self.rate:.1f} img/s · ETA {self.eta:.0f} s"
 
 
-ProgressFn = Callable[[Progress], None]
+ProgressFn = Callable[[IngestProgress], None]
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,17 @@ Blocks with the context its tabs were built with, which the CLI, benchmarks and 
 from __future__ import annotations
 
 import importlib
-import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
 import gradio as gr
 
 from mmdemo.config import Settings
+from mmdemo.heap import limit_malloc_arenas
 from mmdemo.logs import quiet_library_logs
-from mmdemo.serve.memory import FreeMemoryTrimmer, limit_malloc_arenas
+from mmdemo.serve.memory import FreeMemoryTrimmer
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.gradio_compat import raw_client_addresses
 from mmdemo.ui.hosting import launch_options, mode_line, with_routes
@@ -116,8 +114,11 @@ def create_blocks(ctx: AppContext, tabs: tuple[tuple[str, str, str], ...] = TABS
     """The UI over ``ctx``: the title and one ``gr.Tab`` per tab's ``build(ctx)``."""
     settings = ctx.settings
     # Gradio's upload cache is emptied of old files (hosted: hourly), so uploads do not pile up
+    # no telemetry: Gradio 6.31 then starts no version check and sends no usage events
     with gr.Blocks(
-        title="mmdemo · multimodal demo studio", delete_cache=settings.cache_cleanup
+        title="mmdemo · multimodal demo studio",
+        delete_cache=settings.cache_cleanup,
+        analytics_enabled=False,
     ) as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "

@@ -21,7 +21,7 @@ from mmdemo.flows.gestures.vocabulary import NONE
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class FitConfig:
     """How an MLP is trained."""
 
     hidden: tuple[int, ...] = (128, 64)  # hidden layer widths
@@ -122,19 +122,16 @@ def train(
     x: np.ndarray,
     labels: Sequence[str],
     classes: Sequence[str] | None = None,
-    config: TrainConfig | None = None,
+    config: FitConfig | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> GestureModel:
-    """Fit an MLP on features ``x`` (N, FEATURE_SIZE) with class names ``labels``."""
+    """Fit an MLP on features ``x`` (N, FEATURE_SIZE) with class names ``labels``.
+
+    It runs on the process's torch threads as they are: the thread count is process-wide, so
+    changing it here would change it for every user generating at the same time."""
     import torch
 
-    config = config or TrainConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a net this small trains fastest on one thread
-    try:
-        return _train(torch, x, labels, classes, config, sample_weight)
-    finally:
-        torch.set_num_threads(threads)
+    return _train(torch, x, labels, classes, config or FitConfig(), sample_weight)
 
 
 def _train(
@@ -142,7 +139,7 @@ def _train(
     x: np.ndarray,
     labels: Sequence[str],
     classes: Sequence[str] | None,
-    config: TrainConfig,
+    config: FitConfig,
     sample_weight: np.ndarray | None,
 ) -> GestureModel:
     classes = tuple(classes or sorted(set(labels)))

@@ -7,6 +7,7 @@ moving gestures, transcript), also used to run a video file frame by frame.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +33,13 @@ from mmdemo.flows.gestures.types import (
     VideoProgress,
     VideoResult,
 )
-from mmdemo.flows.gestures.video import probe, sample_frames
 from mmdemo.flows.gestures.vocabulary import NONE
 from mmdemo.flows.limits import require_shared_additions
+from mmdemo.flows.video.frames import FrameStats, read_frames
+from mmdemo.flows.video.probe import FIX as VIDEO_FIX
+from mmdemo.flows.video.probe import probe
 
+MAX_FRAME_SIDE = 640  # video frames are scaled down to this longer side (hands need no more)
 SMALL_HAND_PX = 40  # hands narrower than this are found less often and less precisely
 
 
@@ -196,28 +200,41 @@ class GestureService:
                 "operator sets the limit with MMDEMO_MAX_VIDEO_MINUTES",
             )
         info = probe(path)
+        if not info.has_video:
+            raise BadInputError(f"{info.name} has no video track", fix=VIDEO_FIX)
         total = min(info.duration or options.max_seconds, options.max_seconds)
         session = self.live(options.spelling)
         frames: list[tuple[float, tuple[HandResult, ...]]] = []
         notes: list[str] = []
         last_report, last_t, cancelled, annotated = time.perf_counter(), 0.0, False, None
-        for frame in sample_frames(path, options.fps, options.max_seconds):
-            if stop is not None and stop.is_set():
-                cancelled = True
-                notes.append(f"cancelled after {last_t:.1f} s of video")
-                break
-            update = session.process(frame.rgb, frame.time, draw=False)
-            frames.append((frame.time, update.hands))
-            last_t = frame.time
-            if frame.truncated:
-                notes.append(
-                    f"the video is damaged or truncated ({frame.truncated}); the rest was "
-                    "not analysed: re-export or upload the complete file"
-                )
-            if time.perf_counter() - last_report >= every_s:
-                last_report = time.perf_counter()
-                annotated = draw_hands(frame.rgb, update.hands)
-                yield VideoProgress(last_t, total, session.transcript.text, annotated)
+        stats = FrameStats()
+        every = 1.0 / options.fps
+        reader = read_frames(path, info, every, MAX_FRAME_SIDE, None, stats, options.max_seconds)
+        with contextlib.closing(reader):  # a cancelled read closes the file at once
+            for frame in reader:
+                if stop is not None and stop.is_set():
+                    cancelled = True
+                    notes.append(f"cancelled after {last_t:.1f} s of video")
+                    break
+                update = session.process(frame.pixels, frame.time, draw=False)
+                frames.append((frame.time, update.hands))
+                last_t = frame.time
+                if time.perf_counter() - last_report >= every_s:
+                    last_report = time.perf_counter()
+                    annotated = draw_hands(frame.pixels, update.hands)
+                    yield VideoProgress(last_t, total, session.transcript.text, annotated)
+        if stats.sampled == 0:
+            cause = (
+                f"could not be decoded ({stats.damaged})"
+                if stats.damaged
+                else "holds no video frames"
+            )
+            raise BadInputError(f"{info.name} {cause}", fix="re-export the video; " + VIDEO_FIX)
+        if stats.damaged:
+            notes.append(
+                f"the video is damaged or truncated (decoding stopped at {last_t:.1f} s: "
+                f"{stats.damaged}); the rest was not analysed: re-export or upload the complete file"
+            )
         if info.duration and info.duration > options.max_seconds:
             notes.append(
                 f"the video is {info.duration / 60:.0f} min long; only the first "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdemo.errors import MMDemoError
-from mmdemo.flows.gestures.classifier import GestureModel, TrainConfig, train
+from mmdemo.flows.gestures.classifier import FitConfig, GestureModel, train
 from mmdemo.flows.gestures.emoji_landmarks import EMOJI_LANDMARKS, EmojiLandmarks
 from mmdemo.flows.gestures.features import augment, features, normalise
 from mmdemo.flows.gestures.synth import make_dataset
@@ -72,7 +72,7 @@ def combine(*parts: TrainingSet) -> TrainingSet:
 
 
 def fit(data: TrainingSet, epochs: int = 20, seed: int = 0) -> GestureModel:
-    return train(data.x, data.labels, config=TrainConfig(epochs=epochs, seed=seed))
+    return train(data.x, data.labels, config=FitConfig(epochs=epochs, seed=seed))
 
 
 def emoji_landmarks(

@@ -12,7 +12,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmdemo.errors import MMDemoError
+from mmdemo.errors import MMDemoError, is_out_of_memory
 from mmdemo.flows.generation import stopping_on
 from mmdemo.flows.video.text import first_sentence, usable
 from mmdemo.flows.video.types import check
@@ -92,8 +92,8 @@ def caption_stage(
                 notes.append(f"the VLM failed on key frames from #{i + 1}: {exc}")
                 broke = True
                 break
-            except Exception as exc:  # an OOM is named by type (torch.cuda.OutOfMemoryError)
-                if type(exc).__name__ != "OutOfMemoryError":
+            except Exception as exc:
+                if not is_out_of_memory(exc):
                     raise
                 notes.append("the device ran out of memory while captioning; rest uncaptioned")
                 broke = True

@@ -1,6 +1,9 @@
 """Stage 1: decode the picture with PyAV as a stream and sample frames at an interval that
 adapts to the length. Only one frame is in memory at a time; a damaged or truncated stream
-ends the sampling where the damage starts instead of failing the whole video."""
+ends the sampling where the damage starts instead of failing the whole video.
+
+``read_frames`` is the app's one video reader: the gesture flow samples its frames with it
+too (at the frame rate the user picks)."""
 
 from __future__ import annotations
 
@@ -33,25 +36,32 @@ def fit(width: int, height: int, side: int) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def sample_frames(
+def read_frames(
     path: str | Path,
     info: VideoInfo,
-    config: VideoConfig,
+    interval: float,
+    side: int,
     stop: threading.Event | None = None,
     stats: FrameStats | None = None,
+    max_seconds: float | None = None,
+    keyframes_only: bool = False,
 ) -> Iterator[Sample]:
-    """Frames every ``sample_interval`` seconds of presentation time (so variable frame rate
-    is handled), rotated as the file asks to be displayed."""
+    """The one video reader (the video summary and the gesture flow use it): RGB frames on a
+    grid of ``interval`` seconds of presentation time (so variable frame rate is handled), the
+    longer side at most ``side``, turned upright as the file asks, up to ``max_seconds``.
+
+    ``info`` comes from ``probe`` (which refused files that are not videos). A stream that
+    breaks off ends the frames there with ``stats.damaged`` saying why, instead of failing;
+    ``stats.sampled == 0`` afterwards means no frame could be decoded at all."""
     import av
     import numpy as np
 
     stats = stats if stats is not None else FrameStats()
-    stats.interval = interval = sample_interval(info.duration, config)
+    stats.interval = interval
     with av.open(str(path), metadata_errors="ignore") as container:
         stream = next(s for s in container.streams.video if not is_still(s))
         stream.thread_type = "AUTO"
-        if info.duration > config.keyframes_only_after_s:
-            # hours of video on a CPU: the stream's own key frames are plenty for shots
+        if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
             stats.keyframes_only = True
         next_time = 0.0
@@ -64,10 +74,12 @@ def sample_frames(
                     t = frame.time - info.start
                 else:  # no timestamps: count frames
                     t = (stats.decoded - 1) / (info.fps or 25.0)
+                if max_seconds is not None and t > max_seconds:
+                    break
                 if t < next_time - 1e-6:
                     continue
                 if size is None:
-                    size = fit(frame.width, frame.height, config.frame_side)
+                    size = fit(frame.width, frame.height, side)
                 pixels = frame.reformat(
                     width=size[0], height=size[1], format="rgb24", interpolation="AREA"
                 ).to_ndarray()
@@ -77,9 +89,31 @@ def sample_frames(
                 stats.sampled += 1
                 stats.last_time = max(0.0, t)
                 yield Sample(max(0.0, t), pixels)
-                next_time = t + interval
-        except av.error.FFmpegError as exc:
+                while next_time <= t + 1e-6:  # the next point of the sampling grid
+                    next_time += interval
+        except (av.error.FFmpegError, EOFError, ValueError) as exc:
             stats.damaged = str(exc).split(";")[0][:120] or type(exc).__name__
+
+
+def sample_frames(
+    path: str | Path,
+    info: VideoInfo,
+    config: VideoConfig,
+    stop: threading.Event | None = None,
+    stats: FrameStats | None = None,
+) -> Iterator[Sample]:
+    """The summary's frames: every ``sample_interval`` seconds, only the stream's own key
+    frames for videos past ``keyframes_only_after_s`` (hours of video on a CPU: plenty for
+    shots)."""
+    yield from read_frames(
+        path,
+        info,
+        sample_interval(info.duration, config),
+        config.frame_side,
+        stop,
+        stats,
+        keyframes_only=info.duration > config.keyframes_only_after_s,
+    )
 
 
 def cut_short(stats: FrameStats, info: VideoInfo) -> bool:

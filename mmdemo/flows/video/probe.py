@@ -1,5 +1,6 @@
 """Check an uploaded file before any work: exists, not empty, not huge, a container FFmpeg
-reads, with a picture or a sound track, a sane length. Every refusal says cause and fix."""
+reads, with a picture or a sound track, a sane length. Every refusal says cause and fix.
+The video summary and the gesture flow both open videos through it (and ``frames.read_frames``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,12 @@ def _seconds(value: Any, base: Any) -> float:
     return float(value * base) if value is not None and base is not None else 0.0
 
 
-def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -> VideoInfo:
-    """A checked ``VideoInfo``; raises ``BadInputError`` naming what is wrong and the fix."""
+def probe(
+    path: str | Path, config: VideoConfig | None = None, max_bytes: int | None = None
+) -> VideoInfo:
+    """A checked ``VideoInfo``; raises ``BadInputError`` naming what is wrong and the fix.
+    ``config`` bounds the length (``max_hours``); without it any length passes (a caller that
+    reads only the start, like the gesture flow, bounds its own reading)."""
     import av
 
     if path is None or not str(path).strip():
@@ -84,7 +89,7 @@ def probe(path: str | Path, config: VideoConfig, max_bytes: int | None = None) -
                 width, height = height, width
         # a header that does not say how long: the packets do (read, not decoded)
         length = duration if duration > 0 else _packets_end(container, v or a) - start
-    if length > config.max_hours * 3600:
+    if config is not None and length > config.max_hours * 3600:
         raise BadInputError(
             f"{name} is {clock(length)} long; this server takes videos up to "
             f"{clock(config.max_hours * 3600)}",

@@ -19,8 +19,8 @@ import numpy as np
 
 from mmdemo.flows.video.config import VideoConfig
 from mmdemo.flows.video.frames import FrameStats, picture_end, sample_frames
-from mmdemo.flows.video.memory import release_memory
 from mmdemo.flows.video.types import Sample, Shot, VideoInfo
+from mmdemo.heap import trim_free_memory
 
 BINS = 8  # levels per colour channel: 8 x 8 x 8 = 512 bins
 CANDIDATES = 8  # frames of the open shot kept as key-frame candidates
@@ -236,7 +236,7 @@ def shots_stage(
     detector: ShotDetector | None = None
     for sample in sample_frames(path, info, config, stop, stats):
         if stats.sampled % 500 == 0:
-            release_memory()
+            trim_free_memory()
         if detector is None:
             detector = ShotDetector(
                 config, stats.interval, max_shot_seconds(info.duration, config), save

@@ -21,8 +21,8 @@ import numpy as np
 
 from mmdemo.flows.audio import SILENCE_PEAK
 from mmdemo.flows.vad import VadConfig, speech_spans
-from mmdemo.flows.video.memory import release_memory
 from mmdemo.flows.video.types import Segment, VideoInfo, check, clock
+from mmdemo.heap import trim_free_memory
 
 RATE = 16000
 PIECE_S = 30.0  # one Whisper window
@@ -247,7 +247,7 @@ def speech_stage(
         segments += transcribe_block(get_asr, start, samples, vad, stats, spans)
         end = start + len(samples) / RATE
         del samples
-        release_memory()
+        trim_free_memory()
         if info.duration > 0:
             yield min(1.0, end / info.duration), f"{clock(end)} heard, {len(segments)} segments"
     return SpeechResult(segments, speech_notes(stats, bool(segments), info), stats, spans)

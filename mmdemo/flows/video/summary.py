@@ -19,7 +19,6 @@ from typing import Any
 from mmdemo.errors import MMDemoError
 from mmdemo.flows.video.chapters import chapter_spans, frames_inside, inside
 from mmdemo.flows.video.config import VideoConfig
-from mmdemo.flows.video.memory import release_memory
 from mmdemo.flows.video.text import (
     STOPWORDS,
     clip_words,
@@ -32,6 +31,7 @@ from mmdemo.flows.video.text import (
 )
 from mmdemo.flows.video.types import Chapter, KeyFrame, Segment, Shot, check, clock
 from mmdemo.flows.video.writer import LLMCall, Writer
+from mmdemo.heap import trim_free_memory
 
 SYSTEM = (
     "You take notes on videos. You only use facts from the transcript and captions you are given."
@@ -264,7 +264,7 @@ def summary_stage(
         ch_frames = frames_inside(start, until, frames)
         ch_segments = inside(start, until, segments)
         chapters.append(work.chapter(i, start, end, ch_frames, ch_segments))
-        release_memory()
+        trim_free_memory()
         yield (i + 1) / (len(spans) + 1), f"chapter {i + 1} of {len(spans)}"
     summary = work.summary(duration, chapters, list(segments))
     yield 1.0, "summary written"

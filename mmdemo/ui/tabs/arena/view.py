@@ -4,8 +4,8 @@ formatting of the ``ArenaResult`` the arena streams."""
 from __future__ import annotations
 
 from mmdemo.flows.arena import ArenaResult
-from mmdemo.flows.system import human_bytes
 from mmdemo.ui.common import seconds
+from mmdemo.units import human_bytes
 
 
 def column_md(result: ArenaResult, i: int, remote: bool = False) -> str:

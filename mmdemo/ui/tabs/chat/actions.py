@@ -17,7 +17,6 @@ from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.ranks import rank_options, served_name
 from mmdemo.flows.similar import SimilarRequest
-from mmdemo.redact import redact_url
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.sessions import SessionFolders
 from mmdemo.ui.tabs.chat.api import install_upload
@@ -149,12 +148,9 @@ class ChatActions:
         """The adapter's card; showing it warms it (loads it onto the shared VLM)."""
         chat = self.chat
         name = served_name(chat, name, picked_rank)
-        if chat.remote is not None:
-            where = redact_url(chat.remote.endpoint.base_url)
-            return f"**{name}**, answered by the remote VLM at {where}"
-        info = chat.adapter_info(name)
-        if info is None:
-            return "The base model with no adapter."
+        info = chat.engine.adapter(name)
+        if info is None:  # the base model, or a model of a remote server
+            return f"**{name}**, answered by {chat.engine.where}"
         return adapter_md(info, chat.warm_adapter(info))
 
     def adapter_menu(self) -> Any:

@@ -28,7 +28,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     act = ChatActions(chat, ctx.session_folders())
     # answers that run together share one batch, so the VLM takes more requests at once
     # than other heavy events (non-LoRA adapters still wait for the model, one at a time)
-    vlm_limit = max(ctx.settings.concurrency, chat.batch_max_rows)
+    vlm_limit = max(ctx.settings.concurrency, chat.engine.concurrent_answers)
     state = gr.State(lambda: ChatState())
     with gr.Row():
         with gr.Column(scale=3):

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.flows.chat import AnswerMetrics, ChatService, ChatSession
-from mmdemo.flows.system import human_bytes
 from mmdemo.ui.common import seconds
+from mmdemo.units import human_bytes
 
 ASSET_IMAGES = Path(__file__).resolve().parents[4] / "assets" / "images"
 OFF = "off"  # no similar cases

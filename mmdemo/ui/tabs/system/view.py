@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmdemo.flows.system import SystemReport, human_bytes, human_count
+from mmdemo.flows.system import SystemReport
+from mmdemo.units import human_bytes, human_count
 
 HEADERS = [
     "backend",

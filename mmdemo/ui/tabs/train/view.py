@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.flows.bakeoff import Bakeoff
-from mmdemo.flows.system import human_bytes, human_count
+from mmdemo.units import human_bytes, human_count
 
 BAKEOFF_HEADERS = [
     "method",
