@@ -66,10 +66,14 @@ def measure(
     for case, jobs in cases.items():
         runs: list[tuple[float, float, float, float]] = []  # serial s, rate; batched s, rate
         for _ in range(repeats):  # alternating, so drifts in machine load hit both paths
-            chat.batching = False  # the serial path: one answer at a time under the adapter pin
+            chat.engine.batching = (
+                False  # the serial path: one answer at a time under the adapter pin
+            )
             serial, serial_s = together(chat, jobs, gen)
-            chat.batching = True
-            chat.batch_max_rows = len(jobs)  # a full batch starts without waiting for the window
+            chat.engine.batching = True
+            chat.engine.batch_max_rows = len(
+                jobs
+            )  # a full batch starts without waiting for the window
             batched, batched_s = together(chat, jobs, gen)
             total = sum(f.metrics.tokens for f in batched)
             serial_total = sum(f.metrics.tokens for f in serial)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.config import Settings
-from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.errors import BadInputError, MMDemoError, TrainingStopped, is_out_of_memory
 from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
@@ -347,11 +347,11 @@ def failure_event(exc: BaseException) -> dict[str, Any]:
     """The event a failed run ends with: the cause and, where known, the fix."""
     if isinstance(exc, MMDemoError):
         return {
-            "type": "stopped" if type(exc).__name__ == "TrainingStopped" else "error",
+            "type": "stopped" if isinstance(exc, TrainingStopped) else "error",
             "message": exc.message,
             "fix": exc.fix,
         }
-    if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+    if is_out_of_memory(exc) or isinstance(exc, MemoryError):
         return {
             "type": "error",
             "message": "the device ran out of memory while training",
