@@ -151,11 +151,19 @@ def test_fitting_leaves_the_process_thread_count_alone(monkeypatch: pytest.Monke
     life): a user's gesture teaching must not change it under other users' generations."""
     import torch
 
-    from mmdemo.flows.gestures.classifier import FitConfig, train
+    from mmdemo.flows.gestures.classifier import FitConfig, train, train_apart
     from mmdemo.flows.gestures.features import FEATURE_SIZE
 
     changed: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", changed.append)
     x = np.random.default_rng(0).normal(size=(40, FEATURE_SIZE)).astype(np.float32)
-    model = train(x, ["a"] * 20 + ["b"] * 20, config=FitConfig(hidden=(8,), epochs=2))
+    x[20:] += 3.0  # two separable classes
+    labels = ["a"] * 20 + ["b"] * 20
+    config = FitConfig(hidden=(8,), epochs=20)
+    model = train(x, labels, config=config)
     assert model.classes == ("a", "b") and changed == []
+    # taught gestures fit in a one-thread child: the same model, this process untouched
+    apart = train_apart(x, labels, config=config)
+    assert changed == [], "the server's thread count was not touched"
+    assert apart.classes == model.classes
+    assert (apart.probabilities(x).argmax(1) == np.array([0] * 20 + [1] * 20)).mean() > 0.9

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdemo.errors import BadInputError, DamagedFileError
-from mmdemo.flows.gestures.classifier import FitConfig, GestureModel, train
+from mmdemo.flows.gestures.classifier import FitConfig, GestureModel, train_apart
 from mmdemo.flows.gestures.features import augment, features
 from mmdemo.flows.gestures.motion import MOVING
 from mmdemo.flows.gestures.vocabulary import BUILTIN_NAMES, NONE
@@ -238,7 +238,7 @@ class CustomGestures:
         x = np.concatenate([features(positives), neg_feat])
         y = labels + [OTHER] * len(neg_feat)
         classes = (*examples, OTHER)
-        model = train(x, y, classes, FitConfig(hidden=(64,), epochs=12, seed=0))
+        model = train_apart(x, y, classes, FitConfig(hidden=(64,), epochs=12, seed=0))
         accuracy = {}
         for name, ex in examples.items():
             pred = model.probabilities(features(ex)).argmax(1)
