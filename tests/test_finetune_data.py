@@ -183,6 +183,30 @@ def test_untagged_rows_split_by_image_so_no_image_is_in_two_splits(tmp_path: Pat
     assert data.splits["train"] and sum(len(v) for v in data.splits.values()) == 80
 
 
+def test_a_few_images_with_many_lines_all_train_whatever_their_names_hash_to(
+    tmp_path: Path,
+) -> None:
+    """Two images, 30 lines: too few images to hold any out, so every line trains. The names
+    are picked so that both images' paths land in the held-out hash bucket (the case that once
+    emptied the train split)."""
+    import hashlib
+
+    names = []
+    for i in range(10_000):
+        path = tmp_path / f"img{i}.png"
+        if int(hashlib.sha256(str(path).encode()).hexdigest(), 16) % 10 == 1:
+            names.append(path.name)
+        if len(names) == 2:
+            break
+    lines = []
+    for n, name in enumerate(names):
+        write_png(tmp_path / name, (n * 90, 0, 0))
+        lines += [json.dumps({"image": name, "question": f"q{k}?", "answer": "yes"}) for k in range(15)]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    data = load_dataset(str(tmp_path / "d.jsonl"), "vqa")
+    assert len(data.splits["train"]) == 30
+
+
 def test_med_vqa_metrics_match_hand_computed_values() -> None:
     assert closed_correct("Yes.", "yes") and closed_correct("yes, there is", "yes")
     assert not closed_correct("no", "yes") and not closed_correct("", "yes")

@@ -7,7 +7,7 @@ and measures the loss on the validation split's answer tokens. The value with th
 becomes the method's default: ``--write`` rewrites the generated block of
 ``mmdemo/finetune/defaults.py`` and the table in docs/benchmarks.md, which lists every value
 tried. Two knobs are tried after the learning rate, at the best rate: LOMO's gradient-norm
-clip and MeZO's perturbation size. Each run starts from freshly loaded weights in this process.
+clip and MeZO's perturbation size. Each run starts from a fresh copy of the weights (read once).
 """
 
 from __future__ import annotations
@@ -25,20 +25,20 @@ from typing import Any
 from mmdemo.bench.report import Table
 
 DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "finetune" / "defaults.py"
-VALIDATION_EXAMPLES = 96  # of the validation split (answer-token loss)
+VALIDATION_EXAMPLES = 64  # of the validation split (answer-token loss)
 EXTEND = 2  # extra rates tried past the grid's edge when the best is there
 
 # learning rates tried per method (AdaLomo needs CUDA: kept as it is where it cannot run)
 GRID: dict[str, tuple[float, ...]] = {
-    "lora": (2e-4, 1e-3, 3e-3),
-    "dora": (2e-4, 1e-3, 3e-3),
-    "qlora": (2e-4, 1e-3, 3e-3),
+    "lora": (3e-4, 1e-3, 3e-3),
+    "dora": (3e-4, 1e-3, 3e-3),
+    "qlora": (3e-4, 1e-3, 3e-3),
     "ia3": (3e-3, 1e-2, 3e-2),
     "lora-fa": (1e-3, 3e-3, 1e-2),
-    "dylora": (2e-4, 1e-3, 3e-3),
+    "dylora": (3e-4, 1e-3, 3e-3),
     "bottleneck": (3e-4, 3e-3, 1e-2),
     "lomo": (1e-3, 1e-2, 3e-2),
-    "mezo": (1e-6, 1e-5, 1e-4),
+    "mezo": (1e-5, 1e-4, 1e-3),
     "full": (1e-5, 3e-5, 1e-4),
 }
 LOMO_CLIPS = (1.0,)  # tried at LOMO's best rate (0: no clip, the first try)
@@ -136,31 +136,40 @@ def base_validation_loss(settings: Any, validation: int = VALIDATION_EXAMPLES) -
     """The untrained model's validation loss (every method must get below it)."""
     from mmdemo.finetune.collate import Collator
     from mmdemo.finetune.loop import validation_loss
+    from mmdemo.finetune.precision import use_bf16
     from mmdemo.finetune.textdata import text_dataset
     from mmdemo.models.backends.llm import load_parts
 
     device = _device(settings)
     model, tokenizer = load_parts(settings.model_id("llm"), settings, device, "float32")
     data = text_dataset()
+    # scored like every trial: the same examples, under bf16 autocast where the runs train so
+    bf16 = use_bf16("auto", device, sum(p.numel() for p in model.parameters()))
     loss = validation_loss(
         model,
         Collator(tokenizer, with_images=False),
         data["validation"],
-        "cpu",
-        limit=VALIDATION_EXAMPLES,
+        device,
+        limit=validation,
+        bf16=bf16,
     )
     return float(loss or 0.0)
 
 
-def sweep_method(settings: Any, method: str, budget: Budget) -> list[Trial]:
-    """Every value tried for ``method``, in order (rates first, then the extra knob)."""
+def sweep_method(
+    settings: Any, method: str, budget: Budget, loaded: tuple[Any, Any] | None = None
+) -> list[Trial]:
+    """Every value tried for ``method``, in order (rates first, then the extra knob);
+    ``loaded``: the base model read once, copied for each run."""
     base_knobs: dict[str, float] = {}
     if method == "lomo":
         base_knobs = {"lomo_clip": 0.0}
     if method == "mezo":
         base_knobs = {"mezo_eps": 1e-3}
     rates = sorted(GRID[method])
-    trials = [train_and_validate(settings, method, lr, budget, base_knobs) for lr in rates]
+    trials = [
+        train_and_validate(settings, method, lr, budget, base_knobs, loaded=loaded) for lr in rates
+    ]
     # a best rate at the edge of the grid: go one more step (x3) that way, at most twice
     for _ in range(EXTEND):
         best = min(trials, key=lambda t: t.val_loss)
@@ -171,13 +180,15 @@ def sweep_method(settings: Any, method: str, budget: Budget) -> list[Trial]:
             nxt = best.lr / 3
         else:
             break
-        trials.append(train_and_validate(settings, method, nxt, budget, base_knobs))
+        trials.append(train_and_validate(settings, method, nxt, budget, base_knobs, loaded=loaded))
     best = min(trials, key=lambda t: t.val_loss)
     extra = {"lomo": ("lomo_clip", LOMO_CLIPS), "mezo": ("mezo_eps", MEZO_EPS)}.get(method)
     if extra is not None:
         knob, values = extra
         for value in values:
-            trials.append(train_and_validate(settings, method, best.lr, budget, {knob: value}))
+            trials.append(
+                train_and_validate(settings, method, best.lr, budget, {knob: value}, loaded=loaded)
+            )
     return trials
 
 
@@ -200,9 +211,13 @@ def run(quick: bool = False, only: tuple[str, ...] = (), device: str = "cpu") ->
         "Fine-tuning sweep: each method's defaults chosen on the validation split",
         ["method", "values tried (validation loss)", "chosen", "validation loss", "base"],
     )
+    from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.run import load_base
+
+    model, tokenizer, _, _ = load_base(TrainConfig(base="llm"), settings, _device(settings), {})
     chosen: dict[str, Trial] = {}
     for method in methods:
-        trials = sweep_method(settings, method, budget)
+        trials = sweep_method(settings, method, budget, (model, tokenizer))
         best = min(trials, key=lambda t: t.val_loss)
         chosen[method] = best
         tried = "; ".join(f"{_describe(t)}: {t.val_loss:.3f}" for t in trials)

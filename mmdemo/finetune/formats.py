@@ -339,10 +339,12 @@ def _split(tagged: list[Any]) -> dict[str, list[Example]]:
     for ex in untagged:
         bucket = int(hashlib.sha256(str(ex.image).encode()).hexdigest(), 16) % 10
         splits["test" if bucket == 0 else "validation" if bucket == 1 else "train"].append(ex)
-    if not splits["validation"] and len(splits["train"]) >= 10:
-        keep = []
+    train_images = {str(ex.image) for ex in splits["train"]}
+    if not splits["validation"] and len(train_images) >= MIN_IMAGES_TO_SPLIT:
+        keep, held = [], []
         for ex in splits["train"]:
             bucket = int(hashlib.sha256(str(ex.image).encode()).hexdigest(), 16) % 10
-            (splits["validation"] if bucket == 1 else keep).append(ex)
-        splits["train"] = keep
+            (held if bucket == 1 else keep).append(ex)
+        if keep:  # by chance every image may hash to the held-out bucket: then hold none out
+            splits["train"], splits["validation"] = keep, held
     return splits
