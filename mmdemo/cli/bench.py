@@ -15,6 +15,7 @@ BENCHES = {
     "clip-add": "mmdemo.bench.clip_add",
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
+    "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
     "finetune": "mmdemo.bench.finetune",
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "video": "mmdemo.bench.video",
