@@ -181,6 +181,33 @@ def test_few_shot_from_uploads_a_folder_and_the_shapes(
     assert shapes["classes"] == ["circle", "square", "triangle"] and shapes["images"] == 18
 
 
+def test_bad_images_are_refused_with_cause_and_fix(how: HowItWorks, tmp_path: Path) -> None:
+    """The bad-image corpus (tests/bad_inputs.py) against every view that decodes images."""
+    import re
+
+    from tests.bad_inputs import IMAGE_CASES, corpus
+
+    bad = corpus(tmp_path / "bad", 2 * 2**20)
+    good = png(tmp_path / "good.png")
+    views = {
+        "image_tokens": lambda f: how.image_tokens(f),
+        "contrastive": lambda f: how.contrastive([good, f], "one\ntwo"),
+        "fewshot": lambda f: how.few_shot([good, f, good, good], "a, a, b, b", shots="1"),
+    }
+    wrong = {}
+    for view, call in views.items():
+        for name in IMAGE_CASES:
+            if name == "oversized":  # stopped by the upload limit before any view
+                continue
+            case = bad[name]
+            with pytest.raises(BadInputError) as caught:
+                call(str(case.path))
+            message = str(caught.value)
+            if not (re.search(case.cause, message, re.IGNORECASE) and "Fix:" in message):
+                wrong[view, name] = message
+    assert wrong == {}
+
+
 # anatomy ----------------------------------------------------------------------------------
 def test_the_served_vlms_parts_add_up_to_the_model(how: HowItWorks) -> None:
     data = how.model_parts()
@@ -320,3 +347,41 @@ def test_the_endpoints_answer_with_data(app: Any) -> None:
     assert tokens["image_tokens"] == 16 and Path(tokens["picture"]).is_file()
     pairs = client.predict(None, "", False, True, 0, api_name="/how_contrastive")
     assert len(pairs["logits"]) == len(pairs["images"]) and Path(pairs["heatmap"]).is_file()
+
+
+@pytest.mark.browser
+def test_browser_shows_the_parts_the_heat_map_and_few_shot(
+    page: Any, app: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.conftest import screenshot_dir
+
+    page.get_by_role("tab", name="How it works").click()
+    page.locator("#how-parts").click()
+    expect(page.locator("#how-parts-table")).to_contain_text("vision encoder", timeout=60_000)
+    expect(page.locator("#how-parts-info")).to_contain_text("tiny:smolvlm")
+    page.locator("#how-plan").click()
+    expect(page.locator("#how-plan-info")).to_contain_text("16,384", timeout=60_000)
+    red = Path(__file__).resolve().parents[1] / "assets" / "images" / "red-circle.png"
+    page.locator("#how-image input[type=file]").set_input_files(str(red))
+    expect(page.locator("#how-image")).to_contain_text("red-circle.png", timeout=60_000)
+    page.locator("#how-tokens").click()
+    expect(page.locator("#how-tokens-info")).to_contain_text("16 image tokens", timeout=60_000)
+    expect(page.locator("#how-grid img")).to_be_visible()
+    out = screenshot_dir(tmp_path)
+    page.screenshot(path=str(out / "how-anatomy.png"), full_page=True)
+
+    page.get_by_role("tab", name="Contrastive learning").click()
+    page.locator("#how-pair-samples input").check()
+    page.locator("#how-contrast").click()
+    expect(page.locator("#how-contrast-info")).to_contain_text("InfoNCE", timeout=60_000)
+    expect(page.locator("#how-heatmap img")).to_be_visible()
+    page.locator("#how-shuffle").click()
+    expect(page.locator("#how-contrast-info")).to_contain_text("In the true order", timeout=60_000)
+    page.screenshot(path=str(out / "how.png"), full_page=True)
+
+    page.get_by_role("tab", name="Few-shot").click()
+    page.locator("#how-shape-samples input").check()
+    page.locator("#how-fewshot-run").click()
+    expect(page.locator("#how-fewshot-info")).to_contain_text("circle (6)", timeout=60_000)

@@ -95,8 +95,9 @@ def grid_png(
 
     width, height = resized
     view = image.convert("RGB").resize((width, height))
-    zoom = min(1.0, max_side / max(width, height))
-    if zoom < 1.0:
+    # big pictures shrink to ``max_side``; small ones (a tiny model's 64 px tile) grow to 384
+    zoom = min(max_side, max(384, width, height)) / max(width, height)
+    if zoom != 1.0:
         view = view.resize((max(1, round(width * zoom)), max(1, round(height * zoom))))
     draw = ImageDraw.Draw(view, "RGBA")
 

@@ -87,7 +87,7 @@ def plan_md(data: dict[str, Any]) -> str:
     return (
         f"**{data['method']}** ({data['summary']}), attach **{data['attach']}**, rank "
         f"{data['rank']}: **{count(data['trainable'])}** trainable of {count(data['total'])} "
-        f"parameters (**{data['share']:.3%}**), {_mb(data['trainable_bytes_fp32'])} MB in "
+        f"parameters, the method's own included (**{data['share']:.3%}**), {_mb(data['trainable_bytes_fp32'])} MB in "
         f"float32, in {data['modules']} modules.\n\nTrainable by part: {parts}.{note}\n\n"
         f"{listing}"
     )
