@@ -13,6 +13,7 @@ BENCHES = {
     "clip-embed": "mmdemo.bench.clip_embed",
     "clip-search": "mmdemo.bench.clip_search",
     "clip-add": "mmdemo.bench.clip_add",
+    "how": "mmdemo.bench.how",
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
     "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
