@@ -369,8 +369,8 @@ def test_browser_shows_the_parts_the_heat_map_and_few_shot(
     page.locator("#how-tokens").click()
     expect(page.locator("#how-tokens-info")).to_contain_text("16 image tokens", timeout=60_000)
     expect(page.locator("#how-grid img")).to_be_visible()
-    out = screenshot_dir(tmp_path)
-    page.screenshot(path=str(out / "how-anatomy.png"), full_page=True)
+    # the README's Anatomy, Few-shot and Audio pictures come from scripts/how_screenshots.py
+    page.screenshot(path=str(tmp_path / "how-anatomy.png"), full_page=True)
 
     page.get_by_role("tab", name="Contrastive learning").click()
     page.locator("#how-pair-samples input").check()
@@ -379,7 +379,7 @@ def test_browser_shows_the_parts_the_heat_map_and_few_shot(
     expect(page.locator("#how-heatmap img")).to_be_visible()
     page.locator("#how-shuffle").click()
     expect(page.locator("#how-contrast-info")).to_contain_text("In the true order", timeout=60_000)
-    page.screenshot(path=str(out / "how.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "how.png"), full_page=True)
 
     page.get_by_role("tab", name="Few-shot").click()
     page.locator("#how-shape-samples input").check()

@@ -142,9 +142,10 @@ def shot_rows(data: dict[str, Any]) -> list[list[Any]]:
 
 def fewshot_md(data: dict[str, Any]) -> str:
     classes = ", ".join(f"{c} ({n})" for c, n in data["per_class"].items())
+    prompt = data["prompt"].format("{label}")  # the template, as the tab's text writes it
     return (
         f"{data['images']} images in {len(data['classes'])} classes: {classes}. Chance "
-        f'{_pct(data["chance"])}; CLIP zero-shot ("{data["prompt"]}") on every image: '
+        f'{_pct(data["chance"])}; CLIP zero-shot ("{prompt}") on every image: '
         f"{_pct(data['zero_shot_all'])}. Each episode picks the shots at random and scores the "
         "rest with the nearest class centroid of frozen CLIP embeddings."
         + (RANDOM_CLIP if data["random_weights"] else "")
