@@ -307,6 +307,11 @@ class Settings:
     def runs_dir(self) -> Path:
         return self.home / "runs"
 
+    @property
+    def votes_dir(self) -> Path:
+        """Blind arena votes (``votes.jsonl``, append-only)."""
+        return self.home / "votes"
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""
         if "hosted" in changes:

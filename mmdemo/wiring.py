@@ -16,6 +16,7 @@ from mmdemo.config import Settings
 
 if TYPE_CHECKING:
     from mmdemo.flows.arena import ArenaService
+    from mmdemo.flows.arena_blind import BlindArena
     from mmdemo.flows.assistant import VoiceAssistant
     from mmdemo.flows.chat import ChatService
     from mmdemo.flows.clip import ClipSearch
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from mmdemo.flows.system import SystemService
     from mmdemo.flows.train import TrainService
     from mmdemo.flows.video.service import VideoService
+    from mmdemo.flows.votes import VoteBook
     from mmdemo.models.manager import ModelManager
     from mmdemo.retrieval import IndexService
 
@@ -47,6 +49,8 @@ class Services:
     clip: ClipSearch  # the CLIP tab's jobs over ``index``
     chat: ChatService
     arena: ArenaService
+    blind: BlindArena  # blind comparisons over ``arena``; their votes and leaderboard in ``votes``
+    votes: VoteBook
     voice: VoiceAssistant
     gestures: GestureService
     video: VideoService
@@ -58,6 +62,7 @@ class Services:
 def create_services(settings: Settings, manager: ModelManager) -> Services:
     """Every service of one app over ``manager``, loading no model."""
     from mmdemo.flows.arena import ArenaService
+    from mmdemo.flows.arena_blind import BlindArena
     from mmdemo.flows.assistant import VoiceAssistant
     from mmdemo.flows.chat import ChatService, chat_engine
     from mmdemo.flows.clip import ClipSearch
@@ -69,6 +74,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     from mmdemo.flows.system import SystemService
     from mmdemo.flows.train import TrainService
     from mmdemo.flows.video.service import VideoService
+    from mmdemo.flows.votes import VoteBook
     from mmdemo.models.adapters import AdapterStore
     from mmdemo.retrieval import IndexService
 
@@ -76,12 +82,16 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     store = AdapterStore(settings)
     # the one place the chat engine is picked: this machine's VLM or a remote server
     chat = ChatService(manager, store, retrieval=index, engine=chat_engine(manager, store))
+    arena = ArenaService(chat, arena_remotes(settings))
+    votes = VoteBook(settings.votes_dir, hosted=settings.hosted)
     return Services(
         system=SystemService(manager),
         index=index,
         clip=ClipSearch(index),
         chat=chat,
-        arena=ArenaService(chat, arena_remotes(settings)),
+        arena=arena,
+        blind=BlindArena(arena, votes),
+        votes=votes,
         voice=VoiceAssistant(manager, Responders.default(manager, chat)),
         gestures=GestureService(
             manager,

@@ -110,6 +110,7 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
     "adapter_upload": ({"files": "adapter"}, lambda n: [[FILE], f"sec-{n}"]),
     "chat": ({"images": "image"}, lambda n: ["What colour?", [FILE], "base", 4, True]),
     "arena": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base"]]),
+    "arena_blind": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base", "pirate"]]),
     "clip_add": ({"files": "image"}, lambda n: ["sec", "", [FILE]]),
     "clip_search": ({"query_image": "image"}, lambda n: ["sec", "", FILE, 3, 0.5, None]),
     "clip_classify": ({"image": "image"}, lambda n: [FILE, "red, blue", ""]),

@@ -136,6 +136,8 @@ def test_every_queued_event_is_marked_heavy_or_light_where_it_is_wired(built: An
         "gesture_speak": 1.0,
         "show_adapter": 1.0,  # it warms the adapter on the shared VLM
         "chat": 1.0,
+        "arena_blind": 1.0,
+        "arena_vote": 1.0,  # not model work, but each vote spends from the budget
         "adapter_upload": 1.0,
         "how_parts": 1.0,  # it loads the VLM
         "how_method": 1.0,
@@ -306,6 +308,36 @@ def test_training_runs_have_random_ids_and_only_their_session_sees_them(
     monkeypatch.setattr(local, "_ensure_worker", lambda: None)
     run = local.submit({"steps": 1}, owner="someone")
     assert local.status(run)["state"] == "queued"  # local mode: the id is enough (the CLI)
+
+
+# blind votes belong to their session and spend from its budget -----------------------------
+ARENA_TAB = (("Arena", "mmdemo.ui.tabs.arena.layout", "tab-arena"),)
+
+
+def test_hosted_votes_are_rate_limited_and_one_per_session_per_comparison(serve: Any) -> None:
+    from gradio_client import Client, handle_file
+
+    app = serve({"SPACE_ID": "someone/mmdemo"}, tabs=ARENA_TAB, rate_limit=100)
+    url = app.demo.local_url.rstrip("/")
+    mine, other = Client(url, verbose=False), Client(url, verbose=False)
+    image = handle_file(str(Path(__file__).parents[1] / "assets/images/red-circle.png"))
+    blind = mine.predict(image, "What colour?", ["base", "pirate"], api_name="/arena_blind")
+    comparison = blind["comparison_id"]
+    with pytest.raises(Exception, match="no open comparison"):
+        other.predict(comparison, "A", api_name="/arena_vote")  # not its comparison
+    assert mine.predict(comparison, "B", api_name="/arena_vote")["winner"] == "B"
+    with pytest.raises(Exception, match="already voted"):
+        mine.predict(comparison, "A", api_name="/arena_vote")
+    assert len(app.services.votes.votes()) == 1
+    leaderboard = mine.predict("", False, api_name="/leaderboard")
+    assert leaderboard["boards"][0]["votes"] == 1
+    # votes spend from the client's budget like model work: forged ones too
+    limited = serve({"SPACE_ID": "someone/mmdemo"}, tabs=ARENA_TAB, rate_limit=2)
+    url = limited.demo.local_url.rstrip("/")
+    forged = [uuid.uuid4().hex, "A"]
+    for _ in range(2):
+        assert "no open comparison" in call(url, "arena_vote", forged, fresh(), "198.51.100.9")
+    assert LIMITED in call(url, "arena_vote", forged, fresh(), "198.51.100.9")
 
 
 # what every visitor shares ----------------------------------------------------------------

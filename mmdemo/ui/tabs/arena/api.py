@@ -1,6 +1,11 @@
-"""The Arena tab's named endpoint: ``/arena(image, prompt, adapters)`` returns every
+"""The Arena tab's named endpoints: ``/arena(image, prompt, adapters)`` returns every
 column's answer and speed. The image arrives as an upload (``handle_file``) and is decoded by
-the house decoder, so a wrong file is refused with its cause and a fix."""
+the house decoder, so a wrong file is refused with its cause and a fix.
+
+Blind votes: ``/arena_blind(image, prompt, adapters)`` answers with the names hidden and
+returns a ``comparison_id``; ``/arena_vote(comparison_id, winner)`` records the vote (winner:
+a position, "tie" or "bad") and reveals who was who; ``/leaderboard(base_model)`` returns the
+Bradley–Terry ratings with their intervals per base model."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
+from mmdemo.flows.arena import MAX_COLUMNS
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.ui.common import guarded
@@ -38,9 +44,43 @@ def arena_json(result: Any) -> dict[str, Any]:
     }
 
 
+def blind_json(comparison: Any, update: Any) -> dict[str, Any]:
+    """A blind comparison as its client sees it: the id to vote with and the answers."""
+    return {
+        "comparison_id": comparison.id,
+        "base_model": comparison.draft.board,
+        "positions": list(comparison.draft.positions),
+        "answers": [
+            {"position": p, "text": t}
+            for p, t in zip(comparison.draft.positions, update.answers, strict=True)
+        ],
+        "mode": update.mode,
+        "total_s": round(update.total_s, 3),
+        "vote_with": "/arena_vote(comparison_id, winner): a position, 'tie' or 'bad'",
+    }
+
+
+def vote_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A recorded vote: who was behind each position, now that it is cast."""
+    return {
+        "vote": record["vote"],
+        "comparison_id": record["comparison"],
+        "time": record["time"],
+        "base_model": record["board"],
+        "winner": record["winner"],
+        "winner_adapter": record["winner_adapter"],
+        "columns": record["columns"],
+    }
+
+
+def session_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) or None
+
+
 def register(ctx: AppContext) -> None:
-    """Publish ``/arena`` (model work: heavy)."""
-    arena = ctx.services.arena
+    """Publish ``/arena`` and ``/arena_blind`` (model work: heavy), ``/arena_vote`` (heavy:
+    each vote spends from the client's request budget) and ``/leaderboard`` (light)."""
+    arena, blind, votes = ctx.services.arena, ctx.services.blind, ctx.services.votes
 
     @gpu("arena")
     def arena_endpoint(
@@ -56,3 +96,44 @@ def register(ctx: AppContext) -> None:
         raise RuntimeError("the arena ended without a result")
 
     gr.api(ctx.heavy(guarded(arena_endpoint)), api_name="arena", concurrency_id="vlm")
+
+    @gpu("arena")
+    def blind_answers(path: str | None, prompt: str, adapters: list[str]) -> Any:
+        for update in blind.stream(path, prompt, adapters, GenerationSettings()):
+            if update.done:
+                return update
+        raise RuntimeError("the arena ended without a result")
+
+    def arena_blind(
+        image: FileData | None,
+        prompt: str,
+        adapters: list[str] | None = None,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """Base and 1-3 adapters answer with their names hidden, in a random order (default:
+        base and the first adapters); vote on the returned comparison_id with /arena_vote."""
+        path = upload_path(image, "image")
+        update = blind_answers(path, prompt, adapters or blind.choices()[:MAX_COLUMNS])
+        return blind_json(blind.open(update.draft, session_of(request)), update)
+
+    def arena_vote(
+        comparison_id: str,
+        winner: str,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """Vote on a blind comparison: winner is the better answer's position ("A", "B",
+        ...), "tie", or "bad" when all are bad; returns who answered at each position."""
+        return vote_json(votes.vote(comparison_id, winner, session_of(request)))
+
+    def leaderboard(base_model: str = "", by_version: bool = False) -> dict:
+        """Bradley–Terry ratings from the blind votes with 95% bootstrap intervals, one board
+        per base model (base_model: only that one's); by_version: each adapter version apart."""
+        return votes.leaderboard(base_model.strip(), by_version=bool(by_version))
+
+    gr.api(ctx.heavy(guarded(arena_blind)), api_name="arena_blind", concurrency_id="vlm")
+    gr.api(ctx.heavy(guarded(arena_vote)), api_name="arena_vote")
+    gr.api(
+        ctx.light(guarded(leaderboard), "reads the vote file; the fit is cached until a vote"),
+        api_name="leaderboard",
+        queue=False,
+    )

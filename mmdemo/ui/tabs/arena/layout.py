@@ -1,6 +1,7 @@
 """Arena tab: one image and prompt, answered side by side by base and up to 3 adapters (and
-remote models). Layout and wiring only: the handlers are in ``actions.py``, ``/arena`` in
-``api.py``."""
+remote models), openly or blind (names hidden until the vote), and the leaderboard of the
+blind votes. Layout and wiring only: the handlers are in ``actions.py``, ``/arena``,
+``/arena_blind``, ``/arena_vote`` and ``/leaderboard`` in ``api.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from mmdemo.flows.arena import MAX_COLUMNS
 from mmdemo.flows.arena_remote import MAX_REMOTE
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.arena import api
-from mmdemo.ui.tabs.arena.actions import ArenaActions
+from mmdemo.ui.tabs.arena.actions import VOTES, ArenaActions, BlindActions
+from mmdemo.ui.tabs.arena.view import LEADERBOARD_HEADERS, vote_label
 from mmdemo.ui.tabs.chat.view import ASSET_IMAGES
 from mmdemo.zerogpu import gpu
 
@@ -20,7 +22,8 @@ from mmdemo.zerogpu import gpu
 def build(ctx: AppContext) -> dict[str, Any]:
     arena = ctx.services.arena
     act = ArenaActions(arena)
-    state = gr.State(dict)  # per session: {"stop": Event}
+    blind = BlindActions(ctx.services.blind, ctx.services.votes)
+    state = gr.State(dict)  # per session: {"stop": Event, "blind": the comparison to vote on}
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(type="filepath", label="Image", elem_id="arena-image", height=260)
@@ -40,6 +43,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
             with gr.Row():
                 run_btn = gr.Button("Compare", variant="primary", elem_id="arena-run")
+                blind_btn = gr.Button("Compare blind", elem_id="arena-blind-run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="arena-stop")
             example = ASSET_IMAGES / "red-circle.png"
             if example.is_file():
@@ -64,14 +68,40 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     )
                     for i in range(MAX_REMOTE)
                 ]
+            with gr.Row():
+                votes = [
+                    gr.Button(vote_label(v), visible=False, elem_id=f"arena-vote-{v.lower()}")
+                    for v in VOTES
+                ]
+            with gr.Accordion("Leaderboard (blind votes)", open=True):
+                board_md = gr.Markdown(elem_id="arena-leaderboard-info")
+                board = gr.Dataframe(
+                    headers=LEADERBOARD_HEADERS,
+                    interactive=False,
+                    elem_id="arena-leaderboard",
+                )
 
     run_btn.click(
         ctx.heavy(gpu("arena")(act.run)),
         [image, prompt, picks, max_new, state],
-        [summary, *cols, *remote_cols, state],
+        [summary, *cols, *remote_cols, *votes, state],
         concurrency_id="vlm",
         api_visibility="private",
     )
+    blind_btn.click(
+        ctx.heavy(blind.run_blind),
+        [image, prompt, picks, max_new, state],
+        [summary, *cols, *remote_cols, *votes, state],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    for value, button in zip(VOTES, votes, strict=True):
+        button.click(
+            ctx.heavy(blind.voter(value)),  # heavy: each vote spends from the request budget
+            state,
+            [summary, *cols, *votes, board, board_md, state],
+            api_visibility="private",
+        )
     stop_btn.click(act.stop, state, None, queue=False, api_visibility="private")
     picks.focus(act.choices, None, picks, queue=False, api_visibility="private")
     api.register(ctx)
@@ -83,5 +113,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "summary": summary,
         "columns": cols,
         "remote_columns": remote_cols,
-        "on_load": (act.choices, [picks]),
+        "blind": blind_btn,
+        "votes": votes,
+        "leaderboard": board,
+        "on_load": (blind.on_load, [picks, board, board_md]),
     }

@@ -1,9 +1,14 @@
-"""How the Arena tab shows a comparison: each column's answer and the summary line. Pure
-formatting of the ``ArenaResult`` the arena streams."""
+"""How the Arena tab shows a comparison: each column's answer and the summary line, a blind
+comparison before and after the vote, and the leaderboard. Pure formatting of what the flows
+return."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from mmdemo.flows.arena import ArenaResult
+from mmdemo.flows.arena_blind import BlindUpdate
+from mmdemo.flows.votes import POSITIONS
 from mmdemo.ui.common import seconds
 from mmdemo.units import human_bytes
 
@@ -27,4 +32,85 @@ def summary_md(result: ArenaResult) -> str:
     )
     if result.done:
         text += f" · peak memory {human_bytes(result.peak_memory_bytes)}"
+    return text
+
+
+# blind votes ---------------------------------------------------------------------------------
+LEADERBOARD_HEADERS = ["rank", "adapter", "rating", "95% interval", "games", "W-T-L", "all bad"]
+
+
+def vote_label(vote: str) -> str:
+    """A vote button's text: "A is better", "Tie", "All bad"."""
+    return {"tie": "Tie", "bad": "All bad"}.get(vote, f"{vote} is better")
+
+
+def blind_column_md(update: BlindUpdate | None, i: int) -> str:
+    """Column ``i`` of a blind comparison: its position and answer, no name."""
+    if update is None or i >= len(update.answers):
+        return ""
+    return f"#### {POSITIONS[i]}\n\n{update.answers[i] or '…'}"
+
+
+def blind_summary_md(update: BlindUpdate, voting: bool) -> str:
+    text = f"{len(update.answers)} answers, names hidden · total {seconds(update.total_s)}"
+    if voting:
+        text += " · **vote for the better answer** (or tie, or all bad) to see who wrote which"
+    elif update.done:
+        text += " · stopped before the end: no vote for this one"
+    return text
+
+
+def revealed_column_md(vote: dict[str, Any], i: int) -> str:
+    """Column ``i`` after the vote: position, who answered, whether it won, the answer."""
+    columns = vote["columns"]
+    if i >= len(columns):
+        return ""
+    c = columns[i]
+    mark = " ✓ your pick" if vote["winner"] == c["position"] else ""
+    created = (c.get("version") or {}).get("created")
+    version = f"<sub>adapter created {created}</sub>\n\n" if created else ""
+    return f"#### {c['position']}: {c['adapter']}{mark}\n{version}\n{c['answer'] or '…'}"
+
+
+def vote_summary_md(vote: dict[str, Any]) -> str:
+    picked = {"tie": "a tie", "bad": "all bad"}.get(vote["winner"])
+    picked = picked or f"{vote['winner']} ({vote['winner_adapter']})"
+    return f"Vote recorded: {picked} · board {vote['board']} · the leaderboard below includes it"
+
+
+def leaderboard_rows(result: dict[str, Any], board: str) -> list[list[Any]]:
+    """The rows of ``board``'s leaderboard (the first board when ``board`` has none)."""
+    boards = {b["base_model"]: b for b in result["boards"]}
+    chosen = boards.get(board) or next(iter(boards.values()), None)
+    if chosen is None:
+        return []
+    return [
+        [
+            "–" if r["rank"] is None else r["rank"],
+            r["adapter"],
+            f"{r['rating']:.0f}",
+            "too few games" if r["provisional"] else f"{r['low']:.0f} – {r['high']:.0f}",
+            r["games"],
+            f"{r['wins']}-{r['ties']}-{r['losses']}",
+            r["all_bad"],
+        ]
+        for r in chosen["rows"]
+    ]
+
+
+def leaderboard_md(result: dict[str, Any], board: str) -> str:
+    boards = {b["base_model"]: b for b in result["boards"]}
+    chosen = boards.get(board) or next(iter(boards.values()), None)
+    if chosen is None:
+        return "No blind votes yet: run *Compare blind* and vote."
+    others = [b for b in boards if b != chosen["base_model"]]
+    n = chosen["votes"]
+    text = (
+        f"**{chosen['base_model']}** · {n} vote{'' if n == 1 else 's'} · Bradley–Terry "
+        f"ratings (Elo-like scale, mean 1000), 95% bootstrap intervals ({result['rounds']} "
+        "resamples); ties and all-bad count half; a rank is shared until the intervals "
+        f"separate, and given after {result['min_games']} games"
+    )
+    if others:
+        text += f" · other base models: {', '.join(others)}"
     return text
