@@ -1,4 +1,4 @@
-"""Fine-tuning methods, registered by name, one small module each.
+"""Fine-tuning methods, registered by name (``mmdemo.finetune.registry``), one small module each.
 
 Thin wrappers where PEFT or transformers already has the method (LoRA, DoRA, QLoRA, (IA)³,
 LoRA-FA, LOMO/AdaLomo); our own code where nothing maintained does (DyLoRA, bottleneck
@@ -9,60 +9,18 @@ for its own loop), and writes an adapter the chat tab can serve.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from mmdemo.finetune.registry import METHODS, MethodInfo
 
 if TYPE_CHECKING:
     from mmdemo.finetune.config import TrainConfig
     from mmdemo.finetune.defaults import Defaults
     from mmdemo.finetune.targets import Targets
 
-
-@dataclass(frozen=True)
-class MethodInfo:
-    loader: str  # "module:Class"
-    family: str  # peft | own | full
-    summary: str
-
-
-METHODS: Mapping[str, MethodInfo] = MappingProxyType(
-    {
-        "lora": MethodInfo("mmdemo.finetune.methods.lora:LoRA", "peft", "LoRA (PEFT)"),
-        "dora": MethodInfo("mmdemo.finetune.methods.lora:DoRA", "peft", "DoRA (PEFT)"),
-        "qlora": MethodInfo(
-            "mmdemo.finetune.methods.lora:QLoRA", "peft", "LoRA on a 4-bit base (bitsandbytes)"
-        ),
-        "ia3": MethodInfo("mmdemo.finetune.methods.ia3:IA3", "peft", "(IA)³ (PEFT)"),
-        "lora-fa": MethodInfo(
-            "mmdemo.finetune.methods.lora:LoRAFA", "peft", "LoRA-FA: frozen A (PEFT optimizer)"
-        ),
-        "dylora": MethodInfo(
-            "mmdemo.finetune.methods.dylora:DyLoRA", "own", "DyLoRA: one adapter, every rank"
-        ),
-        "bottleneck": MethodInfo(
-            "mmdemo.finetune.methods.bottleneck:Bottleneck",
-            "own",
-            "bottleneck adapters (LLM-Adapters, series or parallel)",
-        ),
-        "lomo": MethodInfo(
-            "mmdemo.finetune.methods.full:LOMO", "full", "LOMO: full parameters, fused update"
-        ),
-        "adalomo": MethodInfo(
-            "mmdemo.finetune.methods.full:AdaLomo", "full", "AdaLomo: LOMO with adaptive rates"
-        ),
-        "mezo": MethodInfo(
-            "mmdemo.finetune.methods.full:MeZO", "full", "MeZO: zeroth-order, forward passes only"
-        ),
-        "full": MethodInfo(
-            "mmdemo.finetune.methods.full:FullAdamW",
-            "full",
-            "full fine-tuning with AdamW (the memory baseline for LOMO and MeZO)",
-        ),
-    }
-)
+__all__ = ["METHODS", "Method", "MethodInfo", "Plan", "count_parameters", "get_method"]
 
 
 @dataclass
