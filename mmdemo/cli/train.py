@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from mmdemo.finetune.config import ATTACH, BASES, SCHEDULES, STAGES
+from mmdemo.finetune.events import EvalProgress, Event, Step
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = settings.replace(device=device)
     run_dir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-cli"
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = EventLog(run_dir / "events.jsonl", echo=_printer())
+    log = EventLog(run_dir / "events.jsonl", on_event=_print_some)
     result = train_adapter(cfg, RunEnv(settings, run_dir, log, StopSwitch(), adapters_dir=args.out))
     print(f"adapter {result.adapter} -> {result.path}")
     print(json.dumps(result.metrics))
@@ -107,19 +108,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer():
-    """Print phases and every 10th step (a line per step floods a terminal)."""
-
-    def echo(line: str) -> None:
-        if " step " in line and "loss" in line:
-            step = int(line.split(" step ", 1)[1].split("/", 1)[0])
-            if step % 10:
-                return
-        if line.startswith("eval_progress"):
-            return
-        print(line, flush=True)
-
-    return echo
+def _print_some(event: Event) -> None:
+    """Print phases and every 10th step (a line per step floods a terminal), no evaluation
+    progress."""
+    if isinstance(event, EvalProgress) or (isinstance(event, Step) and event.step % 10):
+        return
+    print(event.describe(), flush=True)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

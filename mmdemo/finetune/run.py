@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.config import Settings
-from mmdemo.errors import BadInputError, MMDemoError, TrainingStopped, is_out_of_memory
+from mmdemo.errors import BadInputError
 from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
+from mmdemo.finetune.events import Done, EvalProgress, Phase, Start
 from mmdemo.finetune.progress import Emit, MemorySampler, StepMeter, StopSwitch
 from mmdemo.models.adapters import BUILTIN_DIR, name_taken
 
@@ -108,7 +109,7 @@ def train_adapter(
     env: RunEnv,
     data: dict[str, tuple[dict[str, list[Example]], str]] | None = None,
 ) -> RunResult:
-    """Train, evaluate and store one adapter; emits start/stage/step/eval/done events.
+    """Train, evaluate and store one adapter; emits Phase, Start, Step, EvalProgress and Done.
 
     ``data`` (task -> (splits, description)) replaces reading ``cfg.dataset`` (callers with
     examples in memory, such as the demo adapters)."""
@@ -139,7 +140,7 @@ def train_adapter(
         )
     work = env.run_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    emit({"type": "phase", "phase": "data", "message": "reading the data"})
+    emit(Phase("data", "reading the data"))
     stage_data, descriptions = {}, []
     for task, _ in cfg.stage_steps():
         if data is not None and task in data:
@@ -150,7 +151,7 @@ def train_adapter(
             )
         descriptions.append(described)
     stop.check()
-    emit({"type": "phase", "phase": "load", "message": "loading the base model"})
+    emit(Phase("load", "loading the base model"))
     set_seed(cfg.seed)
     model, processor, family, model_id = load_base(
         cfg, settings, device, method.load_kwargs(device)
@@ -190,25 +191,24 @@ def train_adapter(
     bf16 = use_bf16(cfg.bf16, device, plan.total)
     total_steps = sum(s.steps for s in stages)
     emit(
-        {
-            "type": "start",
-            "adapter": name,
-            "method": cfg.method,
-            "total_steps": total_steps,
-            "trainable": plan.trainable,
-            "total": plan.total,
-            "bf16": bf16,
-            "device": device,
-            "data": "; ".join(descriptions),
-            "inference_memory_bytes": inference_memory,
-            "model_memory_bytes": model_memory,
-        }
+        Start(
+            adapter=name,
+            method=cfg.method,
+            total_steps=total_steps,
+            trainable=plan.trainable,
+            total=plan.total,
+            bf16=bf16,
+            device=device,
+            data="; ".join(descriptions),
+            inference_memory_bytes=inference_memory,
+            model_memory_bytes=model_memory,
+        )
     )
     loop_started = time.perf_counter()
     with MemorySampler(device) as memory:
         meter = StepMeter(emit, total_steps, memory)
         for stage in stages:
-            emit({"type": "phase", "phase": stage.name, "message": f"training: {stage.name}"})
+            emit(Phase(stage.name, f"training: {stage.name}"))
             if plan.own_loop:
                 mezo_stage(plan, collator, stage, cfg, device, bf16, meter, stop)
             else:
@@ -218,11 +218,11 @@ def train_adapter(
     train_seconds = time.perf_counter() - started
     loop_seconds = time.perf_counter() - loop_started  # the training steps alone
     stop.check()
-    emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(test)} questions"})
+    emit(Phase("eval", f"evaluating on {len(test)} questions"))
     val_loss = validation_loss(plan.model, collator, final["validation"], device, bf16=bf16)
 
     def eval_progress(done: int, of: int) -> None:
-        emit({"type": "eval_progress", "done": done, "of": of})
+        emit(EvalProgress(done, of))
 
     metrics, rows = (
         evaluate(plan.model, collator, test, device, eval_progress, bf16) if test else ({}, [])
@@ -253,18 +253,17 @@ def train_adapter(
     _store(plan, method, cfg, result, rows, env.run_dir, work, (model_id, family), builtin)
     shutil.rmtree(work, ignore_errors=True)
     emit(
-        {
-            "type": "done",
-            "adapter": result.adapter,
-            "requested_name": name,
-            "notes": result.notes,
-            "metrics": metrics,
-            "path": str(result.path),
-            "val_loss": val_loss,
-            "rank_scores": {str(k): v for k, v in rank_scores.items()},
-            "train_seconds": round(loop_seconds, 2),
-            "peak_memory_bytes": memory.peak,
-        }
+        Done(
+            adapter=result.adapter,
+            requested_name=name,
+            notes=result.notes,
+            metrics=metrics,
+            path=str(result.path),
+            val_loss=val_loss,
+            rank_scores={str(k): v for k, v in rank_scores.items()},
+            train_seconds=round(loop_seconds, 2),
+            peak_memory_bytes=memory.peak,
+        )
     )
     return result
 
@@ -341,20 +340,3 @@ def _write_results(run_dir: Path, rows: list[Any]) -> None:
     with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row.to_dict()) + "\n")
-
-
-def failure_event(exc: BaseException) -> dict[str, Any]:
-    """The event a failed run ends with: the cause and, where known, the fix."""
-    if isinstance(exc, MMDemoError):
-        return {
-            "type": "stopped" if isinstance(exc, TrainingStopped) else "error",
-            "message": exc.message,
-            "fix": exc.fix,
-        }
-    if is_out_of_memory(exc) or isinstance(exc, MemoryError):
-        return {
-            "type": "error",
-            "message": "the device ran out of memory while training",
-            "fix": "lower the batch size or rank, use QLoRA or MeZO, or attach to fewer parts",
-        }
-    return {"type": "error", "message": f"{type(exc).__name__}: {exc}", "fix": None}
