@@ -44,7 +44,7 @@ METHODS: Mapping[str, MethodInfo] = MappingProxyType(
             "mmdemo.finetune.methods.full:AdaLomo", "full", "AdaLomo: LOMO with adaptive rates"
         ),
         "mezo": MethodInfo(
-            "mmdemo.finetune.methods.full:MeZO", "full", "MeZO: zeroth-order, forward passes only"
+            "mmdemo.finetune.methods.mezo:MeZO", "full", "MeZO: zeroth-order, forward passes only"
         ),
         "full": MethodInfo(
             "mmdemo.finetune.methods.full:FullAdamW",
