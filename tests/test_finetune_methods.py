@@ -137,6 +137,34 @@ def test_two_stage_runs_captioning_then_vqa_on_one_adapter(tiny_settings, tmp_pa
     assert "caption" in result.data and "vqa" in result.data
 
 
+def test_two_stage_lomo_keeps_its_clip_in_the_second_stage(
+    tiny_settings, tmp_path, monkeypatch
+) -> None:
+    """Each stage trains with the clipped LOMO from the defaults table at that stage's rate
+    (the Trainer's own LOMO, which it would build for a later stage, has no clip)."""
+    from lomo_optim import Lomo
+
+    made: list[tuple[float, float]] = []
+    real_init = Lomo.__init__
+
+    def recording_init(self, model, lr=1e-3, clip_grad_norm=None, **kw):  # type: ignore[no-untyped-def]
+        made.append((lr, clip_grad_norm))
+        real_init(self, model, lr=lr, clip_grad_norm=clip_grad_norm, **kw)
+
+    monkeypatch.setattr(Lomo, "__init__", recording_init)
+    run(
+        tiny_settings,
+        tmp_path,
+        method="lomo",
+        stages="two-stage",
+        steps=4,
+        lr=0.01,
+        extra={"lomo_clip": 0.5},
+    )
+    assert len(made) == 2, f"one LOMO per stage expected, made: {made}"
+    assert [clip for _, clip in made] == [0.5, 0.5]
+
+
 def test_stopping_mid_run_leaves_nothing_in_the_store(tiny_settings, tmp_path: Path) -> None:
     from mmdemo.errors import TrainingStopped
 

@@ -17,6 +17,7 @@ from typing import Any
 from mmdemo.errors import MethodUnavailableError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import Method, Plan, count_parameters
+from mmdemo.finetune.stage import Stage, StageEnv
 from mmdemo.finetune.targets import Targets
 
 INITIAL = "initial_weights.safetensors"
@@ -78,10 +79,20 @@ class LOMO(FullParameter):
         if self.optim == "lomo":
             # made here (the Trainer's own LOMO takes no clip): the gradient-norm clip from
             # the defaults table; the Trainer still fuses the update into the backward pass
-            chosen = self.defaults(plan.total)
-            clip = float(cfg.extra.get("lomo_clip", chosen.lomo_clip))
-            plan.optimizer = _lomo(model, cfg.lr or chosen.lr, clip)
+            plan.optimizer = self._optimizer(model, cfg, cfg.lr, plan.total)
         return plan
+
+    def _optimizer(self, model: Any, cfg: TrainConfig, lr: float, total: int) -> Any:
+        chosen = self.defaults(total)
+        clip = float(cfg.extra.get("lomo_clip", chosen.lomo_clip))
+        return _lomo(model, lr or chosen.lr, clip)
+
+    def run_stage(self, plan: Plan, stage: Stage, env: StageEnv) -> None:
+        """Each later stage gets its own LOMO (with the clip) at its stage's learning rate:
+        left to itself the Trainer would build its own LOMO, which has no clip."""
+        if plan.optimizer is None and self.optim == "lomo":
+            plan.optimizer = self._optimizer(plan.model, env.cfg, stage.lr, plan.total)
+        super().run_stage(plan, stage, env)
 
     def check(self, device: str) -> None:
         import importlib.util
