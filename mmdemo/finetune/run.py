@@ -21,6 +21,7 @@ from mmdemo.errors import BadInputError, MMDemoError, TrainingStopped, is_out_of
 from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
+from mmdemo.finetune.processes import is_main_process, process_count, process_device
 from mmdemo.finetune.progress import Emit, MemorySampler, StepMeter, StopSwitch
 from mmdemo.models.adapters import BUILTIN_DIR, name_taken
 
@@ -111,7 +112,11 @@ def train_adapter(
     """Train, evaluate and store one adapter; emits start/stage/step/eval/done events.
 
     ``data`` (task -> (splits, description)) replaces reading ``cfg.dataset`` (callers with
-    examples in memory, such as the demo adapters)."""
+    examples in memory, such as the demo adapters).
+
+    Under ``accelerate launch`` (or ``torchrun``) every process runs this: each trains on its
+    share of every batch (``batch_size`` per process), and only the main one emits events,
+    evaluates and writes the adapter; the others return after training."""
     from transformers import set_seed
 
     from mmdemo.finetune.evaluate import evaluate
@@ -122,11 +127,13 @@ def train_adapter(
     from mmdemo.models.device import pick_device
 
     started = time.perf_counter()
-    settings, emit, stop = env.settings, env.emit, env.stop
+    main, processes = is_main_process(), process_count()
+    settings, stop = env.settings, env.stop
+    emit = env.emit if main else _silent  # one process reports (and saves)
     if cfg.model:
         settings = settings.replace(**{cfg.base: cfg.model})
     method = get_method(cfg.method)
-    device = pick_device(settings.device)
+    device = process_device(pick_device(settings.device))
     method.check(device)
     name = cfg.name or default_name(cfg)
     # text-only adapters stay with their run: the store serves the VLM
@@ -187,6 +194,12 @@ def train_adapter(
     stop.check()
     targets = find_targets(model, cfg.attach)
     plan = method.prepare(model, cfg, targets, work)
+    if processes > 1 and plan.own_loop:
+        raise BadInputError(
+            f"{cfg.method} trains in one process: it has no gradients to share between "
+            f"the {processes} processes launched",
+            fix="run it with python -m mmdemo train, without accelerate launch",
+        )
     bf16 = use_bf16(cfg.bf16, device, plan.total)
     total_steps = sum(s.steps for s in stages)
     emit(
@@ -199,6 +212,7 @@ def train_adapter(
             "total": plan.total,
             "bf16": bf16,
             "device": device,
+            "processes": processes,
             "data": "; ".join(descriptions),
             "inference_memory_bytes": inference_memory,
             "model_memory_bytes": model_memory,
@@ -218,6 +232,23 @@ def train_adapter(
     train_seconds = time.perf_counter() - started
     loop_seconds = time.perf_counter() - loop_started  # the training steps alone
     stop.check()
+    if not main:  # the main process evaluates and writes the one adapter
+        shutil.rmtree(work, ignore_errors=True)
+        return RunResult(
+            adapter=name,
+            path=store_dir / name,
+            metrics={},
+            val_loss=None,
+            loss_history=meter.history,
+            rank_scores={},
+            trainable=plan.trainable,
+            total=plan.total,
+            peak_memory_bytes=memory.peak,
+            inference_memory_bytes=inference_memory,
+            train_seconds=train_seconds,
+            data="; ".join(descriptions),
+            notes=["trained as a helper process; the main process evaluated and saved"],
+        )
     emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(test)} questions"})
     val_loss = validation_loss(plan.model, collator, final["validation"], device, bf16=bf16)
 
@@ -267,6 +298,10 @@ def train_adapter(
         }
     )
     return result
+
+
+def _silent(event: dict[str, Any]) -> None:
+    """Where a helper process's events go (the main process reports the run)."""
 
 
 def _inference_memory(model: Any, collator: Collator, examples: list[Example], cfg, device) -> int:
