@@ -46,6 +46,7 @@ class FakeVLLM(ThreadingHTTPServer):
         self.error_shape = "nested"  # nested: vLLM today; flat: older releases
         self.fail_mid_stream = False
         self.stream = "stream"  # or stream_with_parser (vllm serve --reasoning-parser ...)
+        self.models = SESSION["models"]
 
     @property
     def url(self) -> str:
@@ -76,7 +77,7 @@ class VLLMHandler(BaseHTTPRequestHandler):
         if not self.authorized():
             return
         if self.path == "/v1/models":
-            self.send_json(200, SESSION["models"])
+            self.send_json(200, self.server.models)
         else:
             self.send_json(404, {"detail": "Not Found"})
 
@@ -86,7 +87,7 @@ class VLLMHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)
         model = body["model"]
-        if model not in (BASE, *LORAS):
+        if model not in [m["id"] for m in self.server.models["data"]]:
             error = SESSION["errors"]["no_model_nested"]
             self.send_json(404, fill(error, model=model))
             return
@@ -157,6 +158,10 @@ def test_the_lora_modules_are_the_models_to_choose(chat: ChatService, vllm: Fake
     # the base named explicitly (MMDEMO_REMOTE_VLM_MODEL): the same menu
     named = ChatService.standalone(type(chat.manager)(chat.settings.replace(remote_vlm_model=BASE)))
     assert named.adapter_choices() == ["base", "pirate", "color-namer"]
+    # --served-model-name smolvlm HuggingFaceTB/...: a second name of the base, not an adapter
+    alias = {**SESSION["models"]["data"][0], "id": "smolvlm"}
+    vllm.models = {**SESSION["models"], "data": [alias, *SESSION["models"]["data"]]}
+    assert chat.adapter_choices() == ["base", "pirate", "color-namer"]
 
 
 @pytest.mark.parametrize(
