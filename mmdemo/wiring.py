@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mmdemo.flows.chat import ChatService
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.system import SystemService
     from mmdemo.flows.train import TrainService
@@ -50,6 +51,7 @@ class Services:
     gestures: GestureService
     video: VideoService
     train: TrainService
+    how: HowItWorks  # the How-it-works views over the same VLM and CLIP
     limiter: RateLimiter  # heavy-request budgets per client and server-wide (hosted mode)
 
 
@@ -60,6 +62,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     from mmdemo.flows.chat import ChatService, chat_engine
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.remote import arena_remotes
     from mmdemo.flows.responders import Responders
@@ -89,6 +92,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
         ),
         video=VideoService(settings, manager, index),
         train=TrainService(settings),
+        how=HowItWorks(settings, manager),
         limiter=RateLimiter(
             settings.requests_per_minute, total_per_minute=settings.total_requests_per_minute
         ),

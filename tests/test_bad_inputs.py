@@ -182,6 +182,61 @@ def test_voice_refuses_bad_audio_and_images(
     assert ask(question)["answer"] == ANSWER.format(n=0)
 
 
+def test_how_it_works_endpoints_refuse_bad_images_and_audio(
+    client: Any, bad: dict[str, Bad], librivox: list[tuple[Path, str]]
+) -> None:
+    """The How-it-works views that take files: each bad image in each image parameter (alone
+    or beside a good image), each bad audio file in the audio one."""
+    from gradio_client import handle_file
+
+    cat, red = handle_file(str(CAT)), handle_file(str(CAT.parent / "red-circle.png"))
+
+    def tokens(f: Any) -> dict:
+        return client.predict(f, api_name="/how_image_tokens")
+
+    def contrastive(f: Any) -> dict:
+        return client.predict(
+            [cat, f], "a cat\na circle", False, False, 0, api_name="/how_contrastive"
+        )
+
+    def fewshot(f: Any) -> dict:
+        return client.predict(
+            [cat, f, cat, red], "a, a, b, b", "", "1", 1, 0, False, api_name="/how_fewshot"
+        )
+
+    def units(f: Any) -> dict:
+        return client.predict(f, 8, 0, api_name="/how_audio_units")
+
+    endpoints = {
+        "/how_image_tokens": tokens,
+        "/how_contrastive": contrastive,
+        "/how_fewshot": fewshot,
+    }
+    wrong = {
+        (endpoint, name): message
+        for endpoint, call in endpoints.items()
+        for name, message in check_refusals(bad, IMAGE_CASES, call).items()
+    }
+    # a picture or a video without sound is no speech: refused as not audio, saying what it is
+    as_audio = {
+        "text renamed .png": r"no audio track .*not an audio recording",
+        "truncated JPEG": r"no audio track \(it holds a still jpeg image\)",
+        "MP4 as image": r"no audio track \(it holds video\)",
+    }
+    audio_cases = (*AUDIO_CASES, "truncated JPEG", "MP4 as image")
+    wrong |= {
+        ("/how_audio_units", name): message
+        for name, message in check_refusals(bad, audio_cases, units, as_audio).items()
+    }
+    assert wrong == {}
+    # the endpoints still work: good requests succeed
+    assert tokens(cat)["image_tokens"] > 0
+    assert len(contrastive(red)["logits"]) == 2
+    assert [r["shots"] for r in fewshot(red)["results"]] == [1]
+    speech = units(handle_file(str(librivox[1][0])))
+    assert speech["units"] and speech["seconds"] > 1
+
+
 def test_video_endpoints_refuse_bad_videos(
     client: Any, bad: dict[str, Bad], tmp_path: Path
 ) -> None:

@@ -201,7 +201,9 @@ def test_a_few_images_with_many_lines_all_train_whatever_their_names_hash_to(
     lines = []
     for n, name in enumerate(names):
         write_png(tmp_path / name, (n * 90, 0, 0))
-        lines += [json.dumps({"image": name, "question": f"q{k}?", "answer": "yes"}) for k in range(15)]
+        lines += [
+            json.dumps({"image": name, "question": f"q{k}?", "answer": "yes"}) for k in range(15)
+        ]
     (tmp_path / "d.jsonl").write_text("\n".join(lines), encoding="utf-8")
     data = load_dataset(str(tmp_path / "d.jsonl"), "vqa")
     assert len(data.splits["train"]) == 30

@@ -150,7 +150,7 @@ def elem(app: Any, elem_id: str) -> Any:
 
 
 def test_hosted_app_hides_server_paths_and_model_controls(hosted: Any, app: Any) -> None:
-    for elem_id in ("system-load", "system-unload", "system-model-id", "clip-folder"):
+    for elem_id in ("system-load", "system-unload", "system-model-id", "clip-folder", "how-folder"):
         assert not elem(hosted, elem_id).visible, elem_id
         assert elem(app, elem_id).visible, elem_id  # local mode shows them
 
@@ -173,6 +173,9 @@ def test_hosted_app_refuses_model_loading_server_folders_and_training(hosted: An
         client.predict("photos", "/etc", [], api_name="/clip_add")
     with pytest.raises(AppError, match="training is turned off"):
         client.predict(api_name="/train")
+    client = gradio_client(hosted.demo.local_url, "198.51.100.3")
+    with pytest.raises(AppError, match="reading a folder on the server is turned off"):
+        client.predict(None, "", "/etc", "1", 1, 0, False, api_name="/how_fewshot")
     assert hosted.manager.model_id("vlm") == "tiny:smolvlm"
 
 

@@ -124,6 +124,16 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
     "video_ask": ({"video": "video"}, lambda n: [FILE, "What happens?"]),
     "video_search": ({"video": "video"}, lambda n: [FILE, "a grey frame", 2]),
     "train_dataset": ({"files": "dataset"}, lambda n: [[FILE], "vqa"]),
+    "how_image_tokens": ({"image": "image"}, lambda n: [FILE]),
+    "how_contrastive": (
+        {"images": "image"},
+        lambda n: [[FILE, FILE], "a red square\na blue square", False, False, 0],
+    ),
+    "how_fewshot": (
+        {"images": "image"},
+        lambda n: [[FILE] * 4, "red, red, blue, blue", "", "1", 1, 0, False],
+    ),
+    "how_audio_units": ({"audio": "audio"}, lambda n: [FILE, 8, 0]),
 }
 
 

@@ -137,6 +137,11 @@ def test_every_queued_event_is_marked_heavy_or_light_where_it_is_wired(built: An
         "show_adapter": 1.0,  # it warms the adapter on the shared VLM
         "chat": 1.0,
         "adapter_upload": 1.0,
+        "how_parts": 1.0,  # it loads the VLM
+        "how_method": 1.0,
+        "how_contrastive": 1.0,
+        "how_fewshot": 1.0,
+        "how_audio_units": 1.0,
     }
     for api_name, cost in must_be_heavy.items():
         mark, _ = marks[api_name]

@@ -249,10 +249,11 @@ def run(quick: bool = False) -> Table:
         "(mmdemo/models/row_lora.py, as Punica/S-LoRA's BGMV) instead of PEFT's per-adapter "
         "loop. Each case runs serial and batched in turn three times; the headline is the "
         "median of the three batched/serial ratios. "
-        "'Different' adds padding to the batch. The 'answers' rows count distinct answers: the "
-        "random-weight adapters of this architecture may all give the same greedy answer, and "
-        "then this run cannot tell adapters apart; tests/test_concurrency_arena.py shows each "
-        "user gets their own adapter's answer with the trained tiny demo adapters.",
+        "'Different' adds padding to the batch. The four adapters are random LoRAs scaled to "
+        "alpha/r = 16 so that each answers differently alone (the 'answers' rows count the "
+        "distinct answers): a row given another user's adapter would then give another "
+        "answer, and the identity check would fail. tests/test_concurrency_arena.py shows the "
+        "same with the trained tiny demo adapters.",
         "Measured on a 2-core machine shared with other jobs (load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
     ]

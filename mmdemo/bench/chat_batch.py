@@ -52,7 +52,7 @@ def measure(
     chat: Any, names: list[str], tokens: int, gen: Any, table: Table, label: str, repeats: int = 3
 ) -> bool:
     """Serial vs batched for four users, ``repeats`` times each in turn (medians); adds rows;
-    True when every answer matched its solo."""
+    True when every answer matched its solo and the adapters' answers all differ."""
     from PIL import Image
 
     images = {f: Image.open(ASSETS / f).convert("RGB").resize((512, 512)) for f, _ in USERS}
@@ -62,7 +62,7 @@ def measure(
             (n, images[f], q) for n, (f, q) in zip(names, USERS, strict=True)
         ],
     }
-    all_same = True
+    all_same = all_distinct = True
     for case, jobs in cases.items():
         runs: list[tuple[float, float, float, float]] = []  # serial s, rate; batched s, rate
         for _ in range(repeats):  # alternating, so drifts in machine load hit both paths
@@ -99,21 +99,26 @@ def measure(
             f"runs {' / '.join(f'{r:.2f}x' for r in ratios)})",
         )
         distinct = len({s.text for s in serial})
+        all_distinct &= distinct == len(serial)
         table.add(
             f"{label}, {case}: answers",
             f"{sum(same)} of {len(same)} identical to the same request answered alone "
-            f"(last run; every run: {'yes' if all_same else 'no'}); {distinct} distinct answers",
-            "",
+            f"(last run; every run: {'yes' if all_same else 'no'}); {distinct} distinct answers "
+            f"of {len(serial)}",
+            "separation shown" if distinct == len(serial) else "adapters alike: not shown",
         )
-    return all_same
+    return all_same and all_distinct
 
 
-def adapters_for(model: Any, root: Path, chat: Any, count: int = 4) -> list[str]:
-    """``count`` random LoRA adapters (r=16 on the language model) installed in the store."""
-    from mmdemo.bench.adapters import _adapters
+def adapters_for(model: Any, root: Path, chat: Any, count: int = 4, rank: int = 16) -> list[str]:
+    """``count`` random LoRA adapters (r=16 on the language model) installed in the store,
+    scaled (alpha/r = 16) so that each changes the greedy answer its own way: the batch check
+    can only catch a crossed adapter when the adapters answer differently."""
+    from mmdemo.finetune.random_adapter import random_adapter
 
     names = []
-    for i, path in enumerate(_adapters(model, root, count=count)):
+    for i in range(count):
+        path = random_adapter(model, root / f"adapter{i}", seed=100 + i, rank=rank, alpha=16 * rank)
         chat.store.install(path, f"user{i}")
         names.append(f"user{i}")
     return names

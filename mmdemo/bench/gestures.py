@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,15 +56,15 @@ def _confusion(truth: np.ndarray, answer: np.ndarray, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _landmarks(service: Any, quick: bool) -> tuple[Scored, Counter, np.ndarray]:
-    """Features of the largest hand on every benchmark picture where one is found."""
-    from mmdemo.bench.emoji_hands import samples
+def _landmarks(service: Any, pictures: Iterable[Any]) -> tuple[Scored, Counter, np.ndarray]:
+    """Features of the largest hand on every picture (``emoji_hands.Sample``) where one is
+    found, and the service's own answer for it."""
     from mmdemo.bench.gestures_holdout import Scored
     from mmdemo.flows.gestures.features import features, normalise
 
     total: Counter = Counter()
     rows = []
-    for sample in samples(quick):
+    for sample in pictures:
         total[sample.label] += 1
         rgb = np.asarray(sample.image)
         hands, _ = service.detect(rgb, zoom=False)
@@ -95,7 +96,9 @@ def run(quick: bool = False) -> Table:
     manager = ModelManager(settings)
     service = GestureService(manager, settings.home / "bench-gestures")  # no taught gestures
     start = time.perf_counter()
-    scored, total, shipped = _landmarks(service, quick)
+    from mmdemo.bench.emoji_hands import samples
+
+    scored, total, shipped = _landmarks(service, samples(quick))
     landmark_s = time.perf_counter() - start
     emoji = EmojiLandmarks.load(EMOJI_LANDMARKS)
     config = DataConfig(per_class=400 if quick else 1500)

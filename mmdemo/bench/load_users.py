@@ -12,8 +12,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "assets" / "images"
-ADAPTERS = ("color-namer", "pirate", "random-3")  # the third is made for the run
-PROMPTS = 3  # distinct chat prompts per user (their solo answers are known)
+ADAPTERS = ("color-namer", "pirate")  # the demo adapters; the load test gives each user its own
+PROMPTS = 3  # chat prompts per user (their solo answers are known)
+PROBE = "What colour is the shape?"  # asked by every user, each through its own adapter
 ENDPOINTS = {  # user operation -> the endpoint it calls
     "chat": "/chat",
     "arena": "/arena",
@@ -64,12 +65,17 @@ class User:
         self.adapter = adapters[index % len(adapters)]
         self.media = media
         self.run_id = run_id
-        self.prompts = [
-            f"User {index}, question {k}: what colour is the shape?" for k in range(PROMPTS)
+        # the first prompt is every user's (their adapters must answer it differently, or a
+        # crossed adapter would go unseen); the others carry the user's marker, so a crossed
+        # conversation is seen too
+        self.prompts = [PROBE] + [
+            f"User {index}, question {k}: what colour is the shape?" for k in range(1, PROMPTS)
         ]
         self.expected: dict[str, Any] = {}
         self.voice_turns = 0
         self.step = 0
+        self.videos = 0  # videos made by this user
+        self.summaries: list[str] = []  # the video_id of every summary it got back
 
     # each op returns (endpoint, comparable result); ``solo`` records it as the expectation
     def ops(self) -> list[Any]:
@@ -125,8 +131,18 @@ class User:
         return "gestures_video", [[h["gesture"] for h in f["hands"]] for f in result["frames"]]
 
     def video_summary(self, k: int) -> tuple[str, Any]:
-        result = self.client.predict(self._file("video"), api_name="/video_summary")
-        return "video_summary", (result["video_id"], result["summary"])
+        """A video nobody sent before (this user's, this step's), so the server cannot answer
+        from its cache: every call runs the whole pipeline. Its result must name this video."""
+        from gradio_client import handle_file
+
+        from mmdemo.flows.video.cache import file_sha256
+
+        self.videos += 1
+        path = self.media["folder"] / f"user{self.index}-{self.videos}.mp4"
+        _hand_video(path, self.media["hand"], tag=self.index * 10_000 + self.videos)
+        result = self.client.predict(handle_file(str(path)), api_name="/video_summary")
+        self.summaries.append(result["video_id"])
+        return "video_summary", result["video_id"] == file_sha256(path)
 
     def train_status(self, k: int) -> tuple[str, Any]:
         if not self.run_id:  # no run to follow: the list of methods instead
@@ -150,26 +166,32 @@ class User:
         self.client.predict(api_name="/voice_clear")
         self.voice_turns = 0
 
+    def step_once(self, tally: Tally, ops: list[Any] | None = None) -> None:
+        """The next operation in this user's order, checked against its solo answer."""
+        ops = ops or self.ops()
+        op = ops[(self.index + self.step) % len(ops)]
+        self.step += 1
+        started = time.perf_counter()
+        name = ENDPOINTS[op.__name__]
+        try:
+            key, value = op(self.step)
+        except Exception as exc:  # counted, and the user carries on
+            tally.record(name, time.perf_counter() - started, error=str(exc))
+            return
+        seconds = time.perf_counter() - started
+        want = self.expected.get(key, True if name in ("/voice", "/video_summary") else None)
+        crossed = "" if value == want else f"user {self.index}: {value!r} != {want!r}"
+        tally.record(name, seconds, crossed=crossed)
+
     def run(self, deadline: float, tally: Tally) -> None:
         ops = self.ops()
         while time.monotonic() < deadline:
-            op = ops[(self.index + self.step) % len(ops)]
-            self.step += 1
-            started = time.perf_counter()
-            name = ENDPOINTS[op.__name__]
-            try:
-                key, value = op(self.step)
-            except Exception as exc:  # counted, and the user carries on
-                tally.record(name, time.perf_counter() - started, error=str(exc))
-                continue
-            seconds = time.perf_counter() - started
-            want = self.expected.get(key, True if name == "voice" else None)
-            crossed = "" if value == want else f"user {self.index}: {value!r} != {want!r}"
-            tally.record(name, seconds, crossed=crossed)
+            self.step_once(tally, ops)
 
 
 def _media(folder: Path) -> dict[str, Path]:
-    """The files users send: pictures from assets, a recorded question, a hand video."""
+    """The files users send: pictures from assets, a recorded question, a hand video (and the
+    folder where each user makes a fresh video for every summary)."""
     from mmdemo.bench.voice import librivox_clips
 
     video = folder / "hand.mp4"
@@ -182,16 +204,23 @@ def _media(folder: Path) -> dict[str, Path]:
         "hand": IMAGES / "gestures" / "thumbs-up.png",
         "video": video,
         "speech": Path(speech),
+        "folder": folder,
     }
 
 
-def _hand_video(path: Path, picture: Path, seconds: float = 2.0) -> None:
-    """A short MP4 of a still hand picture (PyAV)."""
+def _hand_video(path: Path, picture: Path, seconds: float = 2.0, tag: int = 0) -> None:
+    """A short MP4 of a still hand picture (PyAV); ``tag`` is drawn into a corner as a row of
+    bits, so videos with different tags differ in content (and in their hash)."""
     import av
     import numpy as np
     from PIL import Image
 
-    frame = np.asarray(Image.open(picture).convert("RGB").resize((320, 240)))
+    frame = np.array(Image.open(picture).convert("RGB").resize((320, 240)))
+    for bit in range(24):
+        if tag >> bit & 1:
+            frame[224:240, bit * 12 : bit * 12 + 12] = (
+                255 - frame[224:240, bit * 12 : bit * 12 + 12]
+            )
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=8)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"

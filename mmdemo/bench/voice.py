@@ -152,8 +152,11 @@ def run(quick: bool = False) -> Table:
         "'cards' commands (another speaker); all are used.",
         f"Latency: each of the {len(clips)} LibriVox clips answered once per configuration "
         f"(median over clips, {latency} s of speech in all); times are from the moment the "
-        "whole utterance is available (upload received or end of speech detected); live-mic "
-        "turns add the VAD's end-of-speech silence (600 ms). *Before* = float32 LLM, 30 s "
+        "whole utterance is available (upload received or end of speech detected), except the "
+        "*live microphone* rows (mmdemo/bench/voice_live.py): there each clip and 3 s of "
+        "silence are played in real time, in the browser stream's 0.25 s chunks, into the "
+        "live listener, and time runs from the moment the last speech sample was spoken, so "
+        "the chunking and the VAD's 600 ms silence wait are inside the figure. *Before* = float32 LLM, 30 s "
         "Whisper window, system prompt prefilled every turn, first words spoken at the first "
         "clause end. *Streamed* = today's turn: bf16 LLM, short window, the system prompt's KV "
         "cache reused, first 4 words spoken while the rest is generated. *Plain* = ASR, the "
@@ -296,7 +299,29 @@ def _latency(table: Table, assistant: Any, before: Any, asr: Any, clips: list) -
         table.add(label, name, _s(new), ratio)
     per_clip = " / ".join(_s(m.first_audio_s) for m in runs["streamed"])
     table.add(label, "first audio per clip (streamed)", per_clip, "")
+    _live_rows(table, assistant, audio)
     return round(sum(c.seconds for c in audio), 1)
+
+
+def _live_rows(table: Table, assistant: Any, audio: list) -> None:
+    """The live microphone path, played in real time: end of speech -> first audio."""
+    from mmdemo.bench.voice_live import CHUNK_S, live_turn
+
+    turns = [live_turn(assistant, clip) for clip in audio]
+    label = f"live microphone ({CHUNK_S:g} s chunks, real time), median of {len(turns)} clips"
+    endpoint = median(t.endpoint_s for t in turns)
+    first = median(t.first_audio_s for t in turns)
+    table.add(
+        label, "end of speech -> end declared (chunking + VAD silence wait)", _s(endpoint), ""
+    )
+    verdict = "met" if first is not None and first <= FIRST_AUDIO_TARGET_S else "missed"
+    table.add(
+        label,
+        "**end of speech -> first audio (live path, VAD wait included)**",
+        _s(first),
+        f"target {FIRST_AUDIO_TARGET_S} s: {verdict}; per clip "
+        + " / ".join(_s(t.first_audio_s) for t in turns),
+    )
 
 
 def _plain_turn(assistant: Any, clip: Any) -> float:

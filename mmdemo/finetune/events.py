@@ -58,6 +58,7 @@ class Start(Event):
     data: str  # where the examples came from
     inference_memory_bytes: int  # one no-grad forward pass on a training-size batch
     model_memory_bytes: int  # the process with the base model loaded
+    processes: int = 1  # processes training together (accelerate launch / torchrun)
 
 
 @dataclass(frozen=True)

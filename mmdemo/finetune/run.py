@@ -11,6 +11,7 @@ run), it is stored as ``name-2`` (``-3``...) and its result says so.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from mmdemo.errors import BadInputError
 from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
-from mmdemo.finetune.events import Done, EvalProgress, Phase, Start
+from mmdemo.finetune.events import Done, EvalProgress, Event, Phase, Start
+from mmdemo.finetune.processes import is_main_process, process_count, process_device
 from mmdemo.finetune.progress import Emit, MemorySampler, StepMeter, StopSwitch
 from mmdemo.finetune.save import store_adapter, write_predictions
 from mmdemo.finetune.stage import Stage, StageEnv
@@ -118,7 +120,11 @@ def train_adapter(
     """Train, evaluate and store one adapter; emits Phase, Start, Step, EvalProgress and Done.
 
     ``data`` (task -> (splits, description)) replaces reading ``cfg.dataset`` (callers with
-    examples in memory, such as the demo adapters)."""
+    examples in memory, such as the demo adapters).
+
+    Under ``accelerate launch`` (or ``torchrun``) every process runs this: each trains on its
+    share of every batch (``batch_size`` per process), and only the main one emits events,
+    evaluates and writes the adapter; the others return after training."""
     from transformers import set_seed
 
     from mmdemo.finetune.methods import get_method
@@ -127,9 +133,12 @@ def train_adapter(
     from mmdemo.models.device import pick_device
 
     started = time.perf_counter()
+    main, processes = is_main_process(), process_count()
+    if not main:  # one process reports (and saves)
+        env = dataclasses.replace(env, emit=_silent)
     settings = env.settings.replace(**{cfg.base: cfg.model}) if cfg.model else env.settings
     method = get_method(cfg.method)
-    device = pick_device(settings.device)
+    device = process_device(pick_device(settings.device))
     method.check(device)
     dest = _destination(cfg, env, settings)
     work = env.run_dir / "work"
@@ -146,6 +155,12 @@ def train_adapter(
     inference_memory = _inference_memory(base.model, base.collator, stages[0].examples, cfg, device)
     env.stop.check()
     plan = method.prepare(base.model, cfg, find_targets(base.model, cfg.attach), work)
+    if processes > 1 and plan.own_loop:
+        raise BadInputError(
+            f"{cfg.method} trains in one process: it has no gradients to share between "
+            f"the {processes} processes launched",
+            fix="run it with python -m mmdemo train, without accelerate launch",
+        )
     bf16 = use_bf16(cfg.bf16, device, plan.total)
     ready = Prepared(cfg, method, plan, base.collator, device, bf16, work)
     env.emit(
@@ -157,6 +172,7 @@ def train_adapter(
             total=plan.total,
             bf16=bf16,
             device=device,
+            processes=processes,
             data=described,
             inference_memory_bytes=inference_memory,
             model_memory_bytes=base.memory_bytes,
@@ -165,6 +181,23 @@ def train_adapter(
     trained = _train(ready, stages, env)
     train_seconds = time.perf_counter() - started
     env.stop.check()
+    if not main:  # the main process evaluates and writes the one adapter
+        shutil.rmtree(work, ignore_errors=True)
+        return RunResult(
+            adapter=dest.name,
+            path=dest.store_dir / dest.name,
+            metrics={},
+            val_loss=None,
+            loss_history=trained.history,
+            rank_scores={},
+            trainable=plan.trainable,
+            total=plan.total,
+            peak_memory_bytes=trained.peak_memory_bytes,
+            inference_memory_bytes=inference_memory,
+            train_seconds=train_seconds,
+            data=described,
+            notes=["trained as a helper process; the main process evaluated and saved"],
+        )
     scores = _score(ready, final["validation"], test, env)
     result = RunResult(
         adapter=dest.name,
@@ -302,6 +335,10 @@ def _test_examples(cfg: TrainConfig, final: Splits, notes: list[str]) -> list[Ex
     if not cfg.score_test:
         test = []  # a recipe being chosen: the validation loss alone decides
     return test
+
+
+def _silent(event: Event) -> None:
+    """Where a helper process's events go (the main process reports the run)."""
 
 
 def _inference_memory(model: Any, collator: Collator, examples: list[Example], cfg, device) -> int:

@@ -209,9 +209,9 @@ def _read_pyav(
     try:
         with av.open(handle) as container:
             if not container.streams.audio:
-                kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
                 raise BadInputError(
-                    f"{name} has no audio track (it holds {kinds}): not an audio recording",
+                    f"{name} has no audio track (it holds {_holds(container)}): "
+                    "not an audio recording",
                     fix=FILE_FIX,
                 )
             stream = container.streams.audio[0]
@@ -250,6 +250,19 @@ def _read_pyav(
         raise BadInputError(f"{name} holds no sound", fix=FILE_FIX)
     data = np.concatenate(chunks)
     return data, int(rate), channels, max(duration, len(data) / rate)
+
+
+def _holds(container: Any) -> str:
+    """What a file without an audio track holds, in words: FFmpeg opens a picture as a
+    one-frame video (its image demuxers), which is no video to the person who sent it."""
+    streams = list(container.streams)
+    if not streams:
+        return "nothing"
+    form = container.format.name
+    if form == "image2" or form.endswith("_pipe"):
+        codec = streams[0].codec_context.name
+        return f"a still {'jpeg' if codec == 'mjpeg' else codec} image"
+    return ", ".join(sorted({s.type for s in streams}))
 
 
 def _seconds(value: Any, base: Any) -> float:

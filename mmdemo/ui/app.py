@@ -37,6 +37,7 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("Gestures", "mmdemo.ui.tabs.gestures.layout", "tab-gestures"),
     ("Video summary", "mmdemo.ui.tabs.video.layout", "tab-video"),
     ("Fine-tune", "mmdemo.ui.tabs.train.layout", "tab-train"),
+    ("How it works", "mmdemo.ui.tabs.how.layout", "tab-how"),
     ("System", "mmdemo.ui.tabs.system.layout", "tab-system"),
 )
 
@@ -122,8 +123,8 @@ def create_blocks(ctx: AppContext, tabs: tuple[tuple[str, str, str], ...] = TABS
     ) as demo:
         gr.Markdown(
             "# mmdemo\nMultimodal demo studio: visual chat with hot-swapped LoRA adapters, "
-            "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning studio."
-            + (HOSTED_NOTE if settings.hosted else ""),
+            "CLIP search, voice assistant, gestures to text, video summaries, fine-tuning "
+            "studio, and how it all works inside." + (HOSTED_NOTE if settings.hosted else ""),
             elem_id="app-title",
         )
         components: dict[str, dict[str, Any]] = {}
