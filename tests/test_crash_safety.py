@@ -202,6 +202,7 @@ def test_a_finished_run_keeps_an_adapter_that_took_its_name_meanwhile(
     import torch
 
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.events import Event, Phase
     from mmdemo.finetune.progress import EventLog, StopSwitch, read_events
     from mmdemo.finetune.run import RunEnv, train_adapter
     from mmdemo.flows.train import Run
@@ -209,8 +210,8 @@ def test_a_finished_run_keeps_an_adapter_that_took_its_name_meanwhile(
 
     store = AdapterStore(isolated_settings)
 
-    def upload_while_evaluating(event: dict[str, Any]) -> None:
-        if event.get("phase") == "eval":  # another user uploads an adapter of that name
+    def upload_while_evaluating(event: Event) -> None:
+        if isinstance(event, Phase) and event.phase == "eval":  # another user uploads one
             store.install(BUILTIN / "pirate", "clash")
 
     run_dir = tmp_path / "run"

@@ -11,8 +11,8 @@ import pytest
 
 from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import TrainConfig
+from mmdemo.finetune.events import failure_event
 from mmdemo.finetune.formats import load_dataset
-from mmdemo.finetune.run import failure_event
 
 
 @pytest.mark.parametrize(
@@ -79,9 +79,9 @@ def test_failures_name_cause_and_fix() -> None:
 
     from mmdemo.errors import TrainingStopped
 
-    oom = failure_event(torch.OutOfMemoryError("CUDA out of memory"))
+    oom = failure_event(torch.OutOfMemoryError("CUDA out of memory")).to_dict()
     assert oom["type"] == "error" and "ran out of memory" in oom["message"]
     assert "batch size" in oom["fix"]
-    assert failure_event(TrainingStopped("stopped"))["type"] == "stopped"
+    assert failure_event(TrainingStopped("stopped")).to_dict()["type"] == "stopped"
     bad = failure_event(BadInputError("the data is empty", fix="add lines"))
-    assert bad == {"type": "error", "message": "the data is empty", "fix": "add lines"}
+    assert bad.to_dict() == {"type": "error", "message": "the data is empty", "fix": "add lines"}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mmdemo.finetune.config import TrainConfig
+from mmdemo.finetune.events import Done, Event, Start, Step
 from mmdemo.finetune.methods import METHODS
 from mmdemo.finetune.progress import EventLog, StopSwitch
 from mmdemo.finetune.run import RunEnv, train_adapter
@@ -73,10 +74,10 @@ def test_method_trains_and_its_adapter_is_served_by_the_chat_runtime(
         assert not (tmp_path / "store").exists()
         return
     result, log = run(tiny_settings, tmp_path, method=method)
-    kinds = [e["type"] for e in log.events]
-    assert kinds[-1] == "done" and kinds.count("step") == 3
-    start = next(e for e in log.events if e["type"] == "start")
-    assert 0 < start["trainable"] < start["total"] or METHODS[method].family == "full"
+    assert isinstance(log.events[-1], Done)
+    assert sum(isinstance(e, Step) for e in log.events) == 3
+    start = next(e for e in log.events if isinstance(e, Start))
+    assert 0 < start.trainable < start.total or METHODS[method].family == "full"
     info = read_adapter(result.path)
     assert info.method == method and info.base_model_type == "idefics3"
     assert set(result.metrics) >= {"closed_accuracy", "overall", "count"}
@@ -97,7 +98,7 @@ def test_lora_fa_trains_b_only_and_fewer_parameters_than_lora(tiny_settings, tmp
     lora, log_lora = run(tiny_settings, tmp_path / "lora", method="lora")
     fa, log_fa = run(tiny_settings, tmp_path / "fa", method="lora-fa")
     trainable = {
-        name: next(e for e in log.events if e["type"] == "start")["trainable"]
+        name: next(e for e in log.events if isinstance(e, Start)).trainable
         for name, log in (("lora", log_lora), ("fa", log_fa))
     }
     assert trainable["fa"] < trainable["lora"]
@@ -122,18 +123,46 @@ def test_same_seed_gives_the_same_loss_curve(tiny_settings, tmp_path: Path) -> N
     curves = []
     for i, seed in enumerate((0, 0, 1)):
         _, log = run(tiny_settings, tmp_path / str(i), method="lora", steps=5, seed=seed)
-        curves.append([e["loss"] for e in log.events if e["type"] == "step"])
+        curves.append([e.loss for e in log.events if isinstance(e, Step)])
     assert curves[0] == curves[1]
     assert curves[0] != curves[2]
 
 
 def test_two_stage_runs_captioning_then_vqa_on_one_adapter(tiny_settings, tmp_path) -> None:
     result, log = run(tiny_settings, tmp_path, method="lora", stages="two-stage", steps=4)
-    stages = [e["stage"] for e in log.events if e["type"] == "step"]
+    stages = [e.stage for e in log.events if isinstance(e, Step)]
     assert stages == ["caption", "caption", "vqa", "vqa"]
     meta = read_adapter(result.path)
     assert meta.method == "lora"
     assert "caption" in result.data and "vqa" in result.data
+
+
+def test_two_stage_lomo_keeps_its_clip_in_the_second_stage(
+    tiny_settings, tmp_path, monkeypatch
+) -> None:
+    """Each stage trains with the clipped LOMO from the defaults table at that stage's rate
+    (the Trainer's own LOMO, which it would build for a later stage, has no clip)."""
+    from lomo_optim import Lomo
+
+    made: list[tuple[float, float]] = []
+    real_init = Lomo.__init__
+
+    def recording_init(self, model, lr=1e-3, clip_grad_norm=None, **kw):  # type: ignore[no-untyped-def]
+        made.append((lr, clip_grad_norm))
+        real_init(self, model, lr=lr, clip_grad_norm=clip_grad_norm, **kw)
+
+    monkeypatch.setattr(Lomo, "__init__", recording_init)
+    run(
+        tiny_settings,
+        tmp_path,
+        method="lomo",
+        stages="two-stage",
+        steps=4,
+        lr=0.01,
+        extra={"lomo_clip": 0.5},
+    )
+    assert len(made) == 2, f"one LOMO per stage expected, made: {made}"
+    assert [clip for _, clip in made] == [0.5, 0.5]
 
 
 def test_stopping_mid_run_leaves_nothing_in_the_store(tiny_settings, tmp_path: Path) -> None:
@@ -142,9 +171,9 @@ def test_stopping_mid_run_leaves_nothing_in_the_store(tiny_settings, tmp_path: P
     stop = StopSwitch()
 
     class StopAfterTwo(EventLog):
-        def __call__(self, event: dict[str, Any]) -> None:
+        def __call__(self, event: Event) -> None:
             super().__call__(event)
-            if event["type"] == "step" and event["step"] == 2:
+            if isinstance(event, Step) and event.step == 2:
                 stop.event.set()
 
     cfg = TrainConfig(steps=50, batch_size=2, scale=0.02, name="never")

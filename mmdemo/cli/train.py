@@ -3,7 +3,7 @@
 python -m mmdemo train --method lora --steps 300                  # built-in shapes set
 python -m mmdemo train --method lora --device cuda                # on the GPU (auto: the app's)
 python -m mmdemo train --method qlora --data vqa_rad/ --stages two-stage --caption-data roco/
-accelerate launch -m mmdemo train --method lora --data my.jsonl   # several GPUs
+accelerate launch -m mmdemo train --method lora --data my.jsonl   # several GPUs (one adapter)
 python -m mmdemo eval my-adapter --data builtin
 """
 
@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from mmdemo.finetune.config import ATTACH, BASES, SCHEDULES, STAGES
+from mmdemo.finetune.events import EvalProgress, Event, Step
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from mmdemo.cli import settings_from
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.processes import is_main_process, process_rank
     from mmdemo.finetune.progress import EventLog, StopSwitch
     from mmdemo.finetune.run import RunEnv, train_adapter
     from mmdemo.models.device import check_device
@@ -97,9 +101,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = check_device(args.device)  # refused before any weights load, with the fix
     if device != "auto":
         settings = settings.replace(device=device)
+    if not is_main_process():  # accelerate launch: a helper process trains, quietly
+        scratch = Path(tempfile.mkdtemp(prefix=f"mmdemo-rank{process_rank()}-"))
+        try:
+            env = RunEnv(settings, scratch, EventLog(), StopSwitch(), adapters_dir=args.out)
+            train_adapter(cfg, env)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return 0
     run_dir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-cli"
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = EventLog(run_dir / "events.jsonl", echo=_printer())
+    log = EventLog(run_dir / "events.jsonl", on_event=_print_some)
     result = train_adapter(cfg, RunEnv(settings, run_dir, log, StopSwitch(), adapters_dir=args.out))
     print(f"adapter {result.adapter} -> {result.path}")
     print(json.dumps(result.metrics))
@@ -107,19 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer():
-    """Print phases and every 10th step (a line per step floods a terminal)."""
-
-    def echo(line: str) -> None:
-        if " step " in line and "loss" in line:
-            step = int(line.split(" step ", 1)[1].split("/", 1)[0])
-            if step % 10:
-                return
-        if line.startswith("eval_progress"):
-            return
-        print(line, flush=True)
-
-    return echo
+def _print_some(event: Event) -> None:
+    """Print phases and every 10th step (a line per step floods a terminal), no evaluation
+    progress."""
+    if isinstance(event, EvalProgress) or (isinstance(event, Step) and event.step % 10):
+        return
+    print(event.describe(), flush=True)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

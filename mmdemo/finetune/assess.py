@@ -9,6 +9,7 @@ from typing import Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
+from mmdemo.finetune.events import EvalProgress, Phase
 from mmdemo.finetune.progress import Emit, StopSwitch
 
 BASE = "base"
@@ -52,7 +53,7 @@ def evaluate_adapter(
     stop = stop or StopSwitch()
     store = AdapterStore(settings)
     info = None if adapter in ("", BASE) else store.get(adapter)
-    emit({"type": "phase", "phase": "data", "message": "reading the data"})
+    emit(Phase("data", "reading the data"))
     examples, described = test_examples(
         dataset, task, settings.max_image_side, settings.max_dataset_mb
     )
@@ -61,7 +62,7 @@ def evaluate_adapter(
     if not examples:
         raise BadInputError(f"no {task} examples to evaluate on in {dataset}")
     stop.check()
-    emit({"type": "phase", "phase": "load", "message": "loading the base model"})
+    emit(Phase("load", "loading the base model"))
     from mmdemo.models.backends.vlm import load_parts
 
     device = pick_device(settings.device)
@@ -73,9 +74,9 @@ def evaluate_adapter(
 
     def progress(done: int, of: int) -> None:
         stop.check()
-        emit({"type": "eval_progress", "done": done, "of": of})
+        emit(EvalProgress(done, of))
 
-    emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(examples)} questions"})
+    emit(Phase("eval", f"evaluating on {len(examples)} questions"))
     with runtime.pin((info,)) as pinned:
         metrics, rows = evaluate(pinned.model, collator, examples, device, progress)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.errors import BadInputError
+from mmdemo.finetune.registry import METHODS
 
 ATTACH = ("language", "language+projector", "all")
 STAGES = ("vqa", "caption", "two-stage")
@@ -24,7 +25,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class TrainConfig:
     """One run: base model, method, data, knobs. Env-free; the worker gets it as JSON."""
 
-    method: str = "lora"  # a name in mmdemo.finetune.methods.METHODS
+    method: str = "lora"  # a name in mmdemo.finetune.registry.METHODS
     # "builtin" (the synthetic shapes set), a JSONL file, or a folder (our JSONL, VQA-RAD, SLAKE)
     dataset: str = "builtin"
     # vqa: question answering only; caption: captioning only; two-stage: caption, then VQA
@@ -59,8 +60,6 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
 
     def __post_init__(self) -> None:
-        from mmdemo.finetune.methods import METHODS
-
         if self.method not in METHODS:
             raise BadInputError(
                 f"unknown method {self.method!r}", fix=f"use one of {', '.join(METHODS)}"

@@ -52,6 +52,7 @@ def build_demo_adapters(
 
     from mmdemo.config import Settings
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.events import Event, Step
     from mmdemo.finetune.progress import EventLog
     from mmdemo.finetune.run import RunEnv, train_adapter
 
@@ -83,9 +84,9 @@ def build_demo_adapters(
         with tempfile.TemporaryDirectory() as tmp:
             staging = Path(tmp) / "store"
 
-            def every_50(event: dict, name: str = demo.name) -> None:
-                if event["type"] == "step" and event["step"] % 50 == 0:
-                    log(f"{name}: step {event['step']} loss {event['loss']:.3f}")
+            def every_50(event: Event, name: str = demo.name) -> None:
+                if isinstance(event, Step) and event.step % 50 == 0:
+                    log(f"{name}: step {event.step} loss {event.loss:.3f}")
 
             env = RunEnv(settings, Path(tmp), EventLog(on_event=every_50), adapters_dir=staging)
             result = train_adapter(cfg, env, {"vqa": (splits, demo.dataset)})

@@ -107,7 +107,7 @@ class ParentWatch(StopSwitch):
 
 def run_job(run_dir: Path, echo: bool = False) -> int:
     """Run the job described in ``run_dir/spec.json``; 0 done, 1 failed, 3 stopped."""
-    from mmdemo.finetune.run import failure_event
+    from mmdemo.finetune.events import Done, Stopped, failure_event
 
     run_dir = Path(run_dir)
     log = EventLog(run_dir / EVENTS, echo=print if echo else None)
@@ -132,11 +132,11 @@ def run_job(run_dir: Path, echo: bool = False) -> int:
             metrics = evaluate_adapter(
                 spec["adapter"], spec["dataset"], settings, run_dir, log, stop
             )
-            log({"type": "done", "adapter": spec["adapter"], "metrics": metrics})
+            log(Done(adapter=spec["adapter"], metrics=metrics))
         return 0
     except BaseException as exc:  # every failure ends the event log with its cause
         event = failure_event(exc)
         log(event)
         if not isinstance(exc, Exception):
             raise
-        return 3 if event["type"] == "stopped" else 1
+        return 3 if isinstance(event, Stopped) else 1

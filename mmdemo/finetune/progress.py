@@ -1,5 +1,6 @@
-"""What a running training job tells the world: step events (loss, tokens/s, memory, ETA)
-written as JSON lines, a stop switch, and a sampler of peak memory."""
+"""What a running training job tells the world: its events (``events.py``) written as JSON
+lines and read back, step events made from losses (tokens/s, memory, ETA), a stop switch, and
+a sampler of peak memory."""
 
 from __future__ import annotations
 
@@ -12,41 +13,43 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.errors import TrainingStopped
+from mmdemo.finetune.events import Event, Step, event_from_dict
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Event], None]
 
 
 class EventLog:
-    """Appends one JSON object per line to ``events.jsonl`` (readers poll it) and keeps the
-    events in memory for in-process callers."""
+    """Appends each event as one JSON object per line to ``events.jsonl`` (readers poll it),
+    stamped with the time, and keeps the events in memory for in-process callers."""
 
     def __init__(
         self,
         path: Path | None = None,
         echo: Callable[[str], None] | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ):
         self.path = path
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self.echo = echo  # gets a readable line per event
         self.on_event = on_event  # gets the event itself
         self._lock = threading.Lock()
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        event = {"time": time.time(), **event}
+    def __call__(self, event: Event) -> None:
         with self._lock:
             self.events.append(event)
             if self.path is not None:
+                line = {"time": time.time(), **event.to_dict()}
                 with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(event) + "\n")
+                    f.write(json.dumps(line) + "\n")
         if self.echo is not None:
-            self.echo(describe(event))
+            self.echo(event.describe())
         if self.on_event is not None:
             self.on_event(event)
 
 
-def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Events appended since byte ``offset`` (complete lines only), and the new offset."""
+def read_events(path: Path, offset: int = 0) -> tuple[list[Event], int]:
+    """Events appended since byte ``offset`` (complete lines only; a kind this version does not
+    know is skipped), and the new offset."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -57,26 +60,12 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
     events = []
     for line in data[:end].splitlines():
         try:
-            events.append(json.loads(line))
-        except ValueError:
+            event = event_from_dict(json.loads(line))
+        except (ValueError, TypeError, AttributeError):  # a damaged line
             continue
+        if event is not None:
+            events.append(event)
     return events, offset + end
-
-
-def describe(event: dict[str, Any]) -> str:
-    kind = event.get("type")
-    if kind == "step":
-        eta = event.get("eta_s")
-        return (
-            f"[{event.get('stage')}] step {event['step']}/{event['total_steps']} "
-            f"loss {event['loss']:.4f} · {event.get('tokens_per_s', 0):.0f} tok/s"
-            + (f" · ETA {eta:.0f} s" if eta is not None else "")
-        )
-    if kind == "error":
-        return f"error: {event.get('message')}"
-    return f"{kind}: " + ", ".join(
-        f"{k}={v}" for k, v in event.items() if k not in ("type", "time")
-    )
 
 
 class StopSwitch:
@@ -155,16 +144,15 @@ class StepMeter:
         per_step = elapsed / self.done
         self.history.append((self.done, loss))
         self.emit(
-            {
-                "type": "step",
-                "stage": stage,
-                "step": self.done,
-                "total_steps": self.total,
-                "loss": loss,
-                "lr": lr,
-                "tokens_per_s": self.tokens / elapsed if elapsed > 0 else 0.0,
-                "seconds_per_step": per_step,
-                "eta_s": per_step * (self.total - self.done),
-                "peak_memory_bytes": self.memory.peak,
-            }
+            Step(
+                stage=stage,
+                step=self.done,
+                total_steps=self.total,
+                loss=loss,
+                lr=lr,
+                tokens_per_s=self.tokens / elapsed if elapsed > 0 else 0.0,
+                seconds_per_step=per_step,
+                eta_s=per_step * (self.total - self.done),
+                peak_memory_bytes=self.memory.peak,
+            )
         )

@@ -1,7 +1,9 @@
 """A whole training run: data, base model, method, stages, evaluation, adapter, report.
 
 ``train_adapter`` is what the Train tab's worker process, ``python -m mmdemo train`` and the
-benchmark all call. The adapter is written to a hidden staging folder and renamed into the
+benchmark all call; it reads as its steps, one small function each, and reports through typed
+events (``events.py``). What differs between methods is behind the method's hooks
+(``prepare``, ``run_stage``, ``save``...): the run never asks which method it has. The adapter is written to a hidden staging folder and renamed into the
 store only when complete, so a crash or a stop never leaves half an adapter behind. A run
 never replaces an adapter: when its name was taken while it trained (an upload, another
 run), it is stored as ``name-2`` (``-3``...) and its result says so.
@@ -9,20 +11,29 @@ run), it is stored as ``name-2`` (``-3``...) and its result says so.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdemo.config import Settings
-from mmdemo.errors import BadInputError, MMDemoError, TrainingStopped, is_out_of_memory
+from mmdemo.errors import BadInputError
 from mmdemo.finetune.collate import Collator, drop_too_long
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
+from mmdemo.finetune.events import Done, EvalProgress, Event, Phase, Start
+from mmdemo.finetune.processes import is_main_process, process_count, process_device
 from mmdemo.finetune.progress import Emit, MemorySampler, StepMeter, StopSwitch
+from mmdemo.finetune.save import store_adapter, write_predictions
+from mmdemo.finetune.stage import Stage, StageEnv
 from mmdemo.models.adapters import BUILTIN_DIR, name_taken
+
+if TYPE_CHECKING:
+    from mmdemo.finetune.methods import Method, Plan
+
+Splits = dict[str, list[Example]]  # train / validation / test
 
 
 @dataclass
@@ -104,30 +115,142 @@ def load_base(cfg: TrainConfig, settings: Settings, device: str, extra: dict[str
 
 
 def train_adapter(
-    cfg: TrainConfig,
-    env: RunEnv,
-    data: dict[str, tuple[dict[str, list[Example]], str]] | None = None,
+    cfg: TrainConfig, env: RunEnv, data: dict[str, tuple[Splits, str]] | None = None
 ) -> RunResult:
-    """Train, evaluate and store one adapter; emits start/stage/step/eval/done events.
+    """Train, evaluate and store one adapter; emits Phase, Start, Step, EvalProgress and Done.
 
     ``data`` (task -> (splits, description)) replaces reading ``cfg.dataset`` (callers with
-    examples in memory, such as the demo adapters)."""
+    examples in memory, such as the demo adapters).
+
+    Under ``accelerate launch`` (or ``torchrun``) every process runs this: each trains on its
+    share of every batch (``batch_size`` per process), and only the main one emits events,
+    evaluates and writes the adapter; the others return after training."""
     from transformers import set_seed
 
-    from mmdemo.finetune.evaluate import evaluate
-    from mmdemo.finetune.loop import Stage, mezo_stage, trainer_stage, validation_loss
     from mmdemo.finetune.methods import get_method
     from mmdemo.finetune.precision import use_bf16
     from mmdemo.finetune.targets import find_targets
     from mmdemo.models.device import pick_device
 
     started = time.perf_counter()
-    settings, emit, stop = env.settings, env.emit, env.stop
-    if cfg.model:
-        settings = settings.replace(**{cfg.base: cfg.model})
+    main, processes = is_main_process(), process_count()
+    if not main:  # one process reports (and saves)
+        env = dataclasses.replace(env, emit=_silent)
+    settings = env.settings.replace(**{cfg.base: cfg.model}) if cfg.model else env.settings
     method = get_method(cfg.method)
-    device = pick_device(settings.device)
+    device = process_device(pick_device(settings.device))
     method.check(device)
+    dest = _destination(cfg, env, settings)
+    work = env.run_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    env.emit(Phase("data", "reading the data"))
+    stage_data, described = _read_data(cfg, settings, data)
+    env.stop.check()
+    env.emit(Phase("load", "loading the base model"))
+    set_seed(cfg.seed)
+    base = _load(cfg, settings, device, method)
+    stages, notes = _stages(cfg, method, base, stage_data)
+    final = stage_data[stages[-1].name]
+    test = _test_examples(cfg, final, notes)
+    inference_memory = _inference_memory(base.model, base.collator, stages[0].examples, cfg, device)
+    env.stop.check()
+    plan = method.prepare(base.model, cfg, find_targets(base.model, cfg.attach), work)
+    if processes > 1 and plan.own_loop:
+        raise BadInputError(
+            f"{cfg.method} trains in one process: it has no gradients to share between "
+            f"the {processes} processes launched",
+            fix="run it with python -m mmdemo train, without accelerate launch",
+        )
+    bf16 = use_bf16(cfg.bf16, device, plan.total)
+    ready = Prepared(cfg, method, plan, base.collator, device, bf16, work)
+    env.emit(
+        Start(
+            adapter=dest.name,
+            method=cfg.method,
+            total_steps=sum(s.steps for s in stages),
+            trainable=plan.trainable,
+            total=plan.total,
+            bf16=bf16,
+            device=device,
+            processes=processes,
+            data=described,
+            inference_memory_bytes=inference_memory,
+            model_memory_bytes=base.memory_bytes,
+        )
+    )
+    trained = _train(ready, stages, env)
+    train_seconds = time.perf_counter() - started
+    env.stop.check()
+    if not main:  # the main process evaluates and writes the one adapter
+        shutil.rmtree(work, ignore_errors=True)
+        return RunResult(
+            adapter=dest.name,
+            path=dest.store_dir / dest.name,
+            metrics={},
+            val_loss=None,
+            loss_history=trained.history,
+            rank_scores={},
+            trainable=plan.trainable,
+            total=plan.total,
+            peak_memory_bytes=trained.peak_memory_bytes,
+            inference_memory_bytes=inference_memory,
+            train_seconds=train_seconds,
+            data=described,
+            notes=["trained as a helper process; the main process evaluated and saved"],
+        )
+    scores = _score(ready, final["validation"], test, env)
+    result = RunResult(
+        adapter=dest.name,
+        path=dest.store_dir / dest.name,
+        metrics=scores.metrics,
+        val_loss=scores.val_loss,
+        loss_history=trained.history,
+        rank_scores=scores.rank_scores,
+        trainable=plan.trainable,
+        total=plan.total,
+        peak_memory_bytes=trained.peak_memory_bytes,
+        inference_memory_bytes=inference_memory,
+        train_seconds=train_seconds,
+        data=described,
+        notes=notes,
+    )
+    write_predictions(env.run_dir, scores.rows)
+    env.stop.check()
+    store_adapter(
+        ready, result, scores.rows, env.run_dir, (base.model_id, base.family), dest.builtin
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    env.emit(
+        Done(
+            adapter=result.adapter,
+            requested_name=dest.name,
+            notes=result.notes,
+            metrics=scores.metrics,
+            path=str(result.path),
+            val_loss=scores.val_loss,
+            rank_scores={str(k): v for k, v in scores.rank_scores.items()},
+            train_seconds=round(trained.seconds, 2),
+            peak_memory_bytes=trained.peak_memory_bytes,
+        )
+    )
+    return result
+
+
+# -- the steps of a run, in order ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the adapter goes: its name, the store, and the built-in folder whose names it
+    keeps clear of (None when it goes elsewhere)."""
+
+    name: str
+    store_dir: Path
+    builtin: Path | None
+
+
+def _destination(cfg: TrainConfig, env: RunEnv, settings: Settings) -> Destination:
+    """The adapter's name and store, refused before any work when the name is taken."""
     name = cfg.name or default_name(cfg)
     # text-only adapters stay with their run: the store serves the VLM
     default_store = env.run_dir / "adapters" if cfg.base == "llm" else settings.adapters_dir
@@ -137,9 +260,13 @@ def train_adapter(
         raise BadInputError(
             f"an adapter called {name!r} already exists", fix="choose another name or delete it"
         )
-    work = env.run_dir / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    emit({"type": "phase", "phase": "data", "message": "reading the data"})
+    return Destination(name, store_dir, builtin)
+
+
+def _read_data(
+    cfg: TrainConfig, settings: Settings, data: dict[str, tuple[Splits, str]] | None
+) -> tuple[dict[str, Splits], str]:
+    """Each stage's splits by task, and one line saying where they all came from."""
     stage_data, descriptions = {}, []
     for task, _ in cfg.stage_steps():
         if data is not None and task in data:
@@ -149,20 +276,39 @@ def train_adapter(
                 cfg, task, settings.max_image_side, settings.max_dataset_mb
             )
         descriptions.append(described)
-    stop.check()
-    emit({"type": "phase", "phase": "load", "message": "loading the base model"})
-    set_seed(cfg.seed)
+    return stage_data, "; ".join(descriptions)
+
+
+@dataclass(frozen=True)
+class Base:
+    """The base model as loaded for training, and what turns examples into its batches."""
+
+    model: Any
+    collator: Collator
+    family: str
+    model_id: str
+    # the process with the base model loaded, before any training state: the bake-off reports
+    # each method's peak above this, so the runtime and the model do not hide the differences
+    memory_bytes: int
+
+
+def _load(cfg: TrainConfig, settings: Settings, device: str, method: Method) -> Base:
     model, processor, family, model_id = load_base(
         cfg, settings, device, method.load_kwargs(device)
     )
-    # the process with the base model loaded, before any training state: the bake-off reports
-    # each method's peak above this, so the runtime and the model do not hide the differences
-    model_memory = MemorySampler(device).current()
+    memory = MemorySampler(device).current()
     collator = Collator(processor, with_images=cfg.base == "vlm", max_side=settings.max_image_side)
-    model_params = sum(p.numel() for p in model.parameters())
+    return Base(model, collator, family, model_id, memory)
+
+
+def _stages(
+    cfg: TrainConfig, method: Method, base: Base, stage_data: dict[str, Splits]
+) -> tuple[list[Stage], list[str]]:
+    """The stages to train (examples too long left out) and notes saying what was left out."""
+    model_params = sum(p.numel() for p in base.model.parameters())
     stages, notes = [], []
     for task, steps in cfg.stage_steps():
-        kept, dropped = drop_too_long(collator, stage_data[task]["train"], cfg.max_length)
+        kept, dropped = drop_too_long(base.collator, stage_data[task]["train"], cfg.max_length)
         if dropped:
             notes.append(
                 f"{len(dropped)} {task} examples longer than {cfg.max_length} tokens left out"
@@ -174,7 +320,12 @@ def train_adapter(
                 fix="raise max_length or shorten the answers",
             )
         stages.append(Stage(task, kept, steps, cfg.lr or method.lr_for(model_params)))
-    final = stage_data[stages[-1].name]
+    return stages, notes
+
+
+def _test_examples(cfg: TrainConfig, final: Splits, notes: list[str]) -> list[Example]:
+    """What the adapter is scored on: the last stage's test split (else its validation split,
+    else its training split, with a note); none while a recipe is being chosen."""
     test = final["test"] or final["validation"]
     if not test:
         test = final["train"]
@@ -183,90 +334,11 @@ def train_adapter(
         test = test[: cfg.eval_limit]
     if not cfg.score_test:
         test = []  # a recipe being chosen: the validation loss alone decides
-    inference_memory = _inference_memory(model, collator, stages[0].examples, cfg, device)
-    stop.check()
-    targets = find_targets(model, cfg.attach)
-    plan = method.prepare(model, cfg, targets, work)
-    bf16 = use_bf16(cfg.bf16, device, plan.total)
-    total_steps = sum(s.steps for s in stages)
-    emit(
-        {
-            "type": "start",
-            "adapter": name,
-            "method": cfg.method,
-            "total_steps": total_steps,
-            "trainable": plan.trainable,
-            "total": plan.total,
-            "bf16": bf16,
-            "device": device,
-            "data": "; ".join(descriptions),
-            "inference_memory_bytes": inference_memory,
-            "model_memory_bytes": model_memory,
-        }
-    )
-    loop_started = time.perf_counter()
-    with MemorySampler(device) as memory:
-        meter = StepMeter(emit, total_steps, memory)
-        for stage in stages:
-            emit({"type": "phase", "phase": stage.name, "message": f"training: {stage.name}"})
-            if plan.own_loop:
-                mezo_stage(plan, collator, stage, cfg, device, bf16, meter, stop)
-            else:
-                if cfg.method == "lora-fa" and stage is not stages[0]:
-                    plan.optimizer = _lorafa_optimizer(plan, cfg, stage.lr)
-                trainer_stage(plan, collator, stage, cfg, device, bf16, meter, stop, work)
-    train_seconds = time.perf_counter() - started
-    loop_seconds = time.perf_counter() - loop_started  # the training steps alone
-    stop.check()
-    emit({"type": "phase", "phase": "eval", "message": f"evaluating on {len(test)} questions"})
-    val_loss = validation_loss(plan.model, collator, final["validation"], device, bf16=bf16)
+    return test
 
-    def eval_progress(done: int, of: int) -> None:
-        emit({"type": "eval_progress", "done": done, "of": of})
 
-    metrics, rows = (
-        evaluate(plan.model, collator, test, device, eval_progress, bf16) if test else ({}, [])
-    )
-    rank_scores = {}
-    for rank in method.rank_variants(plan, cfg):
-        stop.check()
-        method.set_rank(plan, rank)
-        rank_scores[rank], _ = evaluate(plan.model, collator, test, device, bf16=bf16)
-    method.set_rank(plan, cfg.rank)
-    result = RunResult(
-        adapter=name,
-        path=store_dir / name,
-        metrics=metrics,
-        val_loss=val_loss,
-        loss_history=meter.history,
-        rank_scores=rank_scores,
-        trainable=plan.trainable,
-        total=plan.total,
-        peak_memory_bytes=memory.peak,
-        inference_memory_bytes=inference_memory,
-        train_seconds=train_seconds,
-        data="; ".join(descriptions),
-        notes=notes,
-    )
-    _write_results(env.run_dir, rows)
-    stop.check()
-    _store(plan, method, cfg, result, rows, env.run_dir, work, (model_id, family), builtin)
-    shutil.rmtree(work, ignore_errors=True)
-    emit(
-        {
-            "type": "done",
-            "adapter": result.adapter,
-            "requested_name": name,
-            "notes": result.notes,
-            "metrics": metrics,
-            "path": str(result.path),
-            "val_loss": val_loss,
-            "rank_scores": {str(k): v for k, v in rank_scores.items()},
-            "train_seconds": round(loop_seconds, 2),
-            "peak_memory_bytes": memory.peak,
-        }
-    )
-    return result
+def _silent(event: Event) -> None:
+    """Where a helper process's events go (the main process reports the run)."""
 
 
 def _inference_memory(model: Any, collator: Collator, examples: list[Example], cfg, device) -> int:
@@ -285,76 +357,67 @@ def _inference_memory(model: Any, collator: Collator, examples: list[Example], c
     return memory.peak
 
 
-def _lorafa_optimizer(plan: Any, cfg: TrainConfig, lr: float) -> Any:
-    from peft.optimizers import create_lorafa_optimizer
+@dataclass(frozen=True)
+class Prepared:
+    """A run past ``Method.prepare``: what its training, scoring and saving steps share."""
 
-    return create_lorafa_optimizer(plan.model, r=cfg.rank, lora_alpha=cfg.alpha, lr=lr)
+    cfg: TrainConfig
+    method: Method
+    plan: Plan
+    collator: Collator
+    device: str
+    bf16: bool  # under bf16 autocast
+    work: Path  # the run's scratch folder
 
 
-def _store(
-    plan, method, cfg, result, rows, run_dir: Path, work: Path, base: tuple[str, str], builtin
-):
-    """Save the adapter and its report into a hidden staging folder, then rename it into the
-    store (all or nothing) under its name, or ``name-2``... when that was taken meanwhile."""
-    from mmdemo.finetune.report import REPORT_FILES, write_report
-    from mmdemo.models.adapters import new_adapter_folder, read_adapter, write_metadata
+@dataclass(frozen=True)
+class Trained:
+    history: list[tuple[int, float]]  # (step, loss)
+    peak_memory_bytes: int
+    seconds: float  # the training steps alone
 
-    store_dir, wanted = result.path.parent, result.adapter
-    with new_adapter_folder(store_dir, wanted, builtin) as (final, staging):
-        if final != wanted:
-            result.adapter, result.path = final, store_dir / final
-            result.notes.append(
-                f"an adapter called {wanted!r} appeared while this run trained; it was kept "
-                f"and this one was saved as {final!r}"
-            )
-        facts = method.save(plan, cfg, staging, work)
-        result.report = write_report(run_dir, cfg, result, rows, facts)
-        for name in REPORT_FILES:
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, staging / name)
-        write_metadata(
-            staging,
-            {
-                "base_model": base[0],
-                "base_model_type": base[1],
-                "method": cfg.method,
-                "dataset": result.data,
-                "description": cfg.description or f"{cfg.method} on {result.data}",
-                "metrics": result.metrics,
-                "rank": cfg.rank,
-                "steps": cfg.steps,
-                "stages": cfg.stages,
-                "attach": cfg.attach,
-                "trainable_parameters": result.trainable,
-                "peak_memory_bytes": result.peak_memory_bytes,
-                "train_seconds": round(result.train_seconds, 1),
-                "val_loss": result.val_loss,
-                "rank_scores": {str(k): v for k, v in result.rank_scores.items()},
-                "config": cfg.to_dict(),
-                **facts,
-            },
+
+def _train(ready: Prepared, stages: list[Stage], env: RunEnv) -> Trained:
+    """Every stage in turn, each trained by the method (the Trainer, or its own loop)."""
+    started = time.perf_counter()
+    with MemorySampler(ready.device) as memory:
+        meter = StepMeter(env.emit, sum(s.steps for s in stages), memory)
+        shared = StageEnv(
+            ready.collator, ready.cfg, ready.device, ready.bf16, meter, env.stop, ready.work
         )
-        read_adapter(staging)  # what the store will read: fail here, not in the chat tab
+        for stage in stages:
+            env.emit(Phase(stage.name, f"training: {stage.name}"))
+            ready.method.run_stage(ready.plan, stage, shared)
+    return Trained(meter.history, memory.peak, time.perf_counter() - started)
 
 
-def _write_results(run_dir: Path, rows: list[Any]) -> None:
-    with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row.to_dict()) + "\n")
+@dataclass(frozen=True)
+class Scores:
+    val_loss: float | None
+    metrics: dict[str, float]
+    rows: list[Any]  # per-question results
+    rank_scores: dict[int, dict[str, float]]  # DyLoRA: metrics at each other rank
 
 
-def failure_event(exc: BaseException) -> dict[str, Any]:
-    """The event a failed run ends with: the cause and, where known, the fix."""
-    if isinstance(exc, MMDemoError):
-        return {
-            "type": "stopped" if isinstance(exc, TrainingStopped) else "error",
-            "message": exc.message,
-            "fix": exc.fix,
-        }
-    if is_out_of_memory(exc) or isinstance(exc, MemoryError):
-        return {
-            "type": "error",
-            "message": "the device ran out of memory while training",
-            "fix": "lower the batch size or rank, use QLoRA or MeZO, or attach to fewer parts",
-        }
-    return {"type": "error", "message": f"{type(exc).__name__}: {exc}", "fix": None}
+def _score(ready: Prepared, validation: list[Example], test: list[Example], env: RunEnv) -> Scores:
+    """Validation loss, held-out scores, and the scores at each other rank the method serves."""
+    from mmdemo.finetune.evaluate import evaluate
+    from mmdemo.finetune.loop import validation_loss
+
+    model, collator, device, bf16 = ready.plan.model, ready.collator, ready.device, ready.bf16
+    env.emit(Phase("eval", f"evaluating on {len(test)} questions"))
+    val_loss = validation_loss(model, collator, validation, device, bf16=bf16)
+
+    def eval_progress(done: int, of: int) -> None:
+        env.emit(EvalProgress(done, of))
+
+    metrics, rows = (
+        evaluate(model, collator, test, device, eval_progress, bf16) if test else ({}, [])
+    )
+    rank_scores = {}
+    for rank in ready.method.rank_variants(ready.plan, ready.cfg):
+        env.stop.check()
+        ready.method.set_rank(ready.plan, rank)
+        rank_scores[rank], _ = evaluate(ready.plan.model, collator, test, device, bf16=bf16)
+    ready.method.set_rank(ready.plan, ready.cfg.rank)
+    return Scores(val_loss, metrics, rows, rank_scores)

@@ -1,5 +1,7 @@
 """Arena: one image and prompt answered by base and up to 3 adapters side by side, in one go,
 and optionally by up to 3 remote models (GPT-4o, Gemini, Claude, ...; see arena_remote).
+With a remote VLM (vLLM serving a base and LoRA modules, ...), base and adapters are each
+asked from that server at once instead, and the server batches them.
 
 LoRA adapters run as one PEFT mixed-adapter batch (``adapter_names=``). The vision tower
 carries no adapter, so the image is encoded once and its features are shared by every row.
@@ -132,16 +134,20 @@ class ArenaService:
             )
         gen, stop = gen or GenerationSettings(), stop or threading.Event()
         images = self.chat.prepare_images([image]) if image is not None else []
-        run = RemoteRun(remote, prompt, images, gen, stop, self._clients).start()
+        # a remote VLM answers base and the adapters itself: their columns are requests too
+        served = [e for e in map(self.chat.engine.endpoint, names) if e is not None]
+        if served:
+            names = []
+        run = RemoteRun([*served, *remote], prompt, images, gen, stop, self._clients).start()
         try:
             last = None
             for last in self._local(names, prompt, images, gen, stop):
-                yield _with_remote(last, run, done=False)
+                yield _with_remote(last, run, len(served), done=False)
             while not run.done:
                 run.wait(0.1)
                 if not run.done:
-                    yield _with_remote(last, run, done=False)
-            yield _with_remote(last, run, done=True)
+                    yield _with_remote(last, run, len(served), done=False)
+            yield _with_remote(last, run, len(served), done=True)
         finally:
             if not run.done:  # the consumer left early: the remote requests end too
                 stop.set()
@@ -258,16 +264,27 @@ class _Board:
         )
 
 
-def _with_remote(local: ArenaResult | None, run: RemoteRun, done: bool) -> ArenaResult:
-    """The local result with the remote columns after it (done when both are)."""
+def _with_remote(local: ArenaResult | None, run: RemoteRun, served: int, done: bool) -> ArenaResult:
+    """The local result with the remote columns after it (done when both are). The first
+    ``served`` requests are the remote VLM's base and adapters: the model columns."""
     columns = tuple(
         ArenaColumn(
-            s.endpoint.label, s.label, s.text.strip(), s.tokens, s.tokens_per_s, True, s.error
+            s.endpoint.label,
+            s.label,
+            s.text.strip(),
+            s.tokens,
+            s.tokens_per_s,
+            i >= served,
+            s.error,
         )
-        for s in run.slots
+        for i, s in enumerate(run.slots)
     )
     if local is None:
-        return ArenaResult(columns, "remote models only", 0.0, 0.0, 0.0, 0, done)
+        others = len(columns) - served
+        mode = f"{served} requests to the remote VLM" if served else "remote models only"
+        if served and others:
+            mode += f" + {others} remote"
+        return ArenaResult(columns, mode, run.elapsed_s, run.ttft_s, 0.0, 0, done)
     return dataclasses.replace(
         local,
         columns=(*local.columns, *columns),

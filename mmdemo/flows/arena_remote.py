@@ -1,6 +1,7 @@
 """The arena's remote columns: the same image and prompt sent to models behind
 OpenAI-compatible endpoints (GPT-4o, Gemini, Claude, a vLLM box), in threads beside the local
-batch. A column whose key is missing says so and sends nothing."""
+batch; with a remote VLM, its base and adapters are asked the same way. A column whose key is
+missing says so and sends nothing."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class RemoteSlot:
     error: str = ""
     tokens: int = 0
     tokens_per_s: float = 0.0
+    ttft_s: float | None = None  # seconds from the start to its first text
     done: bool = False
 
     @property
@@ -53,8 +55,10 @@ class RemoteRun:
             threading.Thread(target=self._ask, args=(slot,), daemon=True, name="mmdemo-remote")
             for slot in self.slots
         ]
+        self.started = time.perf_counter()
 
     def start(self) -> RemoteRun:
+        self.started = time.perf_counter()
         for thread in self.threads:
             thread.start()
         return self
@@ -62,6 +66,15 @@ class RemoteRun:
     @property
     def done(self) -> bool:
         return all(slot.done for slot in self.slots)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def ttft_s(self) -> float:
+        """The first column's first-text time (0 before any text)."""
+        return min((s.ttft_s for s in self.slots if s.ttft_s is not None), default=0.0)
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -84,7 +97,9 @@ class RemoteRun:
             first = None
             model = client.model_name(endpoint.model or None)
             for reply in client.stream(model, self.messages, self.gen, self.stop):
-                first = first or time.perf_counter()
+                if first is None:
+                    first = time.perf_counter()
+                    slot.ttft_s = first - self.started
                 slot.text = reply.text
                 if reply.done:
                     slot.tokens = reply.completion_tokens

@@ -73,6 +73,9 @@ class LocalEngine:
     def adapter(self, name: str | None) -> AdapterInfo | None:
         return None if not name or name == BASE_NAME else self.store.get(name)
 
+    def endpoint(self, name: str | None) -> None:
+        return None  # this machine answers every name
+
     def answer(
         self,
         messages: list[dict[str, Any]],

@@ -4,6 +4,7 @@ server lists; nothing is loaded on this machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ class RemoteEngine:
     concurrent_answers = REMOTE_CONCURRENCY
 
     def __init__(self, endpoint: RemoteEndpoint) -> None:
-        self.client = RemoteClient(endpoint, include_usage=True)
+        self.client = RemoteClient(endpoint)
         self.where = f"the remote VLM at {redact_url(endpoint.base_url)}"
 
     @property
@@ -35,16 +36,30 @@ class RemoteEngine:
 
     def choices(self, ranks: bool = False) -> list[str]:
         """``base`` and the models the server lists (an unreachable server: ``base`` only,
-        so a page still opens; asking then names the server and the cause)."""
+        so a page still opens; asking then names the server and the cause). A server that
+        says which models are adapters of which (vLLM's ``parent``) lists only those besides
+        ``base``: its other names for the base model are not adapters."""
         try:
-            served = [str(m["id"]) for m in self.client.models()]
+            listed = self.client.models()
         except MMDemoError:
             return [BASE_NAME]
+        served = [str(m["id"]) for m in listed]
         base = self.client.endpoint.model or (served[0] if served else "")
+        if any(m.get("parent") for m in listed):
+            served = [str(m["id"]) for m in listed if m.get("parent")]
         return [BASE_NAME, *(n for n in served if n not in (base, BASE_NAME))]
 
     def adapter(self, name: str | None) -> AdapterInfo | None:
         return None  # the server's models carry no mmdemo adapter here
+
+    def endpoint(self, name: str | None) -> RemoteEndpoint:
+        """The server's model for ``name`` as an endpoint of its own (an arena column)."""
+        base = not name or name == BASE_NAME
+        return dataclasses.replace(
+            self.client.endpoint,
+            label=name or BASE_NAME,
+            model=self.client.endpoint.model if base else str(name),
+        )
 
     def answer(
         self,

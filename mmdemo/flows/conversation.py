@@ -15,6 +15,7 @@ from mmdemo.flows.similar import SimilarCase
 
 if TYPE_CHECKING:
     from mmdemo.flows.generation import GenerationSettings
+    from mmdemo.flows.remote import RemoteEndpoint
     from mmdemo.models.adapters import AdapterInfo
 
 BASE_NAME = "base"
@@ -147,6 +148,11 @@ class ChatEngine(Protocol):
     def adapter(self, name: str | None) -> AdapterInfo | None:
         """The mmdemo adapter that answers requests for ``name``: None for the base model and
         for models a remote server owns; an unknown local name raises ``AdapterError``."""
+        ...
+
+    def endpoint(self, name: str | None) -> RemoteEndpoint | None:
+        """The OpenAI-compatible endpoint that answers requests for ``name`` (a remote VLM's
+        model, so the arena can ask it directly), or None when this machine answers."""
         ...
 
     def answer(

@@ -43,11 +43,15 @@ class RemoteEndpoint:
     model: str  # the served model name ("" : the first one the server lists)
     key_env: str = ""  # environment variable holding the key ("" : no key needed)
     key: str = ""  # an explicit key (wins over key_env)
+    # ask for token counts at the end of the stream (stream_options.include_usage: vLLM,
+    # SGLang and mmdemo send them; not every provider accepts the option)
+    usage: bool = False
 
     def __repr__(self) -> str:  # the key never, the URL redacted (reprs end up in logs)
         return (
             f"RemoteEndpoint(label={self.label!r}, base_url={redact_url(self.base_url)!r}, "
-            f"model={self.model!r}, key_env={self.key_env!r}, key={HIDDEN if self.key else ''!r})"
+            f"model={self.model!r}, key_env={self.key_env!r}, key={HIDDEN if self.key else ''!r}, "
+            f"usage={self.usage!r})"
         )
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -109,6 +113,7 @@ def vlm_endpoint(settings: Settings) -> RemoteEndpoint:
         settings.remote_vlm_model,
         "",  # the key is optional (MMDEMO_REMOTE_VLM_KEY, read by Settings)
         settings.remote_vlm_key,
+        usage=True,
     )
 
 
@@ -160,13 +165,9 @@ class RemoteReply:
 class RemoteClient:
     """An OpenAI-compatible server: list its models, stream an answer."""
 
-    def __init__(
-        self, endpoint: RemoteEndpoint, timeout_s: float = 120.0, include_usage: bool = False
-    ) -> None:
+    def __init__(self, endpoint: RemoteEndpoint, timeout_s: float = 120.0) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        # ask for token counts in the stream (vLLM, SGLang, mmdemo do; not every provider does)
-        self.include_usage = include_usage
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -218,7 +219,7 @@ class RemoteClient:
         stop = stop or threading.Event()
         reply = RemoteReply("")
         with _errors(self.endpoint):
-            extra = {"stream_options": {"include_usage": True}} if self.include_usage else {}
+            extra = {"stream_options": {"include_usage": True}} if self.endpoint.usage else {}
             response = client.chat.completions.create(
                 model=model, messages=messages, stream=True, **sampling(gen), **extra
             )

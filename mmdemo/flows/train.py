@@ -24,6 +24,7 @@ from typing import Any
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.finetune.config import TrainConfig
+from mmdemo.finetune.events import Done, Error, EvalProgress, Event, Phase, Start, Step, Stopped
 from mmdemo.finetune.job import EVENTS, STOP, job_environment, write_spec
 from mmdemo.finetune.progress import read_events
 from mmdemo.flows.bakeoff import BAKEOFF_FILE, Bakeoff, load_bakeoff
@@ -69,35 +70,34 @@ class Run:
     offset: int = 0  # bytes of events.jsonl already read
     owner: str | None = None  # the session that started it (hosted: the only one that sees it)
 
-    def apply(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "phase":
-            self.phase = str(event.get("message", ""))
-        elif kind == "start":
-            self.info = {k: v for k, v in event.items() if k not in ("type", "time")}
-            self.total_steps = int(event.get("total_steps", 0))
-            self.adapter = str(event.get("adapter", ""))
-        elif kind == "step":
-            self.step = int(event["step"])
-            self.total_steps = int(event.get("total_steps", self.total_steps))
-            self.loss_history.append([self.step, float(event["loss"])])
-            self.tokens_per_s = float(event.get("tokens_per_s", 0.0))
-            self.peak_memory_bytes = int(event.get("peak_memory_bytes", 0))
-            self.eta_s = event.get("eta_s")
-        elif kind == "eval_progress":
-            self.phase = f"evaluating: {event['done']}/{event['of']}"
-        elif kind in TERMINAL:
-            self.state = kind
-            self.adapter = str(event.get("adapter") or self.adapter)
-            self.metrics = dict(event.get("metrics") or {})
-            self.val_loss = event.get("val_loss")
-            self.rank_scores = dict(event.get("rank_scores") or {})
-            self.notes = [str(n) for n in event.get("notes") or []]
-            self.train_seconds = event.get("train_seconds")
-            self.peak_memory_bytes = int(event.get("peak_memory_bytes") or self.peak_memory_bytes)
-            self.error = str(event.get("message") or "") if kind != "done" else ""
-            self.fix = str(event.get("fix") or "")
-            self.phase = {"done": "finished", "stopped": "stopped"}.get(kind, "failed")
+    def apply(self, event: Event) -> None:
+        """Fold one of the job's events into what the status endpoint reports."""
+        match event:
+            case Phase():
+                self.phase = event.message
+            case Start():
+                self.info = event.fields()
+                self.total_steps, self.adapter = event.total_steps, event.adapter
+            case Step():
+                self.step, self.total_steps = event.step, event.total_steps
+                self.loss_history.append([event.step, float(event.loss)])
+                self.tokens_per_s, self.eta_s = float(event.tokens_per_s), event.eta_s
+                self.peak_memory_bytes = event.peak_memory_bytes
+            case EvalProgress():
+                self.phase = f"evaluating: {event.done}/{event.of}"
+            case Done():
+                self.state, self.phase = "done", "finished"
+                self.adapter = event.adapter or self.adapter
+                self.metrics, self.rank_scores = dict(event.metrics), dict(event.rank_scores)
+                self.val_loss = event.val_loss
+                self.notes = [str(n) for n in event.notes]
+                self.train_seconds = event.train_seconds
+                self.peak_memory_bytes = event.peak_memory_bytes or self.peak_memory_bytes
+                self.error = self.fix = ""
+            case Error() | Stopped():
+                self.state = event.kind
+                self.phase = "stopped" if isinstance(event, Stopped) else "failed"
+                self.error, self.fix = event.message, event.fix or ""
 
     def as_dict(self, position: int | None) -> dict[str, Any]:
         report = self.folder / "report.md"

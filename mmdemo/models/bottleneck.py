@@ -7,6 +7,9 @@ pins an older transformers. The on-disk layout mirrors PEFT's (``adapter_config.
 ``peft_type: BOTTLENECK`` + ``adapter_model.safetensors``) so the adapter store reads it like
 any adapter; the runtime attaches them with forward hooks, so the module names that LoRA
 adapters target are unchanged.
+
+The one implementation: training (``finetune/methods/bottleneck.py``, which only prepares and
+saves through ``BottleneckSet``) and serving (``models/lora.py``) both use this module.
 """
 
 from __future__ import annotations
@@ -175,6 +178,26 @@ def _load_weights(created: dict[str, Any], folder: Path, config: BottleneckConfi
                 f"width {config.size}): {str(exc).splitlines()[0]}",
                 fix="use an adapter trained on this base model",
             ) from None
+
+
+def check_fits(config: BottleneckConfig, model: Any, name: str, made_for: str = "") -> None:
+    """Refuse adapter ``name`` when ``model`` lacks a block it sits on or has another width
+    (``made_for``: the base model it was trained on, for the message)."""
+    modules = dict(model.named_modules())
+    missing = [h for h in config.hosts if h not in modules]
+    if missing:
+        raise AdapterError(
+            f"adapter {name!r} sits on '{missing[0]}', which the loaded model does not have "
+            f"(it was made for {made_for or 'another model'})",
+            fix="use an adapter trained on this base model",
+        )
+    width = hidden_size_of(model)
+    if config.hidden_size != width:
+        raise AdapterError(
+            f"adapter {name!r} expects a language model {config.hidden_size} wide; the "
+            f"loaded one is {width} wide",
+            fix="use an adapter trained on this base model",
+        )
 
 
 def hidden_size_of(model: Any) -> int:

@@ -55,7 +55,8 @@ def check_compatible(info: AdapterInfo, model: Any, family: str) -> None:
             fix="load the matching base model in the System tab, or use another adapter",
         )
     if info.peft_type == bottleneck.PEFT_TYPE:
-        _check_bottleneck(info, model)
+        config = bottleneck.BottleneckConfig.load(info.path)
+        bottleneck.check_fits(config, model, info.name, info.base_model)
         return
     try:
         PeftConfig.from_pretrained(str(info.path))
@@ -101,25 +102,6 @@ def touches_vision(info: AdapterInfo) -> bool:
 
     with safe_open(str(info.path / WEIGHTS), framework="pt") as f:
         return any(m in key for key in f.keys() for m in VISION_MARKERS)  # noqa: SIM118
-
-
-def _check_bottleneck(info: AdapterInfo, model: Any) -> None:
-    config = bottleneck.BottleneckConfig.load(info.path)
-    modules = dict(model.named_modules())
-    missing = [h for h in config.hosts if h not in modules]
-    if missing:
-        raise AdapterError(
-            f"adapter {info.name!r} sits on '{missing[0]}', which the loaded model does not have "
-            f"(it was made for {info.base_model or 'another model'})",
-            fix="use an adapter trained on this base model",
-        )
-    width = bottleneck.hidden_size_of(model)
-    if config.hidden_size != width:
-        raise AdapterError(
-            f"adapter {info.name!r} expects a language model {config.hidden_size} wide; the "
-            f"loaded one is {width} wide",
-            fix="use an adapter trained on this base model",
-        )
 
 
 def _has_rank_pattern(info: AdapterInfo) -> bool:

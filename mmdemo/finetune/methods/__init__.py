@@ -1,68 +1,28 @@
-"""Fine-tuning methods, registered by name, one small module each.
+"""Fine-tuning methods, registered by name (``mmdemo.finetune.registry``), one small module each.
 
 Thin wrappers where PEFT or transformers already has the method (LoRA, DoRA, QLoRA, (IA)³,
 LoRA-FA, LOMO/AdaLomo); our own code where nothing maintained does (DyLoRA, bottleneck
-adapters, MeZO). A method prepares the model, says how the Trainer should optimise it (or asks
-for its own loop), and writes an adapter the chat tab can serve.
+adapters, MeZO). A method prepares the model, trains each stage (the Trainer, unless it
+overrides ``run_stage``: its own loop, its own optimizer per stage), and writes an adapter the
+chat tab can serve. The run calls these hooks and never asks which method it has.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from mmdemo.finetune.registry import METHODS, MethodInfo
 
 if TYPE_CHECKING:
     from mmdemo.finetune.config import TrainConfig
     from mmdemo.finetune.defaults import Defaults
+    from mmdemo.finetune.stage import Stage, StageEnv
     from mmdemo.finetune.targets import Targets
 
-
-@dataclass(frozen=True)
-class MethodInfo:
-    loader: str  # "module:Class"
-    family: str  # peft | own | full
-    summary: str
-
-
-METHODS: Mapping[str, MethodInfo] = MappingProxyType(
-    {
-        "lora": MethodInfo("mmdemo.finetune.methods.lora:LoRA", "peft", "LoRA (PEFT)"),
-        "dora": MethodInfo("mmdemo.finetune.methods.lora:DoRA", "peft", "DoRA (PEFT)"),
-        "qlora": MethodInfo(
-            "mmdemo.finetune.methods.lora:QLoRA", "peft", "LoRA on a 4-bit base (bitsandbytes)"
-        ),
-        "ia3": MethodInfo("mmdemo.finetune.methods.ia3:IA3", "peft", "(IA)³ (PEFT)"),
-        "lora-fa": MethodInfo(
-            "mmdemo.finetune.methods.lora:LoRAFA", "peft", "LoRA-FA: frozen A (PEFT optimizer)"
-        ),
-        "dylora": MethodInfo(
-            "mmdemo.finetune.methods.dylora:DyLoRA", "own", "DyLoRA: one adapter, every rank"
-        ),
-        "bottleneck": MethodInfo(
-            "mmdemo.finetune.methods.bottleneck:Bottleneck",
-            "own",
-            "bottleneck adapters (LLM-Adapters, series or parallel)",
-        ),
-        "lomo": MethodInfo(
-            "mmdemo.finetune.methods.full:LOMO", "full", "LOMO: full parameters, fused update"
-        ),
-        "adalomo": MethodInfo(
-            "mmdemo.finetune.methods.full:AdaLomo", "full", "AdaLomo: LOMO with adaptive rates"
-        ),
-        "mezo": MethodInfo(
-            "mmdemo.finetune.methods.full:MeZO", "full", "MeZO: zeroth-order, forward passes only"
-        ),
-        "full": MethodInfo(
-            "mmdemo.finetune.methods.full:FullAdamW",
-            "full",
-            "full fine-tuning with AdamW (the memory baseline for LOMO and MeZO)",
-        ),
-    }
-)
+__all__ = ["METHODS", "Method", "MethodInfo", "Plan", "count_parameters", "get_method"]
 
 
 @dataclass
@@ -71,9 +31,12 @@ class Plan:
 
     model: Any  # what the Trainer (or the method's own loop) trains
     optim: str = "adamw_torch"  # TrainingArguments.optim
-    optimizer: Any = None  # a ready optimizer (LoRA-FA); the Trainer adds the schedule
+    optimizer: Any = None  # a ready optimizer (LoRA-FA, LOMO); the Trainer adds the schedule
+    max_grad_norm: float = 1.0  # the Trainer's clip (0: none; LOMO clips inside its update)
     callbacks: list[Any] = field(default_factory=list)
-    own_loop: bool = False  # MeZO: no backward pass, its own loop
+    # MeZO: no backward pass, its own loop (the run asks the method's ``run_stage``; this flag
+    # is for callers that drive the stages themselves, such as the sweep)
+    own_loop: bool = False
     trainable: int = 0
     total: int = 0
     extra: Any = None  # method-specific state (DyLoRA's rank mask, MeZO's parameters)
@@ -105,6 +68,15 @@ class Method:
 
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         raise NotImplementedError
+
+    def run_stage(self, plan: Plan, stage: Stage, env: StageEnv) -> None:
+        """Train one stage with the transformers Trainer (a method with its own loop or its
+        own optimizer per stage overrides this)."""
+        from mmdemo.finetune.loop import trainer_stage
+
+        trainer_stage(
+            plan, env.collator, stage, env.cfg, env.device, env.bf16, env.meter, env.stop, env.work
+        )
 
     def save(self, plan: Plan, cfg: TrainConfig, out: Path, work: Path) -> dict[str, Any]:
         """Write a servable adapter into ``out``; returns facts for its metadata."""

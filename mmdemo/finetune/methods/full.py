@@ -1,6 +1,7 @@
-"""Full-parameter, memory-efficient methods: LOMO and AdaLomo (the ``lomo-optim`` package, as
-the transformers Trainer integrates it: the update is fused into the backward pass, so no
-gradients or optimizer states are kept) and MeZO (zeroth-order, see ``mezo.py``).
+"""Full-parameter methods: plain AdamW (the memory baseline), LOMO and AdaLomo (the
+``lomo-optim`` package, as the transformers Trainer integrates it: the update is fused into the
+backward pass, so no gradients or optimizer states are kept); MeZO (zeroth-order, its own loop)
+builds on these in ``mezo.py``.
 
 They train every weight of the chosen linear layers. So that the chat tab can hot-swap the
 result like any adapter, the weight change of each layer is written as a LoRA by truncated SVD
@@ -16,6 +17,7 @@ from typing import Any
 from mmdemo.errors import MethodUnavailableError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import Method, Plan, count_parameters
+from mmdemo.finetune.stage import Stage, StageEnv
 from mmdemo.finetune.targets import Targets
 
 INITIAL = "initial_weights.safetensors"
@@ -73,13 +75,24 @@ class LOMO(FullParameter):
 
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
         plan = super().prepare(model, cfg, targets, work)
+        plan.max_grad_norm = 0.0  # LOMO clips inside its fused update, if at all
         if self.optim == "lomo":
             # made here (the Trainer's own LOMO takes no clip): the gradient-norm clip from
             # the defaults table; the Trainer still fuses the update into the backward pass
-            chosen = self.defaults(plan.total)
-            clip = float(cfg.extra.get("lomo_clip", chosen.lomo_clip))
-            plan.optimizer = _lomo(model, cfg.lr or chosen.lr, clip)
+            plan.optimizer = self._optimizer(model, cfg, cfg.lr, plan.total)
         return plan
+
+    def _optimizer(self, model: Any, cfg: TrainConfig, lr: float, total: int) -> Any:
+        chosen = self.defaults(total)
+        clip = float(cfg.extra.get("lomo_clip", chosen.lomo_clip))
+        return _lomo(model, lr or chosen.lr, clip)
+
+    def run_stage(self, plan: Plan, stage: Stage, env: StageEnv) -> None:
+        """Each later stage gets its own LOMO (with the clip) at its stage's learning rate:
+        left to itself the Trainer would build its own LOMO, which has no clip."""
+        if plan.optimizer is None and self.optim == "lomo":
+            plan.optimizer = self._optimizer(plan.model, env.cfg, stage.lr, plan.total)
+        super().run_stage(plan, stage, env)
 
     def check(self, device: str) -> None:
         import importlib.util
@@ -118,17 +131,6 @@ class AdaLomo(LOMO):
                 f"the {device}",
                 fix="use lomo (or mezo) on this machine, or run on an NVIDIA GPU",
             )
-
-
-class MeZO(FullParameter):
-    def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
-        plan = super().prepare(model, cfg, targets, work)
-        for w in plan.extra.values():
-            w.requires_grad_(False)  # no backward pass at all: memory stays at inference level
-        plan.own_loop = True
-        plan.mezo_eps = self.defaults(plan.total).mezo_eps
-        plan.trainable = sum(w.numel() for w in plan.extra.values())
-        return plan
 
 
 def export_lora(weights: dict[str, Any], initial: Path, out: Path, max_rank: int) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 from mmdemo.errors import MethodUnavailableError
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.methods import Method, Plan, count_parameters
+from mmdemo.finetune.stage import Stage, StageEnv
 from mmdemo.finetune.targets import PROJECTOR_PARTS, VISION_PARTS, Targets
 
 KEEP_PRECISE = VISION_PARTS + PROJECTOR_PARTS
@@ -98,15 +99,23 @@ class LoRAFA(LoRA):
     PEFT's ``create_lorafa_optimizer``; less activation memory than LoRA (x is not kept for A)."""
 
     def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
-        from peft.optimizers import create_lorafa_optimizer
-
         plan = super().prepare(model, cfg, targets, work)
-        lr = cfg.lr or self.lr_for(plan.total)
-        plan.optimizer = create_lorafa_optimizer(
-            plan.model, r=cfg.rank, lora_alpha=cfg.alpha, lr=lr
-        )
+        plan.optimizer = _lorafa_optimizer(plan.model, cfg, cfg.lr or self.lr_for(plan.total))
         plan.trainable, plan.total = count_parameters(plan.model)  # A is frozen now
         return plan
+
+    def run_stage(self, plan: Plan, stage: Stage, env: StageEnv) -> None:
+        """The first stage trains with the optimizer ``prepare`` made; each later one gets its
+        own at its stage's learning rate (the Trainer must not build a plain AdamW for it)."""
+        if plan.optimizer is None:
+            plan.optimizer = _lorafa_optimizer(plan.model, env.cfg, stage.lr)
+        super().run_stage(plan, stage, env)
+
+
+def _lorafa_optimizer(model: Any, cfg: TrainConfig, lr: float) -> Any:
+    from peft.optimizers import create_lorafa_optimizer
+
+    return create_lorafa_optimizer(model, r=cfg.rank, lora_alpha=cfg.alpha, lr=lr)
 
 
 def _has_bf16(device: str) -> bool:

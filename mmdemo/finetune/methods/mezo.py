@@ -1,0 +1,94 @@
+"""MeZO (Malladi et al., 2023): full-parameter training with forward passes only, so memory
+stays at inference level. It trains the same weights as the other full-parameter methods and
+is served the same way (the weight change exported as a LoRA, ``full.py``); it trains with its
+own loop instead of the Trainer. Written here: no maintained package implements it."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+from mmdemo.errors import TrainingStopped
+from mmdemo.finetune.collate import Collator
+from mmdemo.finetune.config import TrainConfig
+from mmdemo.finetune.methods import Plan
+from mmdemo.finetune.methods.full import FullParameter
+from mmdemo.finetune.progress import StepMeter, StopSwitch
+from mmdemo.finetune.stage import ExampleList, Stage, StageEnv, schedule_lr
+from mmdemo.finetune.targets import Targets
+
+
+class MeZO(FullParameter):
+    def prepare(self, model: Any, cfg: TrainConfig, targets: Targets, work: Path) -> Plan:
+        plan = super().prepare(model, cfg, targets, work)
+        for w in plan.extra.values():
+            w.requires_grad_(False)  # no backward pass at all: memory stays at inference level
+        plan.own_loop = True
+        plan.mezo_eps = self.defaults(plan.total).mezo_eps
+        plan.trainable = sum(w.numel() for w in plan.extra.values())
+        return plan
+
+    def run_stage(self, plan: Plan, stage: Stage, env: StageEnv) -> None:
+        mezo_stage(plan, env.collator, stage, env.cfg, env.device, env.bf16, env.meter, env.stop)
+
+
+def mezo_stage(
+    plan: Plan,
+    collator: Collator,
+    stage: Stage,
+    cfg: TrainConfig,
+    device: str,
+    bf16: bool,
+    meter: StepMeter,
+    stop: StopSwitch,
+) -> None:
+    """MeZO (Malladi et al., 2023): SPSA with seed-replayed noise. Per step: perturb every
+    weight by +eps*z, measure the loss, by -eps*z, measure again, restore, then step along z
+    by the projected gradient. z is regenerated from its seed, never stored, so memory stays at
+    inference level. Written here: no maintained package implements it."""
+    import torch
+
+    weights = list(plan.extra.values())
+    model = plan.model
+    model.eval()
+    rng = random.Random(cfg.seed)
+    order = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        ExampleList(stage.examples),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=order,
+        collate_fn=collator,
+    )
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    warmup = min(cfg.warmup, stage.steps // 2)
+
+    def loss_of(batch: dict[str, Any]) -> float:
+        with torch.no_grad(), torch.autocast(device.split(":")[0], torch.bfloat16, enabled=bf16):
+            return float(model(**batch).loss)
+
+    def nudge(seed: int, scale: float) -> None:
+        gen = torch.Generator(device=weights[0].device).manual_seed(seed)
+        with torch.no_grad():
+            for w in weights:
+                z = torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
+                w.add_(z, alpha=scale)
+
+    for step in range(stage.steps):
+        if stop.is_set():
+            raise TrainingStopped("the run was stopped before it finished")
+        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in next(batches).items()}
+        seed = rng.randrange(2**31)
+        eps = cfg.mezo_eps or plan.mezo_eps
+        nudge(seed, eps)
+        plus = loss_of(batch)
+        nudge(seed, -2 * eps)
+        minus = loss_of(batch)
+        nudge(seed, eps)
+        grad = (plus - minus) / (2 * eps)
+        lr = schedule_lr(step, stage.steps, warmup, stage.lr, cfg.schedule)
+        nudge(seed, -lr * grad)
+        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+        meter.step(stage.name, (plus + minus) / 2, tokens, lr)
