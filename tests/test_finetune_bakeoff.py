@@ -126,4 +126,5 @@ def test_the_sweep_writes_its_choice_into_the_defaults_table(tmp_path: Path) -> 
     from mmdemo.finetune.defaults import FROM_SCRATCH, PRETRAINED
 
     assert repr(module.PRETRAINED["lora"]) == repr(PRETRAINED["lora"])
+    assert list(module.PRETRAINED) == list(PRETRAINED)  # every row kept, in its place (ia3 too)
     assert repr(dict(module.FROM_SCRATCH)) == repr(dict(FROM_SCRATCH))

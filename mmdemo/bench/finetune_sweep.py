@@ -250,7 +250,7 @@ def write_defaults(table: Table, path: Path = DEFAULTS_FILE) -> Path:
     start, end = "# bench:finetune-sweep\n", "# /bench:finetune-sweep\n"
     head, rest = text.split(start)
     block, tail = rest.split(end)
-    rows = dict(re.findall(r'^        "([a-z-]+)": (Defaults\(.*\)),$', block, re.M))
+    rows = dict(re.findall(r'^        "([a-z0-9-]+)": (Defaults\(.*\)),$', block, re.M))
     stamp = time.strftime("%Y-%m-%d")
     for method, trial in getattr(table, "chosen", {}).items():
         args = [f"lr={trial.lr:g}"]

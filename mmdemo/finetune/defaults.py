@@ -27,17 +27,17 @@ class Defaults:
 # bench:finetune-sweep
 PRETRAINED = MappingProxyType(
     {
-        "lora": Defaults(lr=2e-4, source="by hand"),
-        "dora": Defaults(lr=2e-4, source="by hand"),
-        "qlora": Defaults(lr=2e-4, source="by hand"),
-        "ia3": Defaults(lr=3e-3, source="by hand"),
-        "lora-fa": Defaults(lr=2e-4, source="by hand"),
-        "dylora": Defaults(lr=2e-4, source="by hand"),
-        "bottleneck": Defaults(lr=3e-4, source="by hand"),
-        "lomo": Defaults(lr=1e-3, source="by hand"),
+        "lora": Defaults(lr=0.003, source="sweep 2026-12-06"),
+        "dora": Defaults(lr=0.003, source="sweep 2026-12-06"),
+        "qlora": Defaults(lr=0.003, source="sweep 2026-12-06"),
+        "ia3": Defaults(lr=0.01, source="sweep 2026-12-06"),
+        "lora-fa": Defaults(lr=0.003, source="sweep 2026-12-06"),
+        "dylora": Defaults(lr=0.003, source="sweep 2026-12-06"),
+        "bottleneck": Defaults(lr=0.01, source="sweep 2026-12-06"),
+        "lomo": Defaults(lr=0.01, lomo_clip=0, source="sweep 2026-12-06"),
         "adalomo": Defaults(lr=5e-4, source="by hand"),
-        "mezo": Defaults(lr=1e-6, mezo_eps=1e-3, source="by hand"),
-        "full": Defaults(lr=1e-5, source="by hand"),
+        "mezo": Defaults(lr=1e-05, mezo_eps=0.001, source="sweep 2026-12-06"),
+        "full": Defaults(lr=0.0001, source="sweep 2026-12-06"),
     }
 )
 # /bench:finetune-sweep
