@@ -18,6 +18,7 @@ import pytest
 from mmdemo.finetune.methods import METHODS
 
 STEPS, BATCH, VALIDATION = 3, 4, 16
+MEZO_STEPS = 20  # forward passes only: more, cheaper steps (as the bake-off gives it)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def quick_bakeoff(real_settings: Any) -> dict[str, Any]:
     from mmdemo.finetune.methods import get_method
     from mmdemo.finetune.run import load_base
 
-    budget = Budget(steps=STEPS, mezo_steps=2 * STEPS, batch_size=BATCH)
+    budget = Budget(steps=STEPS, mezo_steps=MEZO_STEPS, batch_size=BATCH)
     # the base model is read once and copied for each method (QLoRA loads its own 4-bit one)
     model, tokenizer, _, _ = load_base(TrainConfig(base="llm"), real_settings, "cpu", {})
     losses: dict[str, float] = {}
