@@ -3,6 +3,7 @@ recorded LibriVox speech, hibari TTS fed back to the ASR, and one real spoken an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ def test_librivox_speech_is_transcribed_nearly_word_perfect(
     assert edits / words <= 0.15, f"corpus WER {edits / words:.1%} over {words} words"
 
 
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 def test_a_short_window_hears_the_same_words_as_whispers_30_s_window(
     real: ModelManager, librivox: list[tuple[Path, str]]
 ) -> None:
@@ -54,7 +59,10 @@ def test_a_short_window_hears_the_same_words_as_whispers_30_s_window(
         window = window_seconds(len(samples) / 16000)
         assert window < 30
         short = asr.transcribe_window(samples, "en", window).text
-        assert short == asr.transcribe_window(samples, "en", 30.0).text, path.name
+        full = asr.transcribe_window(samples, "en", 30.0).text
+        # the same words; punctuation may differ (CTranslate2 4.8 puts a comma one window
+        # leaves out)
+        assert words_of(short) == words_of(full), (path.name, short, full)
 
 
 def test_spoken_answers_are_short_and_never_repeat_a_sentence(real: ModelManager) -> None:
