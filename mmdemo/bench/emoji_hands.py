@@ -42,22 +42,33 @@ class Sample:
         return self.source.split("/")[0]
 
 
-def samples(quick: bool = False) -> Iterator[Sample]:
-    """Every labelled picture, in a fixed order (deterministic)."""
+def backdrops() -> list[Any]:
+    """The photos the grid's photo backgrounds are cut from."""
+    return photos(("coffee", "rocket", "astronaut"))
+
+
+def renders(
+    src: Any, label: str, source: str, grounds_from: list[Any], quick: bool = False
+) -> Iterator[Sample]:
+    """One emoji picture (RGBA) drawn on the benchmark's grid of sizes, tilts and
+    backgrounds (the same grid for every emoji set; ``grounds_from``: ``backdrops()``)."""
     from PIL import Image
 
-    root = emoji_root()
-    backdrops = photos(("coffee", "rocket", "astronaut"))
     sizes, tilts, grounds = (
         (QUICK_SIZES, QUICK_TILTS, QUICK_BACKGROUNDS) if quick else (SIZES, TILTS, BACKGROUNDS)
     )
+    for k, (size, tilt, ground) in enumerate(itertools.product(sizes, tilts, grounds)):
+        hand = src.resize((size, size), Image.LANCZOS)
+        if tilt:
+            hand = hand.rotate(tilt, Image.BICUBIC, expand=True)
+        image = compose(hand, ground, grounds_from[k % len(grounds_from)], k)
+        yield Sample(image, label, source, f"{size}px {tilt:+d}° {ground}")
+
+
+def samples(quick: bool = False) -> Iterator[Sample]:
+    """Every labelled picture, in a fixed order (deterministic)."""
+    root, photos_ = emoji_root(), backdrops()
     for source in sources():
         src = load(root, source)
-        if src is None:
-            continue
-        for k, (size, tilt, ground) in enumerate(itertools.product(sizes, tilts, grounds)):
-            hand = src.resize((size, size), Image.LANCZOS)
-            if tilt:
-                hand = hand.rotate(tilt, Image.BICUBIC, expand=True)
-            image = compose(hand, ground, backdrops[k % len(backdrops)], k)
-            yield Sample(image, source.label, source.name, f"{size}px {tilt:+d}° {ground}")
+        if src is not None:
+            yield from renders(src, source.label, source.name, photos_, quick)

@@ -67,35 +67,15 @@ def load_openmoji(folder: Path, code: str, tone: str) -> Any | None:
 def openmoji_samples(quick: bool = False) -> Iterator[Any]:
     """The benchmark's labelled emoji (built-in gestures and no-gesture shapes, 5 skin tones)
     drawn by OpenMoji, on the gesture benchmark's render grid."""
-    from PIL import Image
+    from mmdemo.bench.emoji_hands import backdrops, renders
+    from mmdemo.flows.gestures.emoji import LABELLED, TONES, UNNAMED
 
-    from mmdemo.bench.emoji_hands import (
-        BACKGROUNDS,
-        QUICK_BACKGROUNDS,
-        QUICK_SIZES,
-        QUICK_TILTS,
-        SIZES,
-        TILTS,
-        Sample,
-    )
-    from mmdemo.flows.gestures.emoji import LABELLED, TONES, UNNAMED, compose, photos
-
-    folder = svg_folder()
-    backdrops = photos(("coffee", "rocket", "astronaut"))
-    sizes, tilts, grounds = (
-        (QUICK_SIZES, QUICK_TILTS, QUICK_BACKGROUNDS) if quick else (SIZES, TILTS, BACKGROUNDS)
-    )
+    folder, photos = svg_folder(), backdrops()
     codes = [*LABELLED.items(), *((c, "none") for c in UNNAMED)]
     for (code, label), tone in itertools.product(codes, TONES):
         src = load_openmoji(folder, code, tone)
-        if src is None:
-            continue
-        for k, (size, tilt, ground) in enumerate(itertools.product(sizes, tilts, grounds)):
-            hand = src.resize((size, size), Image.LANCZOS)
-            if tilt:
-                hand = hand.rotate(tilt, Image.BICUBIC, expand=True)
-            image = compose(hand, ground, backdrops[k % len(backdrops)], k)
-            yield Sample(image, label, f"openmoji/{code}-{tone}", f"{size}px {tilt:+d}° {ground}")
+        if src is not None:
+            yield from renders(src, label, f"openmoji/{code}-{tone}", photos, quick)
 
 
 def run(quick: bool = False) -> Table:
