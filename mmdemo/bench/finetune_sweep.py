@@ -84,11 +84,12 @@ def train_and_validate(
 
     from mmdemo.finetune.collate import Collator
     from mmdemo.finetune.config import TrainConfig
-    from mmdemo.finetune.loop import Stage, mezo_stage, trainer_stage, validation_loss
+    from mmdemo.finetune.loop import validation_loss
     from mmdemo.finetune.methods import get_method
     from mmdemo.finetune.precision import use_bf16
     from mmdemo.finetune.progress import MemorySampler, StepMeter, StopSwitch
     from mmdemo.finetune.run import load_base
+    from mmdemo.finetune.stage import Stage, StageEnv
     from mmdemo.finetune.targets import find_targets
     from mmdemo.finetune.textdata import text_dataset
 
@@ -121,10 +122,8 @@ def train_and_validate(
         lr = lr or chosen.lr_for(plan.total)
         stage = Stage("vqa", data["train"], steps, lr)
         meter = StepMeter(lambda event: None, steps, MemorySampler(device))
-        if plan.own_loop:
-            mezo_stage(plan, collator, stage, cfg, device, bf16, meter, StopSwitch())
-        else:
-            trainer_stage(plan, collator, stage, cfg, device, bf16, meter, StopSwitch(), work)
+        env = StageEnv(collator, cfg, device, bf16, meter, StopSwitch(), work)
+        chosen.run_stage(plan, stage, env)
         loss = validation_loss(plan.model, collator, data["validation"], device, validation, bf16)
     seconds = time.perf_counter() - started
     del model, plan

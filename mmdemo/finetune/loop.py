@@ -1,8 +1,8 @@
 """One training stage with the transformers Trainer (with accelerate underneath, so the same
 run scales with ``accelerate launch``): what every method with a backward pass trains with
 (``Method.run_stage``); and the validation loss. MeZO, which has no backward pass, has its
-own loop in ``methods/mezo.py`` (re-exported here with ``Stage`` for callers that drive the
-stages themselves, such as the sweep)."""
+own loop in ``methods/mezo.py``; callers that drive the stages themselves (the sweep) call
+the method's ``run_stage`` as the run does."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from mmdemo.finetune.collate import Collator
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
 from mmdemo.finetune.methods import Plan
-from mmdemo.finetune.methods.mezo import mezo_stage
 from mmdemo.finetune.progress import StepMeter, StopSwitch
-from mmdemo.finetune.stage import ExampleList, Stage, schedule_lr
+from mmdemo.finetune.stage import ExampleList, Stage
 
-__all__ = ["Stage", "mezo_stage", "schedule_lr", "trainer_stage", "validation_loss"]
+__all__ = ["trainer_stage", "validation_loss"]
 
 # TrainConfig.schedule -> TrainingArguments.lr_scheduler_type (all with linear warm-up)
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}

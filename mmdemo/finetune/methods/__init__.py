@@ -34,8 +34,7 @@ class Plan:
     optimizer: Any = None  # a ready optimizer (LoRA-FA, LOMO); the Trainer adds the schedule
     max_grad_norm: float = 1.0  # the Trainer's clip (0: none; LOMO clips inside its update)
     callbacks: list[Any] = field(default_factory=list)
-    # MeZO: no backward pass, its own loop (the run asks the method's ``run_stage``; this flag
-    # is for callers that drive the stages themselves, such as the sweep)
+    # MeZO: no backward pass, its own loop (``run_stage``); several processes cannot share it
     own_loop: bool = False
     trainable: int = 0
     total: int = 0
