@@ -173,7 +173,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 compare = gr.Audio(
                     sources=["upload", "microphone"],
                     type="filepath",
-                    label="Compare with (optional, e.g. the same word said again)",
+                    label="Compare with (optional)",
                     elem_id="how-speech-2",
                 )
                 with gr.Column():
