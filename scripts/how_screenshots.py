@@ -4,8 +4,8 @@ Serves the app on the tiny profile (random weights, built offline and cached lik
 builds), drives headless Debian Chromium, presses each view's buttons, waits for the results
 and saves docs/screenshots/how-anatomy.png, how-fewshot.png and how-audio.png (palette PNGs,
 a few hundred KB). The Contrastive learning picture (how.png) comes from the browser test
-(MMDEMO_UPDATE_SCREENSHOTS=1). Needs Debian's chromium and pocketsphinx-testdata (the
-LibriVox clip). Run: python scripts/how_screenshots.py [anatomy] [fewshot] [audio]
+(MMDEMO_UPDATE_SCREENSHOTS=1). Needs Debian's chromium and pocketsphinx-testdata (two
+LibriVox clips, compared). Run: python scripts/how_screenshots.py [anatomy] [fewshot] [audio]
 (no names: all three).
 """
 
@@ -80,15 +80,18 @@ def fewshot(page: Any) -> None:
     save(page, "how-fewshot.png")
 
 
-def audio(page: Any, clip: Path) -> None:
+def audio(page: Any, clip: Path, other: Path) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Audio tokens").click()
     page.locator("#how-speech input[type=file]").set_input_files(str(clip))
     expect(page.locator("#how-speech audio").first).to_be_attached()
+    page.locator("#how-speech-2 input[type=file]").set_input_files(str(other))
+    expect(page.locator("#how-speech-2 audio").first).to_be_attached()
     page.locator("#how-units").click()
-    expect(page.locator("#how-units-info")).to_contain_text("per second")
+    expect(page.locator("#how-units-info")).to_contain_text("Unit edit distance")
     expect(page.locator("#how-units-out textarea")).not_to_have_value("")
+    expect(page.locator("#how-units-out-2 textarea")).not_to_have_value("")
     no_error(page)
     save(page, "how-audio.png")
 
@@ -102,7 +105,7 @@ def main(views: list[str]) -> None:
     from mmdemo.ui.app import CSS, build_app, theme
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 
-    clip = librivox_clips()[0][0]
+    clip, other = (path for path, _ in librivox_clips()[:2])
     cache = Path(os.environ.get("MMDEMO_TEST_HOME", Path.home() / ".cache" / "mmdemo-test"))
     tiny = Settings(profile="tiny", home=cache.expanduser(), device="cpu")
     build_all(tiny.models_dir)  # cached: instant after the first run
@@ -133,7 +136,7 @@ def main(views: list[str]) -> None:
                 if "fewshot" in views:
                     fewshot(page)
                 if "audio" in views:
-                    audio(page, clip)
+                    audio(page, clip, other)
                 browser.close()
         finally:
             built.close()

@@ -9,32 +9,12 @@ import pytest
 from mmdemo.bench.how import (
     Spoken,
     majority_accuracy,
-    normalised_distance,
     shots_above_baselines,
     span_frames,
     with_noise,
     word_key,
     word_pairs,
 )
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "distance"),
-    [
-        ([1, 2, 3], [1, 2, 3], 0.0),
-        ([], [], 0.0),
-        ([1, 2, 3], [1, 3], 1 / 3),  # one deletion over the longer length
-        ([1, 2], [3, 4], 1.0),  # two substitutions
-        ([5, 1, 2], [1, 2, 5], 2 / 3),  # a unit moved: delete + insert
-        ([7], [], 1.0),
-        ([1, 2, 3, 4], [1, 9, 3, 4, 4], 2 / 5),  # a substitution and an insertion
-    ],
-)
-def test_unit_edit_distance_is_normalised_by_the_longer_sequence(
-    a: list[int], b: list[int], distance: float
-) -> None:
-    assert normalised_distance(a, b) == pytest.approx(distance)
-    assert normalised_distance(b, a) == pytest.approx(distance)
 
 
 def test_word_spans_take_the_frames_centred_inside_them() -> None:

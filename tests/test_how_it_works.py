@@ -1,6 +1,7 @@
 """The How-it-works tab: a VLM's parts, image tokens and fine-tuning shares, CLIP's contrastive
-loss, few-shot on frozen embeddings, audio units; the numbers checked against hand-computed
-values and against the libraries' own counts (PEFT, open_clip)."""
+loss, few-shot on frozen embeddings, the endpoints; the numbers checked against hand-computed
+values and against the libraries' own counts (PEFT, open_clip). Audio units are in
+test_how_audio_units.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from mmdemo.flows.how.contrastive import contrast, derangement, info_nce
 from mmdemo.flows.how.fewshot import few_shot, nearest_centroid
 from mmdemo.flows.how.service import HowItWorks, label_from_name, parse_shots
 from mmdemo.models.manager import ModelManager
-from tests.bad_inputs import png_bytes
+from tests.bad_inputs import png_bytes, wav_file
 
 
 @pytest.fixture(scope="module")
@@ -303,42 +305,8 @@ def test_method_plans_on_the_served_vlm_match_hand_counts(how: HowItWorks) -> No
         how.method_plan("magic")
 
 
-# audio units ------------------------------------------------------------------------------
-def test_kmeans_finds_constructed_clusters_and_repeats_merge() -> None:
-    from mmdemo.flows.how.audio_units import kmeans, merge_repeats
-
-    gen = torch.Generator().manual_seed(0)
-    points = torch.cat(
-        [
-            torch.randn(20, 2, generator=gen) * 0.1 + torch.tensor(c)
-            for c in ([0.0, 0.0], [5.0, 5.0])
-        ]
-    )
-    labels, _ = kmeans(points, 2, seed=1)
-    assert len(set(labels[:20].tolist())) == 1 and len(set(labels[20:].tolist())) == 1
-    assert labels[0] != labels[20]
-    assert merge_repeats([5, 5, 2, 2, 2, 5]) == [5, 2, 5] and merge_repeats([]) == []
-
-
-def test_audio_units_repeat_for_a_seed() -> None:
-    import numpy as np
-
-    from mmdemo.flows.how.audio_units import audio_units
-
-    t = np.arange(16000, dtype=np.float32) / 16000
-    rng = np.random.default_rng(0)
-    speechy = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + t)) + 0.05 * rng.standard_normal(16000)
-    first = audio_units(speechy.astype(np.float32), k=8, seed=3, kind="tiny")
-    again = audio_units(speechy.astype(np.float32), k=8, seed=3, kind="tiny")
-    assert first.units == again.units and first.units
-    # one second at a 320-sample stride after a 400-sample window: (16000 - 400) // 320 + 1
-    assert first.frames == 49 and first.frames_per_second == 49.0
-    assert first.units_per_second == len(first.units) and first.random_weights
-    assert "random" in first.note and "mean nothing" in first.note
-
-
 # the endpoints ----------------------------------------------------------------------------
-def test_the_endpoints_answer_with_data(app: Any) -> None:
+def test_the_endpoints_answer_with_data(app: Any, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(app.demo.local_url, verbose=False)
@@ -353,6 +321,15 @@ def test_the_endpoints_answer_with_data(app: Any) -> None:
     assert tokens["image_tokens"] == 16 and Path(tokens["picture"]).is_file()
     pairs = client.predict(None, "", False, True, 0, api_name="/how_contrastive")
     assert len(pairs["logits"]) == len(pairs["images"]) and Path(pairs["heatmap"]).is_file()
+    tone = np.sin(np.arange(16000, dtype=np.float32) * 0.1).astype(np.float32)
+    speech = str(wav_file(tmp_path / "tone.wav", tone))
+    units = client.predict(handle_file(speech), 8, 0, api_name="/how_audio_units")
+    assert units["units"] and "compared" not in units  # one clip, as before the second one
+    both = client.predict(
+        handle_file(speech), 8, 0, handle_file(speech), api_name="/how_audio_units"
+    )
+    assert both["compared"]["units"] == both["units"] == units["units"]
+    assert both["compared"]["unit_edit_distance"] == 0.0
 
 
 @pytest.mark.browser

@@ -134,7 +134,10 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
         {"images": "image"},
         lambda n: [[FILE] * 4, "red, red, blue, blue", "", "1", 1, 0, False],
     ),
-    "how_audio_units": ({"audio": "audio"}, lambda n: [FILE, 8, 0]),
+    "how_audio_units": (
+        {"audio": "audio", "compare_audio": "audio"},
+        lambda n: [FILE, 8, 0, FILE],
+    ),
 }
 
 

@@ -1,12 +1,13 @@
 """How it works: what the tab's audio-unit and few-shot views give on real inputs.
 
-Audio units: the flow's path (HuBERT-Base architecture with seeded random weights, k-means,
-repeats merged) on the LibriVox clips of Debian's pocketsphinx-testdata: units and compute
-per second of audio, and whether the same speech maps to the same units (the same clip again,
-shifted 10 ms with noise added; the same word said twice, located by Whisper's word times)
-against different speech. Few-shot: the flow's nearest-centroid classifier on frozen CLIP
-embeddings at 1, 2 and 5 shots beside CLIP zero-shot on the same images, chance and the
-majority class, on the built-in shapes and the hand-emoji pictures.
+Audio units: the tab's path (HuBERT-Base, trained weights when torch hub's cache holds them,
+else seeded random ones; the k-means codebook the tab fits once and shares; repeats merged) on
+the LibriVox clips of Debian's pocketsphinx-testdata: units and compute per second of audio,
+and whether the same speech maps to the same units (the same clip again, shifted 10 ms with
+noise added; the same word said twice, located by Whisper's word times) against different
+speech. Few-shot: the flow's nearest-centroid classifier on frozen CLIP embeddings at 1, 2 and
+5 shots beside CLIP zero-shot on the same images, chance and the majority class, on the
+built-in shapes and the hand-emoji pictures.
 """
 
 from __future__ import annotations
@@ -44,20 +45,6 @@ class Spoken:
 
 
 # -- pure helpers ------------------------------------------------------------------------------
-def normalised_distance(a: Sequence[int], b: Sequence[int]) -> float:
-    """Unit edit distance over the longer sequence's length: 0 the same, 1 nothing shared."""
-    longest = max(len(a), len(b))
-    if longest == 0:
-        return 0.0
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1] / longest
-
-
 def span_frames(start: float, end: float, frames: int) -> range:
     """The encoder frames whose window centre lies in [start, end) seconds."""
     centre = WINDOW / 2  # frame f's window centre is at sample f * STRIDE + centre
@@ -112,14 +99,6 @@ def _mean(values: Sequence[float]) -> float:
 
 
 # -- audio units ---------------------------------------------------------------------------------
-def _features(model: Any, samples: Any) -> Any:
-    import torch
-
-    with torch.inference_mode():
-        out, _ = model.extract_features(torch.as_tensor(samples).reshape(1, -1), num_layers=LAYER)
-    return out[-1][0]
-
-
 def _spoken(clips: Sequence[Any]) -> tuple[list[Spoken], str]:
     """Confident words of at least MIN_LETTERS letters, timed by the app's Whisper (or none,
     with the reason)."""
@@ -144,32 +123,42 @@ def _spoken(clips: Sequence[Any]) -> tuple[list[Spoken], str]:
     return words, model_id
 
 
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
 def audio_rows(table: Table, paths: Sequence[Path], repeat: int) -> list[str]:
     """Rows for the audio-unit path; returns notes."""
-    import torch
-
+    from mmdemo.config import Settings
     from mmdemo.flows.audio import read_audio
-    from mmdemo.flows.how.audio_units import audio_units, build_encoder, kmeans, merge_repeats
+    from mmdemo.flows.how import audio_units as au
+    from mmdemo.flows.how.service import HowItWorks
+    from mmdemo.models.manager import ModelManager
 
     clips = [read_audio(p) for p in paths]
     seconds = sum(c.seconds for c in clips)
     name = f"{len(clips)} LibriVox clips, {seconds:.1f} s"
-    # 1. the flow's call as the tab makes it (encoder built, features, k-means on the clip)
-    calls, units, frames = [], 0, 0
-    for clip in clips:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            found = audio_units(clip.samples, K, SEED, "hubert-base", LAYER)
-            times.append(time.perf_counter() - start)
-        calls.append(statistics.median(times))
-        units, frames = units + len(found.units), frames + found.frames
-    model = build_encoder("hubert-base", SEED)
-    forward = []
-    for clip in clips:
-        start = time.perf_counter()
-        _features(model, clip.samples)
-        forward.append(time.perf_counter() - start)
+    # 1. the tab's own call, on a fresh data folder: the first call fits the shared codebook
+    # (on every LibriVox clip), the others find it in memory
+    with tempfile.TemporaryDirectory(prefix="mmdemo-bench-how-units-") as home:
+        settings = Settings(profile="cpu", home=Path(home), device="cpu")
+        how = HowItWorks(settings, ModelManager(settings))
+        first = _timed(how.audio_units, str(paths[0]), K, SEED)[1]
+        calls, units, frames = [], 0, 0
+        for path in paths:
+            times = []
+            for _ in range(repeat):
+                found, took = _timed(how.audio_units, str(path), K, SEED)
+                times.append(took)
+            calls.append(statistics.median(times))
+            units, frames = units + len(found["units"]), frames + found["frames"]
+        encoder = au.load_encoder("hubert-base", SEED)
+        layer = min(LAYER, encoder.layers)
+        book = how.codebooks.get(encoder, layer, K, SEED)  # the one the calls used
+    timed = [_timed(au.clip_frames, encoder, c.samples, layer) for c in clips]
+    feats, forward = [f for f, _ in timed], [t for _, t in timed]
     table.add(
         f"audio units: {name}",
         f"units per second of audio (K={K}, repeats merged)",
@@ -178,29 +167,28 @@ def audio_rows(table: Table, paths: Sequence[Path], repeat: int) -> list[str]:
     )
     table.add(
         f"audio units: {name}",
-        "compute per second of audio (the flow's call: encoder built, features, k-means)",
+        "compute per second of audio (the tab's call, codebook in memory: encoder built, "
+        "features, nearest centroid)",
         f"{sum(calls) / seconds:.2f} s (RTF {sum(calls) / seconds:.2f})",
-        f"encoder forward alone: {sum(forward) / seconds:.2f} s",
+        f"encoder forward alone: {sum(forward) / seconds:.2f} s; the first call, which also "
+        f"fits the codebook on {book.source}: {first:.1f} s",
     )
-    # 2. one codebook fitted on every clip's frames, so units compare across clips
-    feats = [_features(model, c.samples) for c in clips]
-    _, centroids = kmeans(torch.cat(feats), K, SEED)
 
+    # 2. the same speech against different speech, in the shared codebook's unit ids
     def assign(f: Any) -> list[int]:
-        return [int(u) for u in torch.cdist(f, centroids).argmin(dim=1)]
+        return [int(u) for u in au.assign(f, book.centroids)]
 
     raw = [assign(f) for f in feats]
-    whole = [merge_repeats(r) for r in raw]
-    again = [
-        merge_repeats(assign(_features(model, with_noise(c.samples, SHIFT_S, SNR_DB, i))))
-        for i, c in enumerate(clips)
-    ]
-    same = [normalised_distance(a, b) for a, b in zip(whole, again, strict=True)]
+    whole = [au.merge_repeats(r) for r in raw]
+    noisy = [with_noise(c.samples, SHIFT_S, SNR_DB, i) for i, c in enumerate(clips)]
+    again = [au.merge_repeats(assign(au.clip_frames(encoder, n, layer))) for n in noisy]
+    same = [au.unit_edit_distance(a, b) for a, b in zip(whole, again, strict=True)]
     other = []
     for i in range(len(clips)):  # each clip against the next one, both cut to the shorter
         j = (i + 1) % len(clips)
         n = min(len(raw[i]), len(raw[j]))
-        other.append(normalised_distance(merge_repeats(raw[i][:n]), merge_repeats(raw[j][:n])))
+        cut = [au.merge_repeats(r[:n]) for r in (raw[i], raw[j])]
+        other.append(au.unit_edit_distance(*cut))
     table.add(
         f"audio units: {name}",
         f"same clip again, {SHIFT_S * 1000:.0f} ms later + noise at {SNR_DB:.0f} dB: unit edit "
@@ -208,7 +196,25 @@ def audio_rows(table: Table, paths: Sequence[Path], repeat: int) -> list[str]:
         f"{_mean(same):.2f}, {sum(d == 0 for d in same)}/{len(same)} identical",
         f"a different clip (same length): {_mean(other):.2f}",
     )
-    notes = []
+    notes = [
+        (
+            f"Audio: the encoder is torchaudio's HuBERT-Base with its trained weights "
+            f"(`{encoder.weights}`, found in torch hub's cache), as the tab loads it."
+            if encoder.trained
+            else "Audio: the encoder is torchaudio's HuBERT-Base architecture (95M parameters) "
+            "with seeded random weights, as the tab builds it when HUBERT_BASE's weights are "
+            "not in torch hub's cache (nothing can be downloaded here): the units mean "
+            "nothing, and these rows show the pipeline's rates and how stable a random "
+            "encoder's units are. With trained weights the same code gives units that follow "
+            "phones (not measurable here)."
+        ),
+        f"Units per second and compute: the tab's own call per clip (layer {layer}, K={K}, "
+        f"seed {SEED}), median of {repeat} run(s) per clip, after a first call that fits the "
+        f"tab's shared k-means codebook on {book.source}. Every row uses that one codebook, "
+        "so a unit id means the same in every clip; it was fitted on these very clips. "
+        "Edit distances: Levenshtein over the merged unit sequences, divided by the longer "
+        "one's length (0: the same units).",
+    ]
     words, asr = _spoken(clips)
     pairs, others = word_pairs(words)
     if not pairs:
@@ -217,10 +223,10 @@ def audio_rows(table: Table, paths: Sequence[Path], repeat: int) -> list[str]:
 
     def units_of(w: Spoken) -> list[int]:
         span = span_frames(w.start, w.end, len(raw[w.clip]))
-        return merge_repeats([raw[w.clip][f] for f in span])
+        return au.merge_repeats([raw[w.clip][f] for f in span])
 
-    said = [normalised_distance(units_of(a), units_of(b)) for a, b in pairs]
-    unlike = [normalised_distance(units_of(a), units_of(b)) for a, b in others]
+    said = [au.unit_edit_distance(units_of(a), units_of(b)) for a, b in pairs]
+    unlike = [au.unit_edit_distance(units_of(a), units_of(b)) for a, b in others]
     repeated = sorted({a.word for a, _ in pairs})
     table.add(
         f"audio units: {name}",
@@ -370,16 +376,6 @@ def run(quick: bool = False) -> Table:
             notes.append(f"Hand emoji left out: {exc}")
         verdicts = fewshot_rows(table, sets, clips, root / "home", episodes)
     table.notes += [
-        "Audio: the encoder is torchaudio's HuBERT-Base architecture (95M parameters) with "
-        "seeded random weights, as the tab builds it (no pretrained weights can be downloaded "
-        "here): the units mean nothing, and these rows show the pipeline's rates and how "
-        "stable a random encoder's units are. With trained weights the same code gives units "
-        "that follow phones (not measurable here).",
-        f"Units per second and compute: the tab's own call per clip (k-means with K={K} fitted "
-        f"on that clip alone, layer {LAYER}), median of {repeat} run(s) per clip. "
-        f"Edit distances: one k-means codebook (K={K}) fitted on the frames of all the LibriVox "
-        "clips here, so that unit ids mean the same across clips; distances are Levenshtein "
-        "over the merged unit sequences, divided by the longer one's length.",
         *notes,
         "Few-shot: the tab's `few_shot` on a folder with one subfolder per class. Built-in "
         f"shapes: the fine-tuning studio's seeded drawings (circle, square, triangle in random "

@@ -8,7 +8,9 @@
   parameter-free (meta-device) copy of the loaded VLM's architecture.
 - ``contrastive``: CLIP's N x N similarity matrix, softmax both ways, symmetric InfoNCE.
 - ``fewshot``: nearest-centroid classification on frozen CLIP embeddings vs zero-shot.
-- ``audio_units``: self-supervised speech features -> k-means units (random weights here).
+- ``audio_units``: self-supervised speech features -> k-means units (trained HuBERT-Base
+  weights when torch hub's cache holds them, else random ones), unit edit distance.
+- ``codebooks``: the k-means codebooks, fitted once on LibriVox speech and shared by every clip.
 - ``service``: the tab's jobs over the app's manager and CLIP (plain values in, dicts out).
 """
 

@@ -17,6 +17,7 @@ from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
 from mmdemo.finetune.config import ATTACH
 from mmdemo.flows.how import samples
+from mmdemo.flows.how.codebooks import Codebooks
 from mmdemo.flows.limits import require_local
 from mmdemo.images import IMAGE_EXTENSIONS, ImageProblem, load_image
 from mmdemo.models.manager import ModelManager
@@ -67,6 +68,8 @@ class HowItWorks:
     def __init__(self, settings: Settings, manager: ModelManager) -> None:
         self.settings = settings
         self.manager = manager
+        # audio units' k-means codebooks, fitted once and shared by every user's clip
+        self.codebooks = Codebooks(settings.home / "audio-units")
 
     # -- anatomy --------------------------------------------------------------------------
     def _vlm(self) -> Any:
@@ -283,11 +286,15 @@ class HowItWorks:
         return files, names
 
     # -- audio ----------------------------------------------------------------------------
-    def audio_units(self, audio: str | None, units: int = 50, seed: int = 0) -> dict[str, Any]:
-        """Speech -> HuBERT-style frame features -> k-means units -> repeats merged, with the
-        rates; the encoder's weights are random (seeded), so the units mean nothing."""
+    def audio_units(
+        self, audio: str | None, units: int = 50, seed: int = 0, compare: str | None = None
+    ) -> dict[str, Any]:
+        """Speech -> HuBERT-style frame features -> units against a k-means codebook shared by
+        every clip (fitted once on the LibriVox clips) -> repeats merged, with the rates.
+        ``compare``: a second clip, its units and the normalised unit edit distance between the
+        two (0: the same units)."""
         from mmdemo.flows.audio import read_audio
-        from mmdemo.flows.how.audio_units import MAX_SECONDS, MAX_UNITS, audio_units
+        from mmdemo.flows.how import audio_units as au
 
         if not audio:
             raise BadInputError("no audio given", fix="upload a WAV, FLAC, OGG or MP3 file")
@@ -295,12 +302,36 @@ class HowItWorks:
             k = int(units)
         except (TypeError, ValueError):
             raise BadInputError(f"units must be a whole number, got {units!r}") from None
-        if not 2 <= k <= MAX_UNITS:
-            raise BadInputError(f"K={k} units is outside 2..{MAX_UNITS}")
-        clip = read_audio(audio, max_seconds=MAX_SECONDS)
+        if not 2 <= k <= au.MAX_UNITS:
+            raise BadInputError(f"K={k} units is outside 2..{au.MAX_UNITS}")
+        clips = [read_audio(audio, max_seconds=au.MAX_SECONDS)]
+        if compare:
+            try:
+                clips.append(read_audio(compare, max_seconds=au.MAX_SECONDS))
+            except BadInputError as exc:
+                raise BadInputError(f"the second clip: {exc.message}", fix=exc.fix) from None
         kind = "tiny" if self.settings.resolved_profile == "tiny" else "hubert-base"
-        found = audio_units(clip.samples, k, int(seed), kind)
-        return {**found.to_json(), "truncated": clip.truncated}
+        encoder = au.load_encoder(kind, int(seed))
+        layer = min(au.LAYER, encoder.layers)
+        frames = [au.clip_frames(encoder, c.samples, layer) for c in clips]
+        book = self.codebooks.get(encoder, layer, k, int(seed))
+        if book is None:  # no reference speech: the clips' own frames
+            these = "this clip" if len(clips) == 1 else "these two clips"
+            book = au.fit_codebook(frames, k, int(seed), f"{these} (LibriVox clips not installed)")
+        found = [
+            au.units_of(encoder, f, c.seconds, layer, book)
+            for f, c in zip(frames, clips, strict=True)
+        ]
+        data = {**found[0].to_json(), "truncated": clips[0].truncated}
+        if len(found) == 2:
+            data["compared"] = {
+                "seconds": found[1].seconds,
+                "units": found[1].units,
+                "distinct": found[1].distinct,
+                "truncated": clips[1].truncated,
+                "unit_edit_distance": au.unit_edit_distance(found[0].units, found[1].units),
+            }
+        return data
 
 
 def _folder_classes(root: Path) -> tuple[list[Any], list[str]]:

@@ -66,6 +66,8 @@ class HowActions:
 
     # -- audio ----------------------------------------------------------------------------
     @guarded
-    def units(self, audio: str | None, k: float, seed: float) -> tuple[str, str]:
-        data = self.api.audio_units(audio, int(k), int(seed))
-        return view.units_md(data), view.units_text(data)
+    def units(
+        self, audio: str | None, k: float, seed: float, compare: str | None = None
+    ) -> tuple[str, str, str]:
+        data = self.api.audio_units(audio, int(k), int(seed), compare)
+        return view.units_md(data), view.units_text(data), view.units_text(data.get("compared"))

@@ -5,7 +5,7 @@ plain values in, data out (dicts, lists, file paths), for gradio_client:
 ``/how_method(method, attach, rank)``,
 ``/how_contrastive(images, captions, shuffle, use_samples, seed)``,
 ``/how_fewshot(images, labels, folder, shots, episodes, seed, use_samples)``,
-``/how_audio_units(audio, units, seed)``.
+``/how_audio_units(audio, units, seed, compare_audio)``.
 
 Files arrive as uploads (``handle_file``), checked by ``upload_path``; pictures go back as
 files.
@@ -84,10 +84,16 @@ def register(ctx: AppContext, query: dict[str, Any], audio: dict[str, Any]) -> N
         files = [p for p in paths if p]
         return api.few_shot(files, labels, folder, shots, episodes, seed, use_samples)
 
-    def how_audio_units(audio: FileData, units: int = 50, seed: int = 0) -> dict:
-        """Speech -> HuBERT-style features (random, seeded weights) -> k-means units ->
-        repeats merged; units per second. The units mean nothing with random weights."""
-        return api.audio_units(upload_path(audio, "audio"), units, seed)
+    def how_audio_units(
+        audio: FileData, units: int = 50, seed: int = 0, compare_audio: FileData | None = None
+    ) -> dict:
+        """Speech -> HuBERT-style features -> units against one k-means codebook shared by
+        every clip (fitted on LibriVox speech; "codebook" says on what) -> repeats merged;
+        units per second. ``compare_audio``: a second clip; "compared" holds its units and
+        the normalised unit edit distance (0: the same units). Random encoder weights
+        ("random_weights") unless trained ones are in torch hub's cache."""
+        other = upload_path(compare_audio, "compare_audio")
+        return api.audio_units(upload_path(audio, "audio"), units, seed, other)
 
     gr.api(guarded(how_methods), api_name="how_methods", queue=False)
     for fn, name in (

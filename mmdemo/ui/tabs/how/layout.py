@@ -157,8 +157,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
             gr.Markdown(
                 "Speech as tokens: a self-supervised encoder (HuBERT's architecture) makes one "
                 "vector per 20 ms; k-means maps each to one of K units; repeats are merged. "
-                "**Here the encoder's weights are random** (no download possible), so the "
-                "units show the mechanics and the rates, not meaning."
+                "The k-means codebook is fitted once, on LibriVox speech, and shared by every "
+                "clip, so a unit id names the same sound in any clip: give a second clip to see "
+                "how far apart the two unit sequences are. Unless HuBERT-Base's trained weights "
+                "are in torch hub's cache, **the encoder's weights are random** (no download "
+                "possible), so the units show the mechanics and the rates, not meaning."
             )
             with gr.Row():
                 speech = gr.Audio(
@@ -167,12 +170,27 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     label="Speech (up to 20 s)",
                     elem_id="how-speech",
                 )
+                compare = gr.Audio(
+                    sources=["upload", "microphone"],
+                    type="filepath",
+                    label="Compare with (optional)",
+                    elem_id="how-speech-2",
+                )
                 with gr.Column():
                     k = gr.Slider(2, 200, value=50, step=1, label="K (units)", elem_id="how-k")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="how-seed")
                     units_btn = gr.Button("Make units", variant="primary", elem_id="how-units")
             units_md = gr.Markdown(elem_id="how-units-info")
-            units = gr.Textbox(label="Units", lines=4, interactive=False, elem_id="how-units-out")
+            with gr.Row():
+                units = gr.Textbox(
+                    label="Units", lines=4, interactive=False, elem_id="how-units-out"
+                )
+                units_2 = gr.Textbox(
+                    label="Units of the second clip",
+                    lines=4,
+                    interactive=False,
+                    elem_id="how-units-out-2",
+                )
 
     # -- wiring: the UI's events are private; the API is api.register's named endpoints -----
     parts_btn.click(ctx.heavy(act.parts), None, [parts, parts_md], **query, **private)
@@ -199,7 +217,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
         **query,
         **private,
     )
-    units_btn.click(ctx.heavy(act.units), [speech, k, seed], [units_md, units], **audio, **private)
+    units_btn.click(
+        ctx.heavy(act.units),
+        [speech, k, seed, compare],
+        [units_md, units, units_2],
+        **audio,
+        **private,
+    )
     api.register(ctx, query, audio)
     return {
         "parts": parts_btn,
@@ -215,5 +239,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "heatmap": heat,
         "fewshot": fewshot_btn,
         "speech": speech,
+        "compare": compare,
         "units": units_btn,
     }

@@ -154,14 +154,25 @@ def fewshot_md(data: dict[str, Any]) -> str:
 
 def units_md(data: dict[str, Any]) -> str:
     cut = " (cut at the limit)" if data.get("truncated") else ""
-    return (
+    text = (
         f"{data['seconds']:.2f} s of audio{cut} -> {data['frames']} frames "
         f"({data['frames_per_second']:.1f} per second) from layer {data['layer']} of "
-        f"{data['encoder']} -> k-means with K={data['units_k']} -> {data['raw_units']} units -> "
-        f"repeats merged: **{len(data['units'])} units, {data['units_per_second']:.1f} per "
-        f"second**, {data['distinct']} distinct.\n\n**{data['note']}**"
+        f"{data['encoder']} -> the nearest of K={data['units_k']} k-means centroids (codebook "
+        f"fitted on {data['codebook']}) -> {data['raw_units']} units -> repeats merged: "
+        f"**{len(data['units'])} units, {data['units_per_second']:.1f} per second**, "
+        f"{data['distinct']} distinct."
     )
+    other = data.get("compared")
+    if other:
+        cut = " (cut at the limit)" if other.get("truncated") else ""
+        text += (
+            f"\n\nSecond clip: {other['seconds']:.2f} s{cut} -> {len(other['units'])} units. "
+            f"**Unit edit distance {other['unit_edit_distance']:.2f}** (edits to turn one unit "
+            "sequence into the other over the longer one's length: 0 the same units, 1 none "
+            "in common)."
+        )
+    return f"{text}\n\n**{data['note']}**"
 
 
-def units_text(data: dict[str, Any]) -> str:
-    return " ".join(str(u) for u in data["units"])
+def units_text(data: dict[str, Any] | None) -> str:
+    return " ".join(str(u) for u in data["units"]) if data else ""
