@@ -104,6 +104,7 @@ class MilvusView:
             )
         )
 
+    @translated
     def items(self, ids: Sequence[int]) -> list[Item | None]:
         rows = self._get(ids, OUT)
         return [row_item(rows[int(i)]) if int(i) in rows else None for i in ids]
@@ -111,9 +112,11 @@ class MilvusView:
     def item(self, item_id: int) -> Item | None:
         return self.items([item_id])[0]
 
+    @translated
     def is_live(self, item_id: int) -> bool:
         return bool(self._get([item_id], ("item",)))
 
+    @translated
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 vectors of the live ids among ``ids``, mask of which were live)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -125,6 +128,7 @@ class MilvusView:
                 out[row] = np.asarray(rows[int(i)]["vector"], dtype=np.float32)
         return out, found
 
+    @translated
     def ids_of_shas(self, shas: Sequence[str]) -> dict[str, int]:
         """Content hash -> id of the live images with these hashes."""
         out: dict[str, int] = {}
@@ -138,6 +142,7 @@ class MilvusView:
     def find_sha(self, sha: str) -> int | None:
         return self.ids_of_shas([sha]).get(sha)
 
+    @translated
     def find_path(self, path: str) -> Item | None:
         rows = self._query(f"path == {quoted(path)}", OUT, 1)
         return row_item(rows[0]) if rows else None
