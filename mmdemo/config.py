@@ -21,6 +21,7 @@ from mmdemo.config_checks import (
     hosted_mode,
     read_toml,
     trusted_networks,
+    vector_db,
 )
 from mmdemo.errors import SettingsError
 from mmdemo.redact import redact_url
@@ -168,6 +169,9 @@ class Settings:
     max_video_minutes: int = 0
     # largest dataset file (JSONL / JSON) read for fine-tuning (megabytes)
     max_dataset_mb: int = 200
+    # where CLIP image indexes live: faiss (files under home/indexes, the default),
+    # milvus-lite:///path.db (embedded Milvus Lite) or milvus://host:19530 (docs/vector-store.md)
+    vector_db: str = field(default="", repr=False)  # may carry user:password@
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -218,6 +222,7 @@ class Settings:
                 fix="set MMDEMO_TRUSTED_PROXIES to e.g. 10.0.0.0/8,192.168.1.5 or private",
             ) from None
         self.cache_cleanup  # noqa: B018  (checks the value)
+        vector_db(self.vector_db, self.indexes_dir)  # a bad URI fails here, naming the variable
         for backend in BACKENDS:
             value = getattr(self, backend)
             if value != value.strip():

@@ -1,6 +1,6 @@
 """Parsing and checks behind the settings (kept out of config.py): env and TOML values turned
 into field types, hosted or local mode and why, trusted proxy networks, the upload cache
-clean-up."""
+clean-up, where image indexes live (``vector_db``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mmdemo.errors import SettingsError
+from mmdemo.redact import redact_url
 
 # "private" in trusted_proxies: the addresses a hosting platform's own proxies use
 PRIVATE_NETWORKS = (
@@ -132,3 +134,84 @@ def read_toml(path: Path, fields: dict[str, Any], verbatim: tuple[str, ...] = ()
             fix=f"valid keys: {', '.join(fields)}",
         )
     return {k: coerce(k, v, field_type(fields[k]), k in verbatim) for k, v in data.items()}
+
+
+# vector indexes a Milvus collection may be given (``?index=`` in MMDEMO_VECTOR_DB)
+MILVUS_INDEXES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "DISKANN")
+MILVUS_PORT = 19530
+VECTOR_DB_FIX = (
+    "set MMDEMO_VECTOR_DB to faiss (the default), milvus-lite:///path/to/indexes.db "
+    "(embedded Milvus Lite) or milvus://host:19530 (a Milvus server or cluster)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorDb:
+    """Where image indexes live: ``faiss`` files under the indexes folder, ``milvus-lite``
+    (embedded, a local folder named *.db) or ``milvus`` (a server or cluster)."""
+
+    kind: str  # faiss | milvus-lite | milvus
+    uri: str = ""  # what pymilvus connects to: the .db path, or http(s)://host:port
+    token: str = dataclasses.field(default="", repr=False)  # user:password, or an API key
+    # vector index of new collections; "" = FLAT (exact) on Milvus Lite, AUTOINDEX on a server
+    index_type: str = ""
+    ef: int = 0  # HNSW search breadth (0: max(64, k))
+    prefix: str = "mmdemo"  # collection names start with this (several apps on one server)
+    shown: str = ""  # the setting as it may be shown (no password)
+
+    @property
+    def backend(self) -> str:
+        return {"faiss": "faiss", "milvus-lite": "Milvus Lite", "milvus": "Milvus"}[self.kind]
+
+
+def vector_db(spec: str, indexes_dir: Path) -> VectorDb:
+    """Parse MMDEMO_VECTOR_DB: ``faiss`` (or empty), ``milvus-lite[:///path.db]`` (default
+    path: ``indexes_dir/milvus-lite.db``), ``milvus://[user:password@]host[:port]`` or
+    ``milvus+https://...``; ``?index=HNSW&ef=128&prefix=name`` tune the Milvus ones."""
+    spec = (spec or "").strip()
+    if spec in ("", "faiss"):
+        return VectorDb("faiss", shown="faiss")
+    shown = redact_url(spec) if "@" in spec else spec  # a login is never shown
+
+    def bad(why: str) -> SettingsError:
+        return SettingsError(f"MMDEMO_VECTOR_DB={shown!r} {why}", fix=VECTOR_DB_FIX)
+
+    try:
+        parts = urlsplit(spec if "://" in spec or spec.endswith(":") else f"{spec}://")
+        query = dict(parse_qsl(parts.query, strict_parsing=bool(parts.query)))
+        port = parts.port
+    except ValueError as exc:
+        raise bad(f"is not a URI ({exc})") from None
+    unknown = sorted(set(query) - {"index", "ef", "prefix"})
+    if unknown:
+        raise bad(f"has unknown options {', '.join(unknown)} (known: index, ef, prefix)")
+    index_type = query.get("index", "").upper()
+    if index_type and index_type not in MILVUS_INDEXES:
+        raise bad(f"asks for index {index_type!r}, not one of {', '.join(MILVUS_INDEXES)}")
+    prefix = query.get("prefix", "mmdemo")
+    if not prefix.isidentifier() or len(prefix) > 32:
+        raise bad("has a prefix that is not a name of letters, digits and '_'")
+    try:
+        ef = int(query.get("ef", 0))
+    except ValueError:
+        raise bad("has an ef that is not a whole number") from None
+    if not 0 <= ef <= 100_000:
+        raise bad("has an ef outside 0..100000")
+    options = {"index_type": index_type, "ef": ef, "prefix": prefix, "shown": shown}
+    if parts.scheme == "milvus-lite":
+        path = unquote(parts.netloc + parts.path) or str(indexes_dir / "milvus-lite.db")
+        if not path.endswith(".db"):
+            raise bad("names a Milvus Lite database that does not end in .db")
+        path = str(Path(path).expanduser().resolve())
+        return VectorDb("milvus-lite", path, **options)
+    if parts.scheme in ("milvus", "milvus+http", "milvus+https"):
+        if not parts.hostname:
+            raise bad("names no host")
+        if parts.path not in ("", "/"):
+            raise bad("has a path; a Milvus server is host[:port]")
+        scheme = "https" if parts.scheme == "milvus+https" else "http"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        uri = f"{scheme}://{host}:{port or MILVUS_PORT}"
+        token = ":".join(unquote(p) for p in (parts.username, parts.password) if p is not None)
+        return VectorDb("milvus", uri, token, **options)
+    raise bad("is not faiss, milvus-lite:///path.db or milvus://host:port")

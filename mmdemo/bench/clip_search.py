@@ -6,6 +6,10 @@ offline). The baseline of each size is the exact scan in the same run. The ANN r
 app's calibration (image-like, off-manifold and text sample queries); the text samples are
 drawn from the same text-like generator as the measured queries but never the same vectors,
 as the app calibrates with fixed captions while users type others.
+
+Parts (``--only``): ``faiss`` (this table), ``milvus`` (the same data in Milvus beside faiss,
+10k and 100k: clip_search_milvus.py), ``milvus-1m`` (that at 1M; slow to insert into Milvus
+Lite, so only when asked). Default: faiss and milvus.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from mmdemo.bench.report import Table
 from mmdemo.bench.vectors import synthetic, synthetic_store, text_like, uniform
 
 QUERIES = 200
+PARTS = ("faiss", "milvus", "milvus-1m")
+DEFAULT_PARTS = ("faiss", "milvus")
 CALIBRATION_SEED = 99
 SWEEP = (8, 16, 32, 64, 128)
 
@@ -56,7 +62,27 @@ def speedup(baseline: float, t: float) -> str:
     )
 
 
-def run(quick: bool = False) -> Table:
+def run(quick: bool = False, only: tuple[str, ...] = DEFAULT_PARTS) -> Table | list[Table]:
+    """The parts asked for: one table each (a single table when one part is asked for)."""
+    unknown = sorted(set(only) - set(PARTS))
+    if unknown:
+        raise SystemExit(
+            f"clip-search has no part {', '.join(unknown)} (parts: {', '.join(PARTS)})"
+        )
+    tables = []
+    if "faiss" in only:
+        tables.append(run_faiss(quick))
+    if "milvus" in only or "milvus-1m" in only:
+        from mmdemo.bench import clip_search_milvus
+
+        sizes = ((10_000,) if quick else (10_000, 100_000)) if "milvus" in only else ()
+        sizes += (1_000_000,) if "milvus-1m" in only else ()
+        tables.append(clip_search_milvus.run(quick, sizes))
+    return tables[0] if len(tables) == 1 else tables
+
+
+def run_faiss(quick: bool = False) -> Table:
+    """Exact vs the app's ANN over faiss files."""
     from mmdemo.retrieval.exact import recall_at_k
     from mmdemo.retrieval.search import SearchConfig, Searcher
     from mmdemo.retrieval.store import IndexStore

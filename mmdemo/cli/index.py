@@ -186,7 +186,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps([vars(i) for i in infos], indent=2))
         return 0
     if not infos:
-        print(f"no indexes under {service.store.root}")
+        from mmdemo.config_checks import vector_db
+
+        target = vector_db(service.settings.vector_db, service.settings.indexes_dir)
+        where = service.settings.indexes_dir if target.kind == "faiss" else target.shown
+        print(f"no indexes in {target.backend} ({where})")
     for info in infos:
         when = datetime.fromtimestamp(info.updated).isoformat(timespec="seconds")
         print(f"{info.name}: {info.describe().replace('`', '')}; updated {when}")

@@ -20,10 +20,9 @@ from mmdemo.errors import BadInputError
 from mmdemo.images import decode, read_file
 from mmdemo.models.files import atomic_write
 from mmdemo.retrieval import embed as emb
+from mmdemo.retrieval.backend import IndexView, VectorStore
 from mmdemo.retrieval.identity import ModelIdentity
 from mmdemo.retrieval.scan import Scan, scan_sources, sha256
-from mmdemo.retrieval.segments import Snapshot
-from mmdemo.retrieval.store import IndexStore
 from mmdemo.retrieval.types import AddReport, IngestProgress, ProgressFn, Skipped
 
 
@@ -39,7 +38,7 @@ class Job:
 class _Pending:
     """Embedded rows waiting for the next commit, and the running totals."""
 
-    latest: Snapshot
+    latest: IndexView
     vectors: list[np.ndarray] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     replaces: list[int] = field(default_factory=list)
@@ -61,7 +60,7 @@ def scan_files(sources: Sequence[str | Path]) -> Scan:
     return scan
 
 
-def plan(snapshot: Snapshot, scan: Scan, copy: bool) -> tuple[list[Job], int]:
+def plan(snapshot: IndexView, scan: Scan, copy: bool) -> tuple[list[Job], int]:
     """(files to read, number of unchanged files skipped without reading)."""
     jobs, unchanged = [], 0
     for path in scan.files:
@@ -80,20 +79,20 @@ def plan(snapshot: Snapshot, scan: Scan, copy: bool) -> tuple[list[Job], int]:
 
 
 def ingest(
-    store: IndexStore,
+    store: VectorStore,
     name: str,
     scan: Scan,
     *,
-    start: Snapshot,
+    start: IndexView,
     bundle: Any,
     identity: ModelIdentity,
     embed: emb.EmbedConfig,
     chunk_rows: int,
     copy: bool = False,
-    on_commit: Callable[[Snapshot], None] | None = None,
+    on_commit: Callable[[IndexView], None] | None = None,
     progress: ProgressFn | None = None,
     stats: emb.EmbedStats | None = None,
-) -> tuple[AddReport, Snapshot]:
+) -> tuple[AddReport, IndexView]:
     """Embed the new files of ``scan`` and commit them to index ``name`` (whose latest state is
     ``start``) every ``chunk_rows`` images; ``on_commit`` hears of each new snapshot.
     Returns the report and the last snapshot."""
@@ -134,6 +133,9 @@ def ingest(
         if not pending.rows:
             return
         base = pending.latest
+        # which replaced entries were live before this commit (asked now: a Milvus view
+        # reads the live collection, not a frozen copy)
+        was_live = [i for i in set(pending.replaces) if base.is_live(i)]
         new, dropped = store.append(
             name,
             np.concatenate(pending.vectors),
@@ -144,9 +146,7 @@ def ingest(
         )
         pending.duplicates += dropped
         pending.added += len(pending.rows) - dropped
-        pending.replaced += sum(
-            1 for i in set(pending.replaces) if base.is_live(i) and not new.is_live(i)
-        )
+        pending.replaced += sum(1 for i in was_live if not new.is_live(i))
         pending.latest = new
         if on_commit is not None:
             on_commit(new)

@@ -11,7 +11,7 @@ import numpy as np
 from mmdemo.errors import BadInputError
 from mmdemo.images import ImageLimits, ImageProblem
 from mmdemo.retrieval import embed as emb
-from mmdemo.retrieval.segments import Snapshot
+from mmdemo.retrieval.backend import IndexView
 
 MAX_QUERY_CHARS = 2000
 
@@ -27,7 +27,7 @@ class Query:
 
 
 def embed_query(
-    snapshot: Snapshot, query: Query, bundle: Any, limits: ImageLimits | None = None
+    snapshot: IndexView, query: Query, bundle: Any, limits: ImageLimits | None = None
 ) -> tuple[np.ndarray, str]:
     """(normalised query vector, the query in words). ``bundle``: the index's CLIP model
     (unused for a query by ``item_id``)."""

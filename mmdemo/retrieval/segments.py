@@ -7,7 +7,7 @@ segments (and their caches), so searches running on the old one are never distur
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -225,6 +225,10 @@ class Snapshot:
     def item(self, item_id: int) -> Item | None:
         seg, row, found = self.locate(np.asarray([item_id]))
         return self.segments[seg[0]].item(int(row[0])) if found[0] else None
+
+    def items(self, ids: Sequence[int]) -> list[Item | None]:
+        """The live items of ``ids`` (None for ids that are not live), in order."""
+        return [self.item(int(i)) for i in ids]
 
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 vectors of the live ids among ``ids``, mask of which were live)."""

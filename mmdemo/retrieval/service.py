@@ -3,17 +3,17 @@
 One object per process (the app puts it in ``Services.index``), shared by the CLIP
 tab, the ``index`` CLI and other tabs: the chat tab can fetch similar indexed images as
 context, the video tab can rank its key frames by text. Searches never wait for writers: each
-write commits a new snapshot and searches keep using the one they started with.
+write commits a new snapshot and searches keep using the one they started with. Where indexes
+live (faiss files, Milvus Lite, a Milvus server) is ``settings.vector_db``; the service only
+sees the ``VectorStore`` interface (backend.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,12 @@ from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, require_local
 from mmdemo.images import ImageProblem, decode, thumbnail
 from mmdemo.retrieval import embed as emb
+from mmdemo.retrieval.backend import IndexSearch, IndexView, open_store
 from mmdemo.retrieval.identity import ModelIdentity, mismatch_error
 from mmdemo.retrieval.ingest import ingest, scan_files
 from mmdemo.retrieval.query import Query, embed_query
-from mmdemo.retrieval.search import SearchConfig, Searcher
-from mmdemo.retrieval.segments import Snapshot
-from mmdemo.retrieval.store import IndexStore, StoreConfig
+from mmdemo.retrieval.search import SearchConfig
+from mmdemo.retrieval.store import StoreConfig, validate_name
 from mmdemo.retrieval.types import (
     AddReport,
     Explanation,
@@ -68,9 +68,9 @@ class RetrievalConfig:
 
 @dataclass
 class _Open:
-    snapshot: Snapshot
-    version: tuple[int, int, int] | None
-    searcher: Searcher
+    snapshot: IndexView
+    version: Hashable | None
+    searcher: IndexSearch
 
 
 class IndexService:
@@ -80,7 +80,7 @@ class IndexService:
         self.settings = settings
         self.manager = manager
         self.config = config or RetrievalConfig()
-        self.store = IndexStore(settings.indexes_dir, self.config.store)
+        self.store = open_store(settings, self.config.store)  # faiss files unless vector_db
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._identity: tuple[Any, ModelIdentity] | None = None
@@ -101,7 +101,7 @@ class IndexService:
         self._identity = (weakref.ref(bundle), identity)
         return identity
 
-    def calibration_texts(self, snapshot: Snapshot) -> np.ndarray | None:
+    def calibration_texts(self, snapshot: IndexView) -> np.ndarray | None:
         """Text embeddings of fixed captions, so an ANN index is calibrated with real text
         queries too; None unless the index's model is loaded (this never loads it)."""
         if not self.manager.is_loaded("clip"):
@@ -116,7 +116,7 @@ class IndexService:
         self._texts = (weakref.ref(bundle), vectors)
         return vectors
 
-    def _check_model(self, snapshot: Snapshot, bundle: Any) -> None:
+    def _check_model(self, snapshot: IndexView, bundle: Any) -> None:
         identity = self.identity(bundle)
         if not snapshot.manifest.identity.same_space(identity):
             raise mismatch_error(snapshot.name, snapshot.manifest.identity, identity)
@@ -126,7 +126,7 @@ class IndexService:
     def names(self) -> list[str]:
         return self.store.names()
 
-    def snapshot(self, name: str) -> Snapshot:
+    def snapshot(self, name: str) -> IndexView:
         """The latest committed state (reloaded when another thread or process committed)."""
         version = self.store.version(name)
         if version is None:
@@ -139,35 +139,29 @@ class IndexService:
             if entry is not None and entry.version == version:
                 return entry.snapshot
             snapshot = self.store.load(name, entry.snapshot if entry else None)
-            searcher = (
-                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
-            )
+            searcher = entry.searcher if entry else self._new_searcher()
             self._open[name] = _Open(snapshot, version, searcher)
             return snapshot
 
-    def searcher(self, name: str) -> Searcher:
+    def _new_searcher(self) -> IndexSearch:
+        return self.store.searcher(self.config.search, self.calibration_texts)
+
+    def searcher(self, name: str) -> IndexSearch:
         self.snapshot(name)
         return self._open[name].searcher
 
-    def committed(self, name: str, snapshot: Snapshot) -> None:
+    def committed(self, name: str, snapshot: IndexView) -> None:
         with self._lock:
             entry = self._open.get(name)
-            searcher = (
-                entry.searcher if entry else Searcher(self.config.search, self.calibration_texts)
-            )
+            searcher = entry.searcher if entry else self._new_searcher()
             self._open[name] = _Open(snapshot, self.store.version(name), searcher)
 
     def info(self, name: str) -> IndexInfo:
         snap = self.snapshot(name)
         m = snap.manifest
-        disk = 0
-        for root, _, files in os.walk(snap.directory):
-            for f in files:
-                with contextlib.suppress(OSError):  # a writer may delete files meanwhile
-                    disk += (Path(root) / f).stat().st_size
         return IndexInfo(
             name=m.name,
-            count=m.count,
+            count=snap.count,
             model_id=m.identity.model_id,
             fingerprint=m.identity.fingerprint,
             embed_dim=m.identity.embed_dim,
@@ -177,7 +171,7 @@ class IndexService:
             generation=m.generation,
             segments=len(m.segments),
             removed_pending=len(m.removed),
-            disk_bytes=disk,
+            disk_bytes=self.store.disk_bytes(snap),
             search=self.searcher(name).method(snap),
         )
 
@@ -198,7 +192,7 @@ class IndexService:
         stats: emb.EmbedStats | None = None,
     ) -> AddReport:
         """A new index from folders and files (``replace`` starts an existing one afresh)."""
-        self.store.directory(name)  # a bad name fails first
+        validate_name(name)  # a bad name fails first
         bundle = self.bundle()
         scan = scan_files(sources)  # bad paths fail before anything is created
         self.store.create(name, self.identity(bundle), dtype or self.config.dtype, replace=replace)
@@ -287,7 +281,7 @@ class IndexService:
 
     # -- searching ---------------------------------------------------------------------------
 
-    def query_vector(self, snapshot: Snapshot, query: Query) -> tuple[np.ndarray, str]:
+    def query_vector(self, snapshot: IndexView, query: Query) -> tuple[np.ndarray, str]:
         """The normalised query embedding and the query in words (see query.py)."""
         if query.item_id is not None:
             return embed_query(snapshot, query, None, self.config.embed.limits)
@@ -307,8 +301,8 @@ class IndexService:
         vector, words = self.query_vector(snap, query)
         scores, ids, method = self.searcher(name).search(snap, vector, int(k), exact=exact)
         hits = []
-        for rank, (score, item_id) in enumerate(zip(scores[0], ids[0], strict=True), 1):
-            item = snap.item(int(item_id))
+        items = snap.items([int(i) for i in ids[0]])
+        for rank, (score, item) in enumerate(zip(scores[0], items, strict=True), 1):
             if item is not None:
                 hits.append(Hit(rank, float(score), item))
         return SearchResult(

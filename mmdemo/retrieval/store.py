@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import time
@@ -39,6 +40,7 @@ from mmdemo.retrieval.identity import (
     ModelIdentity,
     mismatch_error,
 )
+from mmdemo.retrieval.search import SearchConfig, Searcher, TextQueries
 from mmdemo.retrieval.segments import (
     META_COLUMNS,
     Manifest,
@@ -80,7 +82,10 @@ def validate_name(name: str) -> str:
 
 
 class IndexStore:
-    """All indexes under one folder. Thread- and process-safe; holds no loaded data itself."""
+    """All indexes under one folder. Thread- and process-safe; holds no loaded data itself.
+    The default ``VectorStore`` (backend.py)."""
+
+    backend = "faiss"
 
     def __init__(self, root: Path, config: StoreConfig | None = None) -> None:
         self.root = Path(root)
@@ -265,6 +270,19 @@ class IndexStore:
 
     def files_dir(self, name: str) -> Path:
         return self.directory(name) / FILES
+
+    def disk_bytes(self, snapshot: Snapshot) -> int:
+        """Bytes of the index folder (segments, ANN cache, copies of uploads)."""
+        total = 0
+        for root, _, files in os.walk(snapshot.directory):
+            for f in files:
+                with contextlib.suppress(OSError):  # a writer may delete files meanwhile
+                    total += (Path(root) / f).stat().st_size
+        return total
+
+    def searcher(self, config: SearchConfig, texts: TextQueries | None = None) -> Searcher:
+        """Exact search up to a size, a calibrated faiss IVF beyond (search.py)."""
+        return Searcher(config, texts)
 
     def _write_segment(
         self,
