@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mmdemo.config import Settings
 
 if TYPE_CHECKING:
+    from mmdemo.flows.adapter_ops import AdapterOps
     from mmdemo.flows.arena import ArenaService
     from mmdemo.flows.arena_blind import BlindArena
     from mmdemo.flows.assistant import VoiceAssistant
@@ -48,6 +49,7 @@ class Services:
     index: IndexService
     clip: ClipSearch  # the CLIP tab's jobs over ``index``
     chat: ChatService
+    adapter_ops: AdapterOps  # Hub downloads, runtime load / unload, merges, merged exports
     arena: ArenaService
     blind: BlindArena  # blind comparisons over ``arena``; their votes and leaderboard in ``votes``
     votes: VoteBook
@@ -61,6 +63,7 @@ class Services:
 
 def create_services(settings: Settings, manager: ModelManager) -> Services:
     """Every service of one app over ``manager``, loading no model."""
+    from mmdemo.flows.adapter_ops import AdapterOps
     from mmdemo.flows.arena import ArenaService
     from mmdemo.flows.arena_blind import BlindArena
     from mmdemo.flows.assistant import VoiceAssistant
@@ -89,6 +92,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
         index=index,
         clip=ClipSearch(index),
         chat=chat,
+        adapter_ops=AdapterOps(chat),
         arena=arena,
         blind=BlindArena(arena, votes),
         votes=votes,
@@ -110,8 +114,8 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
 
 
 def openai_router(services: Services, settings: Settings) -> Any:
-    """The ``/v1/models`` and ``/v1/chat/completions`` routes (a FastAPI router) over the
-    app's chat service and request budgets."""
+    """The ``/v1`` routes (a FastAPI router: models, chat completions, vLLM's runtime adapter
+    loading) over the app's chat service, adapter operations and request budgets."""
     from mmdemo.serve.openai_api import build_router
 
-    return build_router(services.chat, settings, services.limiter)
+    return build_router(services.chat, settings, services.limiter, services.adapter_ops)

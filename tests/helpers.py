@@ -68,3 +68,76 @@ def make_bottleneck(model: Any, out: Path, seed: int, family: str = "idefics3") 
     adapters.save("b", Path(out))
     write_metadata(Path(out), {"base_model_type": family, "method": "bottleneck"})
     return Path(out)
+
+
+def home_for(settings: Any, folder: Path, **changes: Any) -> Any:
+    """``settings`` with an empty data folder of its own that shares the tiny model builds."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "tiny").symlink_to(settings.models_dir / "tiny")
+    return settings.replace(home=folder, **changes)
+
+
+class FakeHub:
+    """Stands in for ``huggingface_hub.snapshot_download``: each repo is a local folder, every
+    revision of it is ``commit``; records each call. It honours ``allow_patterns`` and
+    ``dry_run`` as the real one does, and leaves the Hub's ``.cache`` folder in ``local_dir``."""
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, repos: dict[str, Path]) -> None:
+        self.repos = repos
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        allow_patterns: list[str] | None = None,
+        local_dir: Any = None,
+        dry_run: bool = False,
+        **_: Any,
+    ) -> Any:
+        import fnmatch
+        import shutil
+
+        from huggingface_hub.file_download import DryRunFileInfo
+
+        self.calls.append(
+            {"repo": repo_id, "revision": revision, "patterns": allow_patterns, "dry_run": dry_run}
+        )
+        if repo_id not in self.repos:
+            raise FileNotFoundError(f"404 Client Error: repository {repo_id} not found")
+        files = [
+            p
+            for p in sorted(self.repos[repo_id].iterdir())
+            if p.is_file()
+            and (allow_patterns is None or any(fnmatch.fnmatch(p.name, a) for a in allow_patterns))
+        ]
+        if dry_run:
+            return [
+                DryRunFileInfo(self.commit, p.stat().st_size, p.name, "", False, True)
+                for p in files
+            ]
+        out = Path(local_dir)
+        (out / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)
+        for p in files:
+            shutil.copyfile(p, out / p.name)
+        return str(out)
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """The calls that fetched files (not the dry runs)."""
+        return [c for c in self.calls if not c["dry_run"]]
+
+
+def fake_hub(monkeypatch: Any, repos: dict[str, Path]) -> FakeHub:
+    """Route the Hub downloads of this test to ``FakeHub(repos)`` (the network is never
+    touched: the reachability probe answers yes without connecting)."""
+    import huggingface_hub
+
+    from mmdemo.models import hub
+
+    fake = FakeHub(repos)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: (True, ""))
+    return fake

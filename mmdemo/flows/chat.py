@@ -74,6 +74,7 @@ def adapter_summary(info: AdapterInfo) -> dict[str, Any]:
         "builtin": info.builtin,
         "description": info.description,
         "created": info.created,
+        "source": info.source or ("built in" if info.builtin else "uploaded"),
         "ranks": listed_ranks(info),  # DyLoRA: also served as name@r=k (any k up to r)
     }
 
@@ -131,9 +132,12 @@ class ChatService:
         """Every adapter as plain data (the `adapters` API endpoint and the CLI)."""
         return [adapter_summary(a) for a in self.store.list()]
 
-    def install_adapter(self, source: Path, name: str | None = None) -> AdapterInfo:
-        """Accept an uploaded adapter only if it fits the loaded VLM (loading the VLM if needed)."""
-        info = self.store.install(source, name)
+    def install_adapter(
+        self, source: Path, name: str | None = None, meta: dict[str, Any] | None = None
+    ) -> AdapterInfo:
+        """Accept an uploaded adapter only if it fits the loaded VLM (loading the VLM if
+        needed); ``meta`` joins its metadata (where it came from)."""
+        info = self.store.install(source, name, meta)
         try:
             bundle = self.manager.get("vlm")
             check_compatible(info, bundle.model, bundle.family)

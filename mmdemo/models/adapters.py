@@ -65,6 +65,11 @@ class AdapterInfo:
     rank_scores: dict[int, dict[str, float]] = field(default_factory=dict)
     # DyLoRA served at a lower rank ("name@r=k", models/dylora.py): k; None: as stored
     serve_rank: int | None = None
+    # where it came from, when not trained or uploaded here: "hub:org/repo@commit",
+    # "merge:linear(a, b)", "load_lora_adapter:<folder>"
+    source: str = ""
+    # "load_lora_adapter" when added through /v1/load_lora_adapter (which may unload it again)
+    loaded_by: str = ""
 
     @property
     def is_lora(self) -> bool:
@@ -146,6 +151,8 @@ def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> 
         size_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
         use_dora=bool(config.get("use_dora")),
         rank_scores=_rank_scores(meta.get("rank_scores")),
+        source=str(meta.get("source") or ""),
+        loaded_by=str(meta.get("loaded_by") or ""),
     )
 
 
@@ -245,11 +252,15 @@ class AdapterStore:
                 return info if rank is None else at_rank(info, rank)
         raise AdapterError(f"no adapter called {stem!r}", fix="pick one from the list or upload it")
 
-    def install(self, source: Path, name: str | None = None) -> AdapterInfo:
-        """Copy an adapter (folder, .zip, or loose files in a folder) into the store.
+    def install(
+        self, source: Path, name: str | None = None, meta: dict[str, Any] | None = None
+    ) -> AdapterInfo:
+        """Copy an adapter (folder, .zip, or loose files in a folder) into the store;
+        ``meta`` is added to its ``mmdemo.json`` (where it came from, its parents...).
 
         The copy is made in a temporary folder and renamed into place only when it reads
-        cleanly, so a bad upload leaves the store as it was.
+        cleanly, so a bad upload leaves the store as it was. Either way the files may add up
+        to ``max_upload_mb`` at most.
         """
         source = Path(source)
         name = check_name(name or source.stem)
@@ -262,7 +273,7 @@ class AdapterStore:
         staging = staging_dir(self.root, name)
         try:
             if source.is_dir():
-                _copy_adapter_files(source, staging)
+                _copy_adapter_files(source, staging, self.max_upload_bytes)
             elif source.suffix.lower() == ".zip":
                 safe_extract(source, staging, max_bytes=self.max_upload_bytes)
             else:
@@ -280,8 +291,11 @@ class AdapterStore:
                         "method": info.method,
                         "dataset": "",
                         "description": "uploaded",
+                        **(meta or {}),
                     },
                 )
+            elif meta:
+                _add_metadata(folder, meta)
             target = self.root / name
             with install_lock(self.root):  # a run finishing now cannot take the name too
                 if name_taken(self.root, name, self.builtin_dir):
@@ -308,10 +322,32 @@ def write_metadata(folder: Path, meta: dict[str, Any]) -> None:
     (Path(folder) / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def _copy_adapter_files(source: Path, dest: Path) -> None:
-    for item in source.iterdir():
+def _add_metadata(folder: Path, meta: dict[str, Any]) -> None:
+    """Add ``meta`` to the adapter's own ``mmdemo.json`` (replaced when unreadable)."""
+    try:
+        found = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        found = {}
+    found = found if isinstance(found, dict) else {}
+    (folder / META).write_text(json.dumps({**found, **meta}, indent=2), encoding="utf-8")
+
+
+def _copy_adapter_files(source: Path, dest: Path, max_bytes: int) -> None:
+    """Copy the files at the top of ``source`` (no links; ``max_bytes`` in all at most)."""
+    items = list(source.iterdir())
+    total = 0
+    for item in items:
         if item.is_symlink():
             raise AdapterError(f"{item.name} is a symbolic link; adapters must be plain files")
+        if item.is_file():
+            total += item.stat().st_size
+    if total > max_bytes:
+        raise AdapterError(
+            f"the adapter's files add up to {total / 2**20:.0f} MB; the limit is "
+            f"{max_bytes / 2**20:.0f} MB",
+            fix="use a smaller adapter (lower rank), or raise MMDEMO_MAX_UPLOAD_MB",
+        )
+    for item in items:
         if item.is_file():
             shutil.copy2(item, dest / item.name)
 

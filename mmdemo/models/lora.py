@@ -20,6 +20,7 @@ from mmdemo.errors import AdapterError
 from mmdemo.models import bottleneck
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo
 from mmdemo.models.dylora import split_rank, truncate_lora
+from mmdemo.models.merge import MergeSpec, add_weighted, check_parents
 from mmdemo.models.peft_compat import record_active, tuner_layers
 from mmdemo.models.row_lora import stacked_rows
 
@@ -120,7 +121,7 @@ def _shape_error(info: AdapterInfo, path: str, side: str, got: int, want: int) -
 
 
 @contextmanager
-def _weights_of(info: AdapterInfo) -> Iterator[Path]:
+def adapter_weights(info: AdapterInfo) -> Iterator[Path]:
     """The folder PEFT loads ``info`` from: its own, or (a DyLoRA adapter served at a lower
     rank) a temporary one holding the cut weights, removed once PEFT has read them."""
     if info.serve_rank is None:
@@ -190,6 +191,28 @@ class AdapterRuntime:
             self._ensure(info)
         return time.perf_counter() - start
 
+    def merge(self, parents: list[AdapterInfo], spec: MergeSpec, out: Path) -> Path:
+        """Merge ``parents`` (made resident first) into a new adapter with PEFT's
+        ``add_weighted_adapter`` and save it under ``out``; the served model is left as it
+        was (the merged adapter is taken off again). Returns the saved adapter's folder."""
+        check_parents(parents, spec)
+        if len(parents) > self.max_resident:
+            raise AdapterError(
+                f"merging {len(parents)} adapters needs them all loaded at once; this server "
+                f"keeps {self.max_resident}",
+                fix="merge fewer adapters, or raise MMDEMO_MAX_ADAPTERS",
+            )
+        with self._lock:
+            names = [self._ensure(p) for p in parents]
+            missing = [n for n in names if n not in self.resident]
+            if missing or any(self.resident[n].peft_type != "LORA" for n in names):
+                raise AdapterError(f"could not hold {', '.join(names)} loaded together")
+            new_name = f"merging-{time.time_ns()}"
+            try:
+                return add_weighted(self.peft, names, spec, new_name, out)
+            finally:
+                self._refresh_layers()
+
     def drop(self, name: str) -> bool:
         """Remove a resident adapter (after it was deleted from the store), with the lower
         ranks of it that were served (DyLoRA's ``name@r=k``)."""
@@ -215,7 +238,7 @@ class AdapterRuntime:
         while len(self.resident) >= self.max_resident:
             self._evict(next(iter(self.resident)))
         try:
-            with _weights_of(info) as source:
+            with adapter_weights(info) as source:
                 if self.peft is None:
                     from peft import PeftModel
 

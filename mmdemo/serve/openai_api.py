@@ -1,5 +1,5 @@
 """``/v1/models`` and ``/v1/chat/completions``: any OpenAI client talks to mmdemo; adapters
-are models. Mounted on the Gradio app's FastAPI server (same host and port as the UI).
+are models (``serve/lora_api.py`` adds vLLM's runtime load / unload routes). Mounted on the Gradio app's FastAPI server (same host and port as the UI).
 
 Generation goes through the app's ChatService (``mmdemo.flows.completions``), so API and
 chat-tab requests share adapters, mixed-adapter batches and the VLM lock. Errors are OpenAI
@@ -28,6 +28,7 @@ from mmdemo.errors import (
     OutOfMemoryError,
     RateLimitedError,
 )
+from mmdemo.flows.adapter_ops import AdapterOps
 from mmdemo.flows.chat import ChatService
 from mmdemo.flows.completions import CompletionChunk, UnknownModelError, complete, model_list
 from mmdemo.flows.generation import GenerationSettings
@@ -42,6 +43,7 @@ from mmdemo.serve.guards import (
     read_body,
     while_connected,
 )
+from mmdemo.serve.lora_api import add_lora_routes
 
 CREATED = int(time.time())  # the "created" of the models (they exist since startup)
 
@@ -120,8 +122,11 @@ def _usage(chunk: CompletionChunk) -> dict[str, int]:
     ).model_dump()
 
 
-def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) -> APIRouter:
-    """The /v1 routes over the app's ChatService."""
+def build_router(
+    chat: ChatService, settings: Settings, limiter: RateLimiter, ops: AdapterOps | None = None
+) -> APIRouter:
+    """The /v1 routes over the app's ChatService (and its adapter operations: vLLM's
+    ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter``)."""
     router = APIRouter(prefix="/v1")
     keys = settings.api_keys
 
@@ -140,6 +145,12 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
         except RateLimitedError as exc:
             return error_for(exc)
         return None
+
+    def check_post(request: Request) -> JSONResponse | None:
+        """What every POST passes first: same-site pages, a JSON body, the key, the budget."""
+        return (
+            check_origin(request, settings.origins) or check_json(request) or check_access(request)
+        )
 
     @router.get("/models")
     def list_models(request: Request) -> Any:
@@ -160,9 +171,7 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
         """A chat answer from base or an adapter, whole or streamed (server-sent events)."""
-        refused = (
-            check_origin(request, settings.origins) or check_json(request) or check_access(request)
-        )
+        refused = check_post(request)
         if refused is not None:
             return refused
         try:
@@ -210,6 +219,8 @@ def build_router(chat: ChatService, settings: Settings, limiter: RateLimiter) ->
             "usage": _usage(last),
         }
 
+    ops = ops or AdapterOps(chat, settings)
+    add_lora_routes(router, ops, check_post, settings.max_request_mb * 2**20)
     return router
 
 

@@ -1,5 +1,6 @@
 """The Visual chat tab's handlers, one named method each: answer, regenerate, stop, clear,
-show an adapter, and the adapter manager's add, delete and refresh. Each reads widget values,
+show an adapter, and the adapter manager's add, delete and refresh (``AdapterOpsActions``:
+fetch from the Hub, merge, export merged). Each reads widget values,
 calls the chat service and formats what the widgets show (see ``view.py``). GPU work
 (``zerogpu.gpu``) and request budgets are attached where the handlers are wired."""
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.errors import MMDemoError
+from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.flows.adapter_ops import AdapterOps
 from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.ranks import rank_options, served_name
@@ -28,6 +30,7 @@ from mmdemo.ui.tabs.chat.view import (
     metrics_md,
     to_messages,
 )
+from mmdemo.units import human_bytes
 
 
 @dataclass
@@ -189,3 +192,54 @@ class ChatActions:
 
     def refresh(self, current: str) -> tuple[Any, ...]:
         return adapter_rows(self.chat), self.choices(current)
+
+
+def parse_weights(text: str) -> list[float]:
+    """``"0.7, 0.3"`` (commas or spaces) as numbers; refused with the way to write them."""
+    parts = [p for p in (text or "").replace(",", " ").split() if p]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        raise BadInputError(
+            f"the weights {text[:60]!r} are not numbers", fix="write one per adapter: 0.5, 0.5"
+        ) from None
+
+
+class AdapterOpsActions:
+    """The adapter panel's Hub download, merge and export, over the app's AdapterOps."""
+
+    def __init__(self, chat: ChatService, ops: AdapterOps, folders: SessionFolders) -> None:
+        self.chat, self.ops, self.folders = chat, ops, folders
+
+    def parents_menu(self) -> Any:
+        """The adapters a merge can take (every adapter but base), when the menu is opened."""
+        return gr.update(choices=[n for n in self.chat.adapter_choices() if n != BASE_NAME])
+
+    def _added(self, name: str, what: str) -> tuple[Any, ...]:
+        gr.Info(f"Adapter {name} {what} and loaded")
+        names = self.chat.adapter_choices()
+        return adapter_rows(self.chat), gr.update(choices=names, value=name)
+
+    @guarded
+    def from_hub(self, hub_id: str, wanted: str) -> tuple[Any, ...]:
+        if not (hub_id or "").strip():
+            raise gr.Error("Write the adapter's Hub id first: org/repo@revision.")
+        info = self.ops.from_hub(hub_id.strip(), (wanted or "").strip())
+        return (*self._added(info.name, f"fetched from {info.source}"), "")
+
+    @guarded
+    def merge(
+        self, parents: list[str], weights: str, kind: str, density: float, wanted: str
+    ) -> tuple[Any, ...]:
+        parents = list(parents or [])
+        numbers = parse_weights(weights) or [1.0] * len(parents)
+        info = self.ops.merge(parents, numbers, kind, float(density), (wanted or "").strip())
+        return (*self._added(info.name, "merged"), "")
+
+    @guarded
+    def export(self, current: str, request: gr.Request) -> str:
+        if not current or current == BASE_NAME:
+            raise gr.Error("Select an adapter in the Adapter menu first (not base).")
+        result = self.ops.export_merged(current, self.folders.folder(request.session_hash))
+        gr.Info(f"Base + {result.adapter} exported ({human_bytes(result.nbytes)})")
+        return str(result.archive)

@@ -1,6 +1,9 @@
 """The Visual chat tab's named endpoints: ``/chat(message, images, adapter, max_new_tokens,
 greedy)`` streams the answer text; ``/adapter_upload(files, adapter_name)`` and
-``/adapter_delete(adapter_name)`` add and remove adapters (``/adapters`` lists them).
+``/adapter_delete(adapter_name)`` add and remove adapters (``/adapters`` lists them);
+``/adapter_from_hub(hub_id, adapter_name)``, ``/adapters_merge(adapters, weights,
+combination_type, density, adapter_name)`` and ``/adapters_export_merged(adapter)`` fetch,
+merge and export them.
 
 Images arrive as uploads (``handle_file``) and are decoded by the house decoder, so a wrong
 file is refused with its cause and a fix, not a framework error. Adapter uploads are staged
@@ -103,6 +106,7 @@ def register(ctx: AppContext, concurrency: int) -> None:
 
     for fn in (adapter_upload, adapter_delete):
         gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__, concurrency_id="vlm")
+    register_ops(ctx)
 
     @gpu("chat")
     def chat_endpoint(
@@ -132,3 +136,51 @@ def register(ctx: AppContext, concurrency: int) -> None:
         concurrency_id="vlm",
         concurrency_limit=concurrency,
     )
+
+
+def register_ops(ctx: AppContext) -> None:
+    """Publish ``/adapter_from_hub``, ``/adapters_merge`` and ``/adapters_export_merged``
+    (model work on the shared VLM: heavy, in its queue)."""
+    chat, ops, folders = ctx.services.chat, ctx.services.adapter_ops, ctx.session_folders()
+
+    def entry(name: str) -> dict:
+        return next(a for a in chat.adapters_summary() if a["name"] == name)
+
+    def adapter_from_hub(hub_id: str, adapter_name: str = "") -> dict:
+        """Download a PEFT adapter from the Hugging Face Hub (``org/repo@revision``: its
+        adapter_config.json and safetensors weights only), check it like an upload and add
+        it; returns its entry (``source``: ``hub:org/repo@commit``). Local mode only."""
+        return entry(ops.from_hub(hub_id, (adapter_name or "").strip()).name)
+
+    def adapters_merge(
+        adapters: list[str],
+        weights: list[float],
+        combination_type: str = "linear",
+        density: float = 0.5,
+        adapter_name: str = "",
+    ) -> dict:
+        """Merge LoRA adapters into a new one with PEFT's add_weighted_adapter
+        (combination_type linear, ties or dare_ties; one weight per adapter; density: the
+        share TIES / DARE keep); returns the new adapter's entry."""
+        info = ops.merge(adapters or [], weights or [], combination_type, density, adapter_name)
+        return entry(info.name)
+
+    def adapters_export_merged(
+        adapter: str,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """Base + ``adapter`` as one transformers model folder (PEFT merge_and_unload, with
+        the processor and tokenizer), zipped: {"file", "adapter", "base_model", "bytes",
+        "seconds"}. Local mode only."""
+        folder = folders.folder(request.session_hash if request else None)
+        result = ops.export_merged(adapter, folder)
+        return {
+            "file": FileData(path=str(result.archive)).model_dump(),
+            "adapter": result.adapter,
+            "base_model": result.base_model,
+            "bytes": result.nbytes,
+            "seconds": round(result.seconds, 2),
+        }
+
+    for fn in (adapter_from_hub, adapters_merge, adapters_export_merged):
+        gr.api(ctx.heavy(guarded(fn)), api_name=fn.__name__, concurrency_id="vlm")

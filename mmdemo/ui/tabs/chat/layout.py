@@ -9,10 +9,11 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.flows.adapter_ops import COMBINATIONS
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.chat import api
-from mmdemo.ui.tabs.chat.actions import ChatActions, ChatState
+from mmdemo.ui.tabs.chat.actions import AdapterOpsActions, ChatActions, ChatState
 from mmdemo.ui.tabs.chat.view import ADAPTER_HEADERS, ASSET_IMAGES, OFF, adapter_rows, index_choices
 from mmdemo.zerogpu import gpu
 
@@ -179,6 +180,7 @@ def adapters_panel(ctx: AppContext, act: ChatActions, adapter: gr.Dropdown) -> d
             )
         refresh_btn = gr.Button("Refresh list", size="sm", elem_id="chat-adapters-refresh")
         listing = gr.JSON(visible=False)
+        ops = adapter_ops_panel(ctx, adapter, table, name)
 
     upload_btn.click(
         ctx.heavy(act.add),
@@ -212,4 +214,82 @@ def adapters_panel(ctx: AppContext, act: ChatActions, adapter: gr.Dropdown) -> d
         "upload_name": name,
         "upload_btn": upload_btn,
         "delete_btn": delete_btn,
+        **ops,
+    }
+
+
+def adapter_ops_panel(
+    ctx: AppContext, adapter: gr.Dropdown, table: gr.Dataframe, name: gr.Textbox
+) -> dict[str, Any]:
+    """Inside the adapter manager: fetch an adapter from the Hub, merge adapters into a new
+    one, export base + the selected adapter as one model. Hosted mode hides what it refuses."""
+    chat, settings = ctx.services.chat, ctx.settings
+    act = AdapterOpsActions(chat, ctx.services.adapter_ops, ctx.session_folders())
+    with gr.Row(visible=not settings.hosted):  # no Hub downloads on a hosted server
+        hub_id = gr.Textbox(
+            label="Or from the Hugging Face Hub",
+            placeholder="org/repo@revision (adapter_config.json + safetensors only)",
+            elem_id="chat-hub-id",
+            scale=3,
+        )
+        hub_btn = gr.Button("Fetch", elem_id="chat-hub-btn", scale=1)
+    # a merge adds a shared adapter: hosted servers allow it only where training is allowed
+    with gr.Accordion(
+        "Merge adapters (PEFT add_weighted_adapter)",
+        open=False,
+        visible=not settings.hosted or settings.allow_training,
+        elem_id="chat-merge-panel",
+    ):
+        parents = gr.Dropdown(
+            [n for n in chat.adapter_choices() if n != BASE_NAME],
+            multiselect=True,
+            label="Adapters (LoRA, one rank)",
+            elem_id="chat-merge-parents",
+        )
+        weights = gr.Textbox(
+            label="Weights, one per adapter", placeholder="1, 1", elem_id="chat-merge-weights"
+        )
+        with gr.Row():
+            kind = gr.Dropdown(
+                list(COMBINATIONS), value="linear", label="Combination", elem_id="chat-merge-type"
+            )
+            density = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Density (ties, dare_ties)")
+        merged_name = gr.Textbox(label="New adapter's name", elem_id="chat-merge-name")
+        merge_btn = gr.Button("Merge", variant="primary", elem_id="chat-merge-btn")
+    with gr.Accordion(
+        "Export base + selected adapter as one model",
+        open=False,
+        visible=not settings.hosted,
+        elem_id="chat-export-panel",
+    ):
+        export_btn = gr.Button("Export merged model (.zip)", elem_id="chat-export-btn")
+        export_file = gr.File(label="Merged transformers folder", elem_id="chat-export-file")
+
+    hub_btn.click(
+        ctx.heavy(act.from_hub),
+        [hub_id, name],
+        [table, adapter, hub_id],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    parents.focus(act.parents_menu, None, parents, queue=False, api_visibility="private")
+    merge_btn.click(
+        ctx.heavy(act.merge),
+        [parents, weights, kind, density, merged_name],
+        [table, adapter, merged_name],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    export_btn.click(
+        ctx.heavy(act.export),
+        adapter,
+        export_file,
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    return {
+        "hub_btn": hub_btn,
+        "merge_parents": parents,
+        "merge_btn": merge_btn,
+        "export_btn": export_btn,
     }

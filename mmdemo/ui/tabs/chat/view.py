@@ -94,7 +94,7 @@ def adapter_rows(chat: ChatService) -> list[list[Any]]:
                 a.rank or "—",
                 a.base_model or "—",
                 human_bytes(a.size_bytes),
-                "built in" if a.builtin else "uploaded",
+                a.source or ("built in" if a.builtin else "uploaded"),
                 "yes" if a.name in resident else "",
             ]
         )
