@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mmdemo.flows.chat import ChatService
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.grounding import GroundingService
     from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.system import SystemService
@@ -48,6 +49,7 @@ class Services:
     index: IndexService
     clip: ClipSearch  # the CLIP tab's jobs over ``index``
     chat: ChatService
+    grounding: GroundingService  # boxes for "where is ...?" over ``chat``'s engine
     arena: ArenaService
     blind: BlindArena  # blind comparisons over ``arena``; their votes and leaderboard in ``votes``
     votes: VoteBook
@@ -67,6 +69,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     from mmdemo.flows.chat import ChatService, chat_engine
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.grounding import GroundingService
     from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.remote import arena_remotes
@@ -89,6 +92,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
         index=index,
         clip=ClipSearch(index),
         chat=chat,
+        grounding=GroundingService(chat),
         arena=arena,
         blind=BlindArena(arena, votes),
         votes=votes,
