@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mmdemo.flows.chat import ChatService
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.grounding import GroundingService
     from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.system import SystemService
@@ -50,6 +51,7 @@ class Services:
     clip: ClipSearch  # the CLIP tab's jobs over ``index``
     chat: ChatService
     adapter_ops: AdapterOps  # Hub downloads, runtime load / unload, merges, merged exports
+    grounding: GroundingService  # boxes for "where is ...?" over ``chat``'s engine
     arena: ArenaService
     blind: BlindArena  # blind comparisons over ``arena``; their votes and leaderboard in ``votes``
     votes: VoteBook
@@ -70,6 +72,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
     from mmdemo.flows.chat import ChatService, chat_engine
     from mmdemo.flows.clip import ClipSearch
     from mmdemo.flows.gestures.service import GestureService
+    from mmdemo.flows.grounding import GroundingService
     from mmdemo.flows.how.service import HowItWorks
     from mmdemo.flows.limits import RateLimiter
     from mmdemo.flows.remote import arena_remotes
@@ -93,6 +96,7 @@ def create_services(settings: Settings, manager: ModelManager) -> Services:
         clip=ClipSearch(index),
         chat=chat,
         adapter_ops=AdapterOps(chat),
+        grounding=GroundingService(chat),
         arena=arena,
         blind=BlindArena(arena, votes),
         votes=votes,

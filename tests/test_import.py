@@ -77,7 +77,8 @@ def test_building_the_ui_instantiates_no_model(tmp_path: Path) -> None:
 
 # (package folder, modules it must not import at run time): dependencies point
 # ui -> flows -> models (DESIGN.md), with retrieval and finetune beside flows over models and
-# serve (the /v1 routes) over flows; only ui imports gradio, only ui and serve fastapi.
+# serve (the /v1 routes) over flows; grounding (box parsing and drawing) is a leaf that flows
+# and finetune share; only ui imports gradio, only ui and serve fastapi.
 # ``mmdemo.wiring`` makes the services from every layer: only the app shell calls it.
 MODEL_LAYERS = ("mmdemo.models", "mmdemo.finetune", "mmdemo.retrieval")
 NEVER_BELOW_UI = ("gradio", "mmdemo.ui", "mmdemo.wiring", "mmdemo.cli", "mmdemo.bench")
@@ -95,6 +96,16 @@ LAYERS = [
     (
         "mmdemo/finetune",
         (*NEVER_BELOW_UI, "fastapi", "mmdemo.serve", "mmdemo.flows", "mmdemo.retrieval"),
+    ),
+    (
+        "mmdemo/grounding",
+        (
+            *NEVER_BELOW_UI,
+            *MODEL_LAYERS,
+            "fastapi",
+            "mmdemo.serve",
+            "mmdemo.flows",
+        ),
     ),
     (
         "mmdemo/models",

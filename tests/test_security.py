@@ -109,6 +109,7 @@ def media(tmp_path_factory: Any, librivox: list[tuple[Path, str]]) -> dict[str, 
 CASES: dict[str, tuple[dict[str, str], Any]] = {
     "adapter_upload": ({"files": "adapter"}, lambda n: [[FILE], f"sec-{n}"]),
     "chat": ({"images": "image"}, lambda n: ["What colour?", [FILE], "base", 4, True]),
+    "ground": ({"image": "image"}, lambda n: [FILE, "Where is the red square?", "base", 16]),
     "arena": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base"]]),
     "arena_blind": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base", "pirate"]]),
     "clip_add": ({"files": "image"}, lambda n: ["sec", "", [FILE]]),

@@ -19,6 +19,7 @@ BENCHES = {
     "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
     "finetune": "mmdemo.bench.finetune",
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
+    "grounding": "mmdemo.bench.grounding",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
 }
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=int, help="load: concurrent users (default 8, at most 32)")
     p.add_argument("--seconds", type=float, help="load: duration (default 120, at most 600)")
     p.add_argument("--rounds", type=int, help="load: rounds with an idle pause after each (2)")
-    p.add_argument("--device", help="finetune, finetune-sweep: cpu or cuda (default cpu)")
+    p.add_argument(
+        "--device", help="finetune, finetune-sweep, grounding: cpu or cuda (default cpu)"
+    )
     p.set_defaults(func=run)
 
 

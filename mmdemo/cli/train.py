@@ -5,6 +5,8 @@ python -m mmdemo train --method lora --device cuda                # on the GPU (
 python -m mmdemo train --method qlora --data vqa_rad/ --stages two-stage --caption-data roco/
 accelerate launch -m mmdemo train --method lora --data my.jsonl   # several GPUs (one adapter)
 python -m mmdemo eval my-adapter --data builtin
+python -m mmdemo train --stages grounding --attach language+projector   # boxes (IoU@0.5)
+python -m mmdemo eval my-adapter --task grounding
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mmdemo.finetune.config import ATTACH, BASES, SCHEDULES, STAGES
+from mmdemo.finetune.config import ATTACH, BASES, SCHEDULES, STAGES, TASKS
 from mmdemo.finetune.events import EvalProgress, Event, Step
 
 
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate an adapter (or 'base') on a dataset")
     e.add_argument("adapter")
     e.add_argument("--data", default="builtin")
+    e.add_argument("--task", choices=TASKS, default="vqa", help="what to score (grounding: IoU)")
     e.add_argument("--limit", type=int, default=0, help="at most N questions")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
@@ -135,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     run_dir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-eval"
     metrics = evaluate_adapter(
-        args.adapter, args.data, settings, run_dir, EventLog(), limit=args.limit
+        args.adapter, args.data, settings, run_dir, EventLog(), task=args.task, limit=args.limit
     )
     if args.json:
         print(json.dumps(metrics))

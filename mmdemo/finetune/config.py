@@ -15,7 +15,8 @@ from mmdemo.errors import BadInputError
 from mmdemo.finetune.registry import METHODS
 
 ATTACH = ("language", "language+projector", "all")
-STAGES = ("vqa", "caption", "two-stage")
+STAGES = ("vqa", "caption", "two-stage", "grounding")
+TASKS = ("vqa", "caption", "grounding")  # what an evaluation scores
 BASES = ("vlm", "llm")
 SCHEDULES = ("cosine", "linear", "constant")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -29,7 +30,8 @@ class TrainConfig:
     # "builtin" (the synthetic shapes set), a JSONL file, or a folder (our JSONL, VQA-RAD, SLAKE)
     dataset: str = "builtin"
     # vqa: question answering only; caption: captioning only; two-stage: caption, then VQA
-    # starting from stage 1's weights (the medical VQA recipe)
+    # starting from stage 1's weights (the medical VQA recipe); grounding: boxes for "where
+    # is the red circle?" (the built-in set; scored by IoU@0.5)
     stages: str = "vqa"
     name: str = ""  # adapter name in the store; empty: method-dataset-time
     base: str = "vlm"  # vlm (image + text) or llm (the text model, no images)
@@ -111,6 +113,11 @@ class TrainConfig:
             raise BadInputError(
                 "captioning needs images; the text-only base trains on question/answer pairs",
                 fix="use stages=vqa with base=llm",
+            )
+        if self.stages == "grounding" and self.dataset != "builtin":
+            raise BadInputError(
+                "grounding trains on the built-in set (its boxes are known exactly)",
+                fix="use dataset=builtin with stages=grounding",
             )
         if self.stages == "two-stage" and self.steps < 2:
             raise BadInputError("two stages need at least 2 steps")

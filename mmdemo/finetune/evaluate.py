@@ -1,6 +1,8 @@
 """Evaluation as medical VQA papers report it: closed-question accuracy, open-question token
 recall (share of the reference answer's words found in the prediction), and overall (the
-mean of the per-question scores); captions are scored by token recall too."""
+mean of the per-question scores); captions are scored by token recall too, and grounding
+answers by the overlap of their box with the true one (IoU@0.5 accuracy and mean IoU,
+``finetune/grounding.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from mmdemo.finetune.collate import Collator
 from mmdemo.finetune.data import Example
+from mmdemo.finetune.grounding import IOU_HIT, box_iou, mean_boxes, prior_answer
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -40,13 +43,20 @@ class Scored:
     question: str
     answer: str
     prediction: str
-    score: float  # 1/0 for closed questions, token recall otherwise
+    score: float  # 1/0 for closed questions and grounding (IoU >= 0.5), token recall otherwise
+    iou: float | None = None  # grounding: the predicted box's IoU with the true one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def score(example: Example, prediction: str) -> Scored:
+    if example.kind == "grounding":
+        overlap = box_iou(prediction, example.answer)
+        hit = float(overlap >= IOU_HIT)
+        return Scored(
+            example.qid, example.kind, example.prompt, example.answer, prediction, hit, overlap
+        )
     value = (
         float(closed_correct(prediction, example.answer))
         if example.kind == "closed"
@@ -56,15 +66,21 @@ def score(example: Example, prediction: str) -> Scored:
 
 
 def summarize(rows: Sequence[Scored]) -> dict[str, float]:
-    """closed_accuracy, open_recall, caption_recall (where present), overall, count."""
+    """closed_accuracy, open_recall, caption_recall, iou50_accuracy and mean_iou (grounding)
+    where present; overall, count."""
     out: dict[str, float] = {}
-    for kind, key in (("closed", "closed_accuracy"), ("open", "open_recall")):
+    for kind, key in (
+        ("closed", "closed_accuracy"),
+        ("open", "open_recall"),
+        ("caption", "caption_recall"),
+        ("grounding", "iou50_accuracy"),
+    ):
         part = [r.score for r in rows if r.kind == kind]
         if part:
             out[key] = round(sum(part) / len(part), 4)
-    captions = [r.score for r in rows if r.kind == "caption"]
-    if captions:
-        out["caption_recall"] = round(sum(captions) / len(captions), 4)
+    overlaps = [r.iou or 0.0 for r in rows if r.kind == "grounding"]
+    if overlaps:
+        out["mean_iou"] = round(sum(overlaps) / len(overlaps), 4)
     if rows:
         out["overall"] = round(sum(r.score for r in rows) / len(rows), 4)
     out["count"] = len(rows)
@@ -141,3 +157,11 @@ def blind_baseline(train: Sequence[Example], test: Sequence[Example]) -> dict[st
         seen = by_question.get(ex.prompt)
         rows.append(score(ex, seen.most_common(1)[0][0] if seen else fallback))
     return summarize(rows)
+
+
+def position_prior_baseline(train: Sequence[Example], test: Sequence[Example]) -> dict[str, float]:
+    """Scores of an image-blind grounder: for each test question, the mean training box for
+    the same question (the mean of all training boxes for unseen questions). Where objects
+    tend to be, not where this one is; a fine-tuned VLM must beat it."""
+    means = mean_boxes([ex for ex in train if ex.kind == "grounding"])
+    return summarize([score(ex, prior_answer(means, ex.prompt)) for ex in test])

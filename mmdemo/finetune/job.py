@@ -130,7 +130,13 @@ def run_job(run_dir: Path, echo: bool = False) -> int:
             from mmdemo.finetune.assess import evaluate_adapter
 
             metrics = evaluate_adapter(
-                spec["adapter"], spec["dataset"], settings, run_dir, log, stop
+                spec["adapter"],
+                spec["dataset"],
+                settings,
+                run_dir,
+                log,
+                stop,
+                task=spec.get("task", "vqa"),
             )
             log(Done(adapter=spec["adapter"], metrics=metrics))
         return 0

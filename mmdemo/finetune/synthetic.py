@@ -1,6 +1,7 @@
 """The built-in synthetic VQA set: scenes of two or three coloured shapes in a row, with a
-caption, closed questions (yes/no, which colour, how many) and open questions (what is left of
-the square?), in fixed train / validation / test splits. Needs no download and is the same on
+caption, closed questions (yes/no, which colour, how many), open questions (what is left of
+the square?) and grounding questions (where is the red circle? answered with the box the shape
+was drawn in), in fixed train / validation / test splits. Needs no download and is the same on
 every machine (seeded), so scores from different runs and methods compare."""
 
 from __future__ import annotations
@@ -9,29 +10,41 @@ import random
 from typing import Any
 
 from mmdemo.finetune.data import COLORS, SHAPES, Example
+from mmdemo.finetune.grounding import grounding_answer, grounding_question, to_1000
 
 SCENE_SIZE = 96
 NUMBERS = {2: "two", 3: "three"}
 # split name -> (seed, number of scenes); every scene yields several questions
 SPLITS = {"train": (1, 400), "validation": (2, 40), "test": (3, 60)}
-TASKS = ("vqa", "caption")
+TASKS = ("vqa", "caption", "grounding")
 
 Scene = tuple[tuple[str, str], ...]  # ((colour, shape), ...) from left to right
+Box4 = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
 
 
 def draw_scene(scene: Scene, rng: random.Random, size: int = SCENE_SIZE) -> Any:
     """The shapes from left to right on a light, slightly varied background."""
+    return draw_scene_with_boxes(scene, rng, size)[0]
+
+
+def draw_scene_with_boxes(
+    scene: Scene, rng: random.Random, size: int = SCENE_SIZE
+) -> tuple[Any, list[Box4]]:
+    """The picture and each shape's box (x1, y1, x2, y2 in its pixels), in scene order: the
+    box the shape was drawn in, so it is exact (a triangle's apex and base touch it too)."""
     from PIL import Image, ImageDraw
 
     bg = tuple(rng.randint(225, 255) for _ in range(3))
     image = Image.new("RGB", (size, size), bg)
     draw = ImageDraw.Draw(image)
     slot = size / len(scene)
+    boxes: list[Box4] = []
     for i, (color, shape) in enumerate(scene):
         half = slot * rng.uniform(0.30, 0.42)
         cx = slot * (i + 0.5) + rng.uniform(-0.06, 0.06) * slot
         cy = size / 2 + rng.uniform(-0.15, 0.15) * size
         box = (cx - half, cy - half, cx + half, cy + half)
+        boxes.append(box)
         fill = COLORS[color]
         if shape == "circle":
             draw.ellipse(box, fill=fill)
@@ -39,7 +52,7 @@ def draw_scene(scene: Scene, rng: random.Random, size: int = SCENE_SIZE) -> Any:
             draw.rectangle(box, fill=fill)
         else:
             draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill)
-    return image
+    return image, boxes
 
 
 def random_scene(rng: random.Random) -> Scene:
@@ -83,23 +96,23 @@ def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
 
 
 def _scenes(split: str, count: int, size: int, avoid: frozenset[Scene] = frozenset()):
-    """(scene, image, questions) for ``count`` scenes of a split, skipping ``avoid``."""
+    """(scene, image, questions, boxes) for ``count`` scenes of a split, skipping ``avoid``."""
     seed, _ = SPLITS[split]
     rng = random.Random(seed)
     made = 0
     while made < count:
         scene = random_scene(rng)
-        image = draw_scene(scene, rng, size)
+        image, boxes = draw_scene_with_boxes(scene, rng, size)
         qa = questions(scene, rng)
         if scene in avoid:
             continue
         made += 1
-        yield scene, image, qa
+        yield scene, image, qa, boxes
 
 
 def training_arrangements() -> frozenset[Scene]:
     """Every arrangement of objects the full training split shows (held out of the others)."""
-    return frozenset(scene for scene, _, _ in _scenes("train", SPLITS["train"][1], 8))
+    return frozenset(scene for scene, *_ in _scenes("train", SPLITS["train"][1], 8))
 
 
 def synthetic_split(
@@ -108,7 +121,8 @@ def synthetic_split(
     scenes: int | None = None,
     size: int = SCENE_SIZE,
 ) -> list[Example]:
-    """One fixed split of the built-in set. ``task``: "vqa" (questions) or "caption".
+    """One fixed split of the built-in set. ``task``: "vqa" (questions), "caption", or
+    "grounding" (where is each shape? answered in ``finetune/grounding.py``'s box format).
 
     Validation and test scenes never repeat an arrangement of objects (colours, shapes, order)
     that the training split shows, so held-out scores measure seeing, not remembering.
@@ -119,8 +133,17 @@ def synthetic_split(
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     avoid = frozenset() if split == "train" else training_arrangements()
     out: list[Example] = []
-    for n, (scene, image, qa) in enumerate(_scenes(split, scenes or SPLITS[split][1], size, avoid)):
+    made = _scenes(split, scenes or SPLITS[split][1], size, avoid)
+    for n, (scene, image, qa, boxes) in enumerate(made):
         facts = tuple(("object", f"{c} {s}") for c, s in scene)
+        if task == "grounding":
+            for j, ((color, shape), box) in enumerate(zip(scene, boxes, strict=True)):
+                answer = grounding_answer(to_1000(box, image.size), f"{color} {shape}")
+                question = grounding_question(color, shape)
+                out.append(
+                    Example(image, question, answer, facts, "grounding", f"{split}-{n}-g{j}")
+                )
+            continue
         if task == "caption":
             out.append(
                 Example(

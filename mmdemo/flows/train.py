@@ -23,6 +23,7 @@ from typing import Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
+from mmdemo.finetune.config import TASKS as EVAL_TASKS
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.events import Done, Error, EvalProgress, Event, Phase, Start, Step, Stopped
 from mmdemo.finetune.job import EVENTS, STOP, job_environment, write_spec
@@ -210,18 +211,29 @@ class TrainService:
         if dataset not in ("", "builtin") and not path.is_relative_to(uploads):
             require_local(self.settings, "reading a dataset from a server path")
 
-    def submit_eval(self, adapter: str, dataset: str = "builtin", owner: str | None = None) -> str:
+    def submit_eval(
+        self,
+        adapter: str,
+        dataset: str = "builtin",
+        owner: str | None = None,
+        task: str = "vqa",
+    ) -> str:
+        """Queue an evaluation of ``adapter`` on ``dataset``'s ``task`` (vqa, caption or
+        grounding); returns its run id."""
         if not (adapter or "").strip():
             raise BadInputError("no adapter given", fix="name an adapter, or 'base'")
+        if task not in EVAL_TASKS:
+            raise BadInputError(f"unknown task {task!r}", fix=f"use one of {', '.join(EVAL_TASKS)}")
         require_training(self.settings)
         self._check_hosted(dataset)
         return self._enqueue(
             "eval",
-            {"adapter": adapter, "dataset": dataset},
+            {"adapter": adapter, "dataset": dataset, "task": task},
             owner,
             self.settings,
             adapter=adapter.strip(),
             dataset=dataset or "builtin",
+            task=task,
         )
 
     def _enqueue(
@@ -366,9 +378,10 @@ class TrainService:
         dataset: str = "builtin",
         timeout: float = 3600,
         owner: str | None = None,
+        task: str = "vqa",
     ) -> dict:
         """Run an evaluation job and wait for its metrics."""
-        status = self.wait(self.submit_eval(adapter, dataset, owner), timeout, owner)
+        status = self.wait(self.submit_eval(adapter, dataset, owner, task), timeout, owner)
         if status["state"] != "done":
             raise MMDemoError(
                 f"evaluation of {adapter!r} {status['state']}: {status['error'] or 'timed out'}",

@@ -1,6 +1,6 @@
 """The Visual chat tab's handlers, one named method each: answer, regenerate, stop, clear,
-show an adapter, and the adapter manager's add, delete and refresh (``AdapterOpsActions``:
-fetch from the Hub, merge, export merged). Each reads widget values,
+show an adapter, the adapter manager's add, delete and refresh (``AdapterOpsActions``:
+fetch from the Hub, merge, export merged), and "Find it" (grounding). Each reads widget values,
 calls the chat service and formats what the widgets show (see ``view.py``). GPU work
 (``zerogpu.gpu``) and request budgets are attached where the handlers are wired."""
 
@@ -17,6 +17,7 @@ from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.adapter_ops import AdapterOps
 from mmdemo.flows.chat import BASE_NAME, ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.grounding import GroundingService
 from mmdemo.flows.ranks import rank_options, served_name
 from mmdemo.flows.similar import SimilarRequest
 from mmdemo.ui.common import guarded, guarded_stream
@@ -26,6 +27,8 @@ from mmdemo.ui.tabs.chat.view import (
     OFF,
     adapter_md,
     adapter_rows,
+    box_rows,
+    grounding_md,
     index_choices,
     metrics_md,
     to_messages,
@@ -243,3 +246,22 @@ class AdapterOpsActions:
         result = self.ops.export_merged(current, self.folders.folder(request.session_hash))
         gr.Info(f"Base + {result.adapter} exported ({human_bytes(result.nbytes)})")
         return str(result.archive)
+
+
+class GroundingActions:
+    """ "Find it": boxes for a question about one image, with the chat tab's adapter."""
+
+    def __init__(self, grounding: GroundingService) -> None:
+        self.grounding = grounding
+
+    @guarded
+    def find(
+        self, image: str | None, prompt: str, name: str, picked_rank: int | None
+    ) -> tuple[Any, ...]:
+        if not image:
+            raise gr.Error("Upload an image to look in first.")
+        if not (prompt or "").strip():
+            raise gr.Error("Say what to find, e.g. 'Where is the red circle?'")
+        adapter = served_name(self.grounding.chat, name, picked_rank)
+        result = self.grounding.ground(image, prompt, adapter)
+        return result.annotated, box_rows(result), grounding_md(result)

@@ -1,9 +1,10 @@
 """The Visual chat tab's named endpoints: ``/chat(message, images, adapter, max_new_tokens,
-greedy)`` streams the answer text; ``/adapter_upload(files, adapter_name)`` and
-``/adapter_delete(adapter_name)`` add and remove adapters (``/adapters`` lists them);
-``/adapter_from_hub(hub_id, adapter_name)``, ``/adapters_merge(adapters, weights,
-combination_type, density, adapter_name)`` and ``/adapters_export_merged(adapter)`` fetch,
-merge and export them.
+greedy)`` streams the answer text; ``/ground(image, prompt, adapter, max_new_tokens)`` finds
+boxes ("where is the red circle?") and returns them with the image they are drawn on;
+``/adapter_upload(files, adapter_name)`` and ``/adapter_delete(adapter_name)`` add and
+remove adapters (``/adapters`` lists them); ``/adapter_from_hub(hub_id, adapter_name)``,
+``/adapters_merge(adapters, weights, combination_type, density, adapter_name)`` and
+``/adapters_export_merged(adapter)`` fetch, merge and export them.
 
 Images arrive as uploads (``handle_file``) and are decoded by the house decoder, so a wrong
 file is refused with its cause and a fix, not a framework error. Adapter uploads are staged
@@ -136,6 +137,31 @@ def register(ctx: AppContext, concurrency: int) -> None:
         concurrency_id="vlm",
         concurrency_limit=concurrency,
     )
+
+    grounding = ctx.services.grounding
+
+    @gpu("chat")
+    def ground(
+        image: FileData,
+        prompt: str,
+        adapter: str = BASE_NAME,
+        max_new_tokens: int = 256,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """Boxes for ``prompt`` ("Where is the red circle?") in ``image``, answered by the VLM
+        with ``adapter``: {"boxes": [{x1, y1, x2, y2 (pixels of the image), label, span,
+        coords}], "image": the image with the boxes drawn (PNG), "raw": the answer, "family",
+        "format", "assumption", "reason" (why there are none), ...}."""
+        path = upload_path(image, "image")
+        if not path:
+            raise BadInputError("there is no image", fix="send an image file")
+        result = grounding.ground(path, prompt, adapter or BASE_NAME, int(max_new_tokens or 256))
+        folder = folders.folder(request.session_hash if request else None)
+        out = folder / f"boxes-{uuid.uuid4().hex[:12]}.png"
+        result.annotated.save(out)
+        return {**result.to_json(), "image": FileData(path=str(out)).model_dump()}
+
+    gr.api(ctx.heavy(guarded(ground)), api_name="ground", concurrency_id="vlm")
 
 
 def register_ops(ctx: AppContext) -> None:

@@ -1,5 +1,5 @@
-"""Visual chat tab: streamed multi-turn answers about images, with a LoRA adapter picker and
-the adapter manager (list, upload, delete). Layout and wiring only: the handlers are in
+"""Visual chat tab: streamed multi-turn answers about images, with a LoRA adapter picker,
+"Find it" (boxes for "where is ...?") and the adapter manager (list, upload, delete). Layout and wiring only: the handlers are in
 ``actions.py``, the named endpoints in ``api.py``."""
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from mmdemo.flows.adapter_ops import COMBINATIONS
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.chat import api
-from mmdemo.ui.tabs.chat.actions import AdapterOpsActions, ChatActions, ChatState
-from mmdemo.ui.tabs.chat.view import ADAPTER_HEADERS, ASSET_IMAGES, OFF, adapter_rows, index_choices
+from mmdemo.ui.tabs.chat.actions import AdapterOpsActions, ChatActions, ChatState, GroundingActions
+from mmdemo.ui.tabs.chat.view import (
+    ADAPTER_HEADERS,
+    ASSET_IMAGES,
+    BOX_HEADERS,
+    OFF,
+    adapter_rows,
+    index_choices,
+)
 from mmdemo.zerogpu import gpu
 
 EXAMPLES = [
@@ -93,6 +100,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 )
             panel = adapters_panel(ctx, act, adapter)
             api.register(ctx, vlm_limit)
+    found = grounding_panel(ctx, adapter, rank)  # below the chat, with its adapter
 
     gen_inputs = [adapter, rank, max_new, temperature, top_p, greedy]
     sub = box.submit(
@@ -142,8 +150,45 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "submit_event": sub,
         "similar_index": similar_index,
         **panel,
+        **found,
         # filled when a page opens: adapters added since (uploads, training) show up
         "on_load": (act.on_load, [panel["adapters_table"], adapter, similar_index]),
+    }
+
+
+def grounding_panel(ctx: AppContext, adapter: gr.Dropdown, rank: gr.Dropdown) -> dict[str, Any]:
+    """ "Find it": one image and a question, answered with boxes drawn on the image (the
+    adapter picked for the chat answers)."""
+    act = GroundingActions(ctx.services.grounding)
+    with gr.Accordion("Find it: boxes for 'where is ...?'", open=False, elem_id="ground-panel"):
+        with gr.Row():
+            image = gr.Image(type="filepath", label="Image", elem_id="ground-image", height=260)
+            drawn = gr.Image(label="Found", interactive=False, elem_id="ground-drawn", height=260)
+        with gr.Row():
+            prompt = gr.Textbox(
+                value="Where is the red circle?",
+                label="What to find",
+                elem_id="ground-prompt",
+                scale=4,
+            )
+            find_btn = gr.Button("Find it", variant="primary", elem_id="ground-btn", scale=1)
+        table = gr.Dataframe(
+            headers=BOX_HEADERS, interactive=False, elem_id="ground-boxes", label="Boxes (pixels)"
+        )
+        how = gr.Markdown(elem_id="ground-how")
+    find_btn.click(
+        ctx.heavy(gpu("chat")(act.find)),
+        [image, prompt, adapter, rank],
+        [drawn, table, how],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
+    return {
+        "ground_image": image,
+        "ground_prompt": prompt,
+        "ground_btn": find_btn,
+        "ground_drawn": drawn,
+        "ground_boxes": table,
     }
 
 

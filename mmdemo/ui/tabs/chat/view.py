@@ -1,5 +1,5 @@
 """How the Visual chat tab shows things: the conversation, an answer's metrics, an
-adapter's card and the adapters table. Pure formatting: data in, text and rows out."""
+adapter's card, the adapters table and the boxes "Find it" drew. Pure formatting: data in, text and rows out."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.flows.chat import AnswerMetrics, ChatService, ChatSession
+from mmdemo.flows.grounding import GroundingResult
 from mmdemo.ui.common import seconds
 from mmdemo.units import human_bytes
 
@@ -99,3 +100,27 @@ def adapter_rows(chat: ChatService) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+BOX_HEADERS = ["#", "label", "x1", "y1", "x2", "y2"]
+
+
+def box_rows(result: GroundingResult) -> list[list[Any]]:
+    """The boxes as table rows, in pixels of the uploaded image."""
+    return [
+        [i + 1, b.label, round(b.x1), round(b.y1), round(b.x2), round(b.y2)]
+        for i, b in enumerate(result.boxes)
+    ]
+
+
+def grounding_md(result: GroundingResult) -> str:
+    """What was found and how the coordinates were read (or why there are no boxes)."""
+    family = result.family or "unknown family"
+    if not result.boxes:
+        head = f"**No boxes** ({family}): {result.reason}"
+    else:
+        head = (
+            f"**{len(result.boxes)} box(es)** from {family}'s {result.format}; {result.assumption}"
+        )
+    raw = result.raw.replace("```", "' ' '")[:1000] or "(empty)"
+    return f"{head}\n\nThe answer:\n\n```text\n{raw}\n```"

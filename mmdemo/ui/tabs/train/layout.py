@@ -84,6 +84,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     ("VQA", "vqa"),
                     ("Captioning", "caption"),
                     ("Two-stage: caption, then VQA", "two-stage"),
+                    ("Grounding: boxes (built-in set)", "grounding"),
                 ],
                 value="vqa",
                 label="Stages",
