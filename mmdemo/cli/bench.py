@@ -21,6 +21,7 @@ BENCHES = {
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
+    "families": "mmdemo.bench.families",
 }
 
 
