@@ -66,6 +66,30 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
     }
 )
 PROFILE_NAMES = ("auto", *PROFILES)
+
+SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
+QWEN2VL_2B = "Qwen/Qwen2-VL-2B-Instruct"
+QWEN25VL_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
+LLAVA_7B = "llava-hf/llava-1.5-7b-hf"  # the smallest LLaVA-1.5
+INTERNVL3_2B = "OpenGVLab/InternVL3-2B-hf"
+GLM41V_9B = "THUDM/GLM-4.1V-9B-Thinking"  # the only GLM-4.1V
+# The VLM of each model family per profile (``vlm_family`` picks one; mmdemo.models.families
+# holds the rest of what mmdemo knows about each family). A family without a model for the
+# active profile uses its gpu one, which its loader may refuse (CogVLM2: gpu profile only).
+VLM_FAMILIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        family: MappingProxyType(dict(zip(("tiny", "cpu", "gpu"), ids, strict=True)))
+        for family, *ids in (
+            ("smolvlm", "tiny:smolvlm", SMOLVLM_256M, "HuggingFaceTB/SmolVLM-Instruct"),
+            ("qwen2-vl", "tiny:qwen2vl", QWEN2VL_2B, QWEN2VL_2B),
+            ("qwen2.5-vl", "tiny:qwen25vl", "Qwen/Qwen2.5-VL-3B-Instruct", QWEN25VL_7B),
+            ("llava-1.5", "tiny:llava", LLAVA_7B, LLAVA_7B),
+            ("internvl", "tiny:internvl", "OpenGVLab/InternVL3-1B-hf", INTERNVL3_2B),
+            ("glm-4.1v", "tiny:glm4v", GLM41V_9B, GLM41V_9B),
+            ("cogvlm2", "", "", "THUDM/cogvlm2-llama3-chat-19B"),
+        )
+    }
+)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SPACE_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the cpu profile's text LLM, from the Hub
@@ -95,6 +119,9 @@ class Settings:
     asr: str = ""
     tts: str = ""
     hands: str = ""
+    # the VLM's model family (a key of VLM_FAMILIES): its model for the active profile, unless
+    # ``vlm`` names one; empty: the profile's default VLM
+    vlm_family: str = ""
     # auto picks cuda, then mps, then cpu
     device: str = "auto"
     # auto: bfloat16 on GPUs that support it, float16 on other GPUs; on a CPU bfloat16 for the
@@ -190,6 +217,11 @@ class Settings:
                 f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}",
                 fix="set MMDEMO_DTYPE=auto",
             )
+        if self.vlm_family and self.vlm_family not in VLM_FAMILIES:
+            raise SettingsError(
+                f"vlm_family {self.vlm_family!r} is not one of {', '.join(VLM_FAMILIES)}",
+                fix="set MMDEMO_VLM_FAMILY to one of those, or leave it empty",
+            )
         if self.image_splitting not in ("auto", "on", "off"):
             raise SettingsError(
                 f"image_splitting {self.image_splitting!r} is not auto, on or off",
@@ -253,10 +285,16 @@ class Settings:
         return "gpu" if cuda_available() else "cpu"
 
     def model_id(self, backend: str) -> str:
-        """The model id for a backend: the explicit override, else the profile default."""
+        """The model id for a backend: the explicit override, else (VLM) the chosen family's
+        model for the profile, else the profile default."""
         if backend not in BACKENDS:
             raise SettingsError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-        return getattr(self, backend) or PROFILES[self.resolved_profile][backend]
+        if getattr(self, backend):
+            return getattr(self, backend)
+        if backend == "vlm" and self.vlm_family:
+            ids = VLM_FAMILIES[self.vlm_family]
+            return ids[self.resolved_profile] or ids["gpu"]
+        return PROFILES[self.resolved_profile][backend]
 
     @property
     def requests_per_minute(self) -> int:

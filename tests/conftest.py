@@ -71,6 +71,17 @@ def tiny_settings(test_home: Path) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def family_builds(tiny_settings: Settings) -> dict[str, str]:
+    """VLM family key -> its tiny build's model id, every build made (once, cached)."""
+    from mmdemo.models.families import FAMILIES
+    from mmdemo.models.tiny import build_all
+
+    families = {f.key: f.tiny for f in FAMILIES.values() if f.tiny}
+    build_all(tiny_settings.models_dir, tuple(families.values()))
+    return {key: f"tiny:{name}" for key, name in families.items()}
+
+
 @pytest.fixture
 def isolated_settings(tmp_path: Path, tiny_settings: Settings) -> Settings:
     """Tiny settings with a fresh, empty data folder that shares the tiny model builds."""

@@ -22,6 +22,7 @@ BENCHES = {
     "grounding": "mmdemo.bench.grounding",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
+    "families": "mmdemo.bench.families",
 }
 
 

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--load", action="store_true", help="load each and report memory and time")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)
+    fm = msub.add_parser("families", help="the VLM families: model per profile, state, LoRA")
+    fm.add_argument("--json", action="store_true", help="machine-readable output")
+    fm.set_defaults(func=cmd_families)
     dl = msub.add_parser("download", help="fetch and prepare the active profile's models")
     dl.add_argument("backends", nargs="*", help=f"default: all of {', '.join(BACKENDS)}")
     dl.set_defaults(func=cmd_download)
@@ -109,6 +112,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif r.get("state") == "error":
             line += f"\n       error: {r['error']}"
         print(line)
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    """Every VLM family: its class, model for the active profile, tiny build and state."""
+    from mmdemo.cli import settings_from
+    from mmdemo.flows.families import family_states
+    from mmdemo.models.manager import ModelManager
+
+    settings = settings_from(args)
+    rows = family_states(ModelManager(settings))
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+        return 0
+    print(f"profile {settings.resolved_profile}; MMDEMO_VLM_FAMILY picks one (* = configured)")
+    for r in rows:
+        mark = "*" if r.selected else " "
+        print(f"{mark} {r.key:11} {r.title:19} {r.architecture}")
+        print(f"    model {r.model_id or '-'}   tiny {r.tiny_id or '-'}")
+        print(f"    state {r.state}: {r.note}")
+        print(f"    images on a CPU: {r.cpu_image_budget}")
+        print(f"    LoRA targets: {', '.join(r.lora_targets)}")
+        batch = "yes" if r.mixed_batch else f"no ({r.serial_reason})"
+        print(f"    mixed-adapter batches: {batch}")
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Where adapters attach: the language model's linear layers, the projector between vision and
-language (trained in full), and the vision tower's linear layers, found by module names that
-the supported families use (Idefics3/SmolVLM, Qwen2-VL, LLaVA-style; plain causal LMs)."""
+"""Where adapters attach: the language model's linear layers (for a known family, the ones its
+entry in ``mmdemo.models.families`` names), the projector between vision and language
+(trained in full), and the vision tower's linear layers, found by module names that the
+supported families use (Idefics3/SmolVLM, Qwen2-VL, Qwen2.5-VL, LLaVA, InternVL, GLM-4.1V;
+plain causal LMs)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import BadInputError
+from mmdemo.models.families import family_of
 
 LANGUAGE_PARTS = ("text_model", "language_model")
 VISION_PARTS = ("vision_model", "visual", "vision_tower")
@@ -70,6 +73,9 @@ def find_targets(model: Any, attach: str = "language") -> Targets:
         ]
 
     chosen = linears_under(language)
+    family = family_of(model) if vision is not None else None
+    if family is not None:  # the family's LoRA targets (all its language linears so far)
+        chosen = [n for n in chosen if n.rsplit(".", 1)[-1] in family.lora_targets]
     if attach == "all" and vision is not None:
         chosen += linears_under(vision)
     if not chosen:

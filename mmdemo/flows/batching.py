@@ -27,13 +27,15 @@ from mmdemo.flows.generation import (
     throttled,
 )
 from mmdemo.models.adapters import AdapterInfo
+from mmdemo.models.families import FAMILIES
 
-# Families whose padded batches were checked to give each row its solo answer (greedy).
-# Qwen2-VL is left out: its 3-D rope positions with left padding changed some rows' answers.
-BATCH_FAMILIES = ("idefics3", "smolvlm")
-# Keys a single-row Idefics3 input may have; anything else is not batched.
-_TEXT_KEYS = ("input_ids", "attention_mask")
-_IMAGE_KEYS = ("pixel_values", "pixel_attention_mask")
+# model_type values whose padded batches were checked to give each row its solo answer
+# (greedy): Idefics3, LLaVA-1.5, InternVL. The 3-D rope families (Qwen2-VL, Qwen2.5-VL,
+# GLM-4.1V) are left out; models/families.py says why (Family.serial_reason).
+BATCH_FAMILIES = tuple(t for f in FAMILIES.values() if f.mixed_batch for t in f.model_types)
+# Keys a single-row input of those families may have; anything else is not batched.
+_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+_IMAGE_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw")
 
 
 @dataclass(eq=False)
@@ -86,10 +88,14 @@ class BatchRequest:
 
 
 def collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
-    """Single-row Idefics3 inputs as one left-padded batch; None if they cannot be batched.
+    """Single-row inputs as one left-padded batch; None if they cannot be batched.
 
-    Image tensors are padded with all-zero images, which Idefics3 drops before its vision
-    tower (as its own processor pads a batch), so each row sees only its own images."""
+    Idefics3 (5-D pixels, one slot per image a row): image tensors are padded with all-zero
+    images, which Idefics3 drops before its vision tower (as its own processor pads a batch),
+    so each row sees only its own images. LLaVA and InternVL (4-D pixels, one entry per image
+    or tile): the rows' images are stacked in row order, the order the model fills the image
+    tokens of the batch in. 3-D rope families (2-D flat patches): patches and image grids
+    are stacked in row order, the token types padded as text."""
     import torch
     from torch.nn.functional import pad
 
@@ -98,20 +104,28 @@ def collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any] | Non
     if any(r["input_ids"].shape[0] != 1 for r in rows):
         return None
     length = max(r["input_ids"].shape[1] for r in rows)
-    out = {
-        "input_ids": torch.cat(
-            [pad(r["input_ids"], (length - r["input_ids"].shape[1], 0), value=pad_id) for r in rows]
-        ),
-        "attention_mask": torch.cat(
-            [
-                pad(r["attention_mask"], (length - r["attention_mask"].shape[1], 0), value=0)
-                for r in rows
-            ]
-        ),
-    }
+    fill = {"input_ids": pad_id, "attention_mask": 0, "mm_token_type_ids": 0}  # 0: text
+    out = {}
+    for key, value in fill.items():
+        if not any(key in r for r in rows):
+            continue
+        # a text-only row of a 3-D rope family may come without token types: all text
+        present = [r.get(key, torch.zeros_like(r["input_ids"])) for r in rows]
+        out[key] = torch.cat([pad(p, (length - p.shape[1], 0), value=value) for p in present])
     pixels = [r.get("pixel_values") for r in rows]
     present = [p for p in pixels if p is not None]
     if not present:
+        return out
+    if all(p.dim() == 2 for p in present):  # 3-D rope families: flat patches, a grid per image
+        out["pixel_values"] = torch.cat(present)
+        out["image_grid_thw"] = torch.cat(
+            [r["image_grid_thw"] for r in rows if "image_grid_thw" in r]
+        )
+        return out
+    if all(p.dim() == 4 for p in present):
+        if len({tuple(p.shape[1:]) for p in present}) > 1:
+            return None
+        out["pixel_values"] = torch.cat(present)
         return out
     if any(p.dim() != 5 for p in present):
         return None

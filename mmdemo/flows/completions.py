@@ -23,10 +23,13 @@ from mmdemo.flows.chat import (
     ChatTurn,
     adapter_summary,
 )
+from mmdemo.flows.chat_local import LocalEngine
+from mmdemo.flows.families import family_states
 from mmdemo.flows.fetch import fetch_image
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.sizes import check_conversation, check_image_count
 from mmdemo.models.dylora import RANK_MARK, split_rank
+from mmdemo.models.families import by_model_id
 
 MAX_FETCH_MB = 20  # largest image fetched from an http(s) URL (local mode only)
 
@@ -51,7 +54,7 @@ def model_list(chat: ChatService) -> list[dict[str, Any]]:
     """``base`` and every model the engine answers to, with what is known about each (the
     /v1/models data): an adapter's metadata, a DyLoRA adapter's lower ranks (any rank up to
     its own is served), nothing more for a remote server's models."""
-    base = {"model": chat.engine.base_model, "kind": "base model"}
+    base = {"model": chat.engine.base_model, "kind": "base model", **base_family(chat)}
     models = [{"id": BASE_NAME, "parent": None, "metadata": base}]
     for name in chat.adapter_choices(ranks=True):
         if name == BASE_NAME:
@@ -65,6 +68,27 @@ def model_list(chat: ChatService) -> list[dict[str, Any]]:
             metadata = adapter_summary(info)
         models.append({"id": name, "parent": BASE_NAME, "metadata": metadata})
     return models
+
+
+def base_family(chat: ChatService) -> dict[str, Any]:
+    """The base model's family and its state (loaded, available, ...) when this machine
+    serves it; a remote server's base: its family as far as its name tells."""
+    if not isinstance(chat.engine, LocalEngine):
+        family = by_model_id(chat.engine.base_model)
+        return {"family": family.key if family else "", "state": "remote"}
+    row = next((f for f in family_states(chat.manager) if f.selected), None)
+    if row is None:  # a model id no family claims (it may still load)
+        return {
+            "family": "",
+            "state": next(s.state for s in chat.manager.status() if s.backend == "vlm"),
+        }
+    return {
+        "family": row.key,
+        "family_title": row.title,
+        "architecture": row.architecture,
+        "state": row.state,
+        "mixed_batch": row.mixed_batch,
+    }
 
 
 def check_model(chat: ChatService, model: str) -> str:

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from mmdemo.errors import require_local
+from mmdemo.flows.families import FamilyState, family_states
 from mmdemo.models.manager import ModelManager, ModelStatus
 
 PACKAGES = (
@@ -34,6 +35,7 @@ class SystemReport:
     accelerator_bytes: int
     models: tuple[ModelStatus, ...]
     versions: tuple[tuple[str, str], ...]
+    families: tuple[FamilyState, ...] = ()  # the VLM families and their state on this run
 
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> tuple[tuple[str, str], ...]:
@@ -72,6 +74,7 @@ def system_report(manager: ModelManager, resolve_device: bool = True) -> SystemR
         accelerator_bytes=accel,
         models=tuple(manager.status()),
         versions=package_versions(),
+        families=tuple(family_states(manager)) if resolve_device else (),
     )
 
 

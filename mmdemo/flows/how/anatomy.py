@@ -14,6 +14,7 @@ from typing import Any
 from mmdemo.finetune.targets import LANGUAGE_PARTS, PROJECTOR_PARTS, VISION_PARTS
 from mmdemo.flows.how import plain
 from mmdemo.models.bottleneck import CHILD
+from mmdemo.models.families import by_model_type
 from mmdemo.models.lora import ADAPTER_PARAM_PREFIXES
 
 # part key -> what a reader calls it
@@ -67,14 +68,20 @@ def is_adapter_param(name: str) -> bool:
     )
 
 
-def part_prefixes(model: Any) -> dict[str, str | None]:
-    """Module path of each part: the projector is looked for first (Qwen2-VL's merger sits
-    inside its vision tower and belongs to the projector)."""
+def part_prefixes(model: Any, family: str = "") -> dict[str, str | None]:
+    """Module path of each part: by the family's own module names (mmdemo.models.families)
+    when the family is known, else by the names the supported families use. The projector
+    is looked for first (the Qwen-VL and GLM-4.1V mergers sit inside their vision towers and
+    belong to the projector)."""
     names = [n for n, _ in model.named_modules()]
+    known = by_model_type(family or getattr(model.config, "model_type", "") or "")
+    vision, projector, language = (
+        ((p,) for p in known.parts) if known else (VISION_PARTS, PROJECTOR_PARTS, LANGUAGE_PARTS)
+    )
     return {
-        "projector": _first(names, PROJECTOR_PARTS),
-        "vision": _first(names, VISION_PARTS),
-        "language": _first(names, LANGUAGE_PARTS),
+        "projector": _first(names, projector),
+        "vision": _first(names, vision),
+        "language": _first(names, language),
     }
 
 
@@ -117,7 +124,7 @@ def config_shape(config: Any) -> dict[str, Any]:
 
 def anatomy(model: Any, family: str = "") -> Anatomy:
     """The parts of ``model`` (a loaded VLM, or a meta-device one: only shapes are read)."""
-    prefixes = part_prefixes(model)
+    prefixes = part_prefixes(model, family)
     counts = {key: [0, 0, 0, set()] for key in PART_TITLES}  # params, bytes, buffer bytes, dtypes
     adapter = 0
     for name, p in model.named_parameters():

@@ -1,4 +1,5 @@
-"""VLM backend: SmolVLM / Idefics3, Qwen2-VL and other ``AutoModelForImageTextToText`` models."""
+"""VLM backend: the families of ``mmdemo.models.families`` (SmolVLM / Idefics3, Qwen2-VL,
+Qwen2.5-VL, LLaVA-1.5, InternVL, GLM-4.1V) and other ``AutoModelForImageTextToText`` models."""
 
 from __future__ import annotations
 
@@ -6,15 +7,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.models.device import module_footprint, torch_dtype
+from mmdemo.models.families import (
+    CPU_MAX_PIXELS,
+    FAMILIES,
+    by_model_id,
+    by_model_type,
+    check_allowed,
+)
 from mmdemo.models.hub import resolve_model_dir
 from mmdemo.models.lora import AdapterRuntime
 from mmdemo.models.manager import LoadContext, LoadedModel
 
-# Families whose image processor tiles big images (one extra 'image' per tile).
-SPLITTING_FAMILIES = ("idefics3", "smolvlm")
-# Qwen2-VL-style families: pixel budget per image instead of tiling.
-PIXEL_BUDGET_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
-CPU_MAX_PIXELS = 512 * 512
+# model_type values whose image processor tiles big images (one extra 'image' per tile).
+SPLITTING_FAMILIES = tuple(
+    t for f in FAMILIES.values() if f.images == "tiles" for t in f.model_types
+)
+# model_type values with a pixel budget per image instead of tiling (Qwen2-VL style).
+PIXEL_BUDGET_FAMILIES = tuple(
+    t for f in FAMILIES.values() if f.images == "pixels" for t in f.model_types
+)
 
 
 @dataclass
@@ -39,12 +50,21 @@ class VLMBundle:
 
 
 def configure_images(processor: Any, family: str, splitting: bool) -> None:
-    """Bound the work per image: tiling on/off (Idefics3), a pixel budget (Qwen2-VL)."""
+    """Bound the work per image: tiling on/off (Idefics3, InternVL), a pixel budget (Qwen2-VL,
+    Qwen2.5-VL, GLM-4.1V); fixed-size families (LLaVA-1.5) need nothing. Padding follows the
+    tokenizer's ``padding_side`` (the training collator pads right, generation left)."""
+    _honour_padding_side(processor)
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is None:
         return
     if family in SPLITTING_FAMILIES:
-        image_processor.do_image_splitting = splitting
+        if hasattr(image_processor, "crop_to_patches"):  # InternVL (GotOcr2 processor)
+            image_processor.crop_to_patches = splitting
+            # the processor passes its own default on every call: this instance's wins
+            defaults = dict(getattr(processor, "images_kwargs", None) or {})
+            processor.images_kwargs = {**defaults, "crop_to_patches": splitting}
+        else:
+            image_processor.do_image_splitting = splitting
     elif family in PIXEL_BUDGET_FAMILIES and not splitting:
         size = image_processor.size
 
@@ -56,24 +76,43 @@ def configure_images(processor: Any, family: str, splitting: bool) -> None:
         image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
 
 
+def _honour_padding_side(processor: Any) -> None:
+    """InternVL's processor pads left whatever its tokenizer says (a class-level default it
+    passes on every call); drop that default on this instance so the tokenizer decides."""
+    text = getattr(processor, "text_kwargs", None)
+    if isinstance(text, dict) and "padding_side" in text:
+        processor.text_kwargs = {k: v for k, v in text.items() if k != "padding_side"}
+
+
 def load_parts(
     model_id: str, settings: Any, device: str, dtype: str, **model_kwargs: Any
 ) -> tuple[Any, Any, str, bool]:
     """(model, processor, family, image splitting) through the one loading path the app,
     training and benchmarks share. ``model_kwargs`` go to ``from_pretrained`` (4-bit for
     QLoRA); with a ``device_map`` the model is not moved afterwards."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+    )
 
+    known = by_model_id(model_id)
+    check_allowed(known, model_id, settings)  # before any file is read or downloaded
     path = resolve_model_dir(model_id, "vlm", settings)
     trust = settings.trust_remote_code
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
     family = config.model_type
+    known = by_model_type(family) or known
+    check_allowed(known, model_id, settings)
+    # remote-code families (CogVLM2) register a causal LM class, not an image-text-to-text one
+    auto = AutoModelForCausalLM if known is not None and known.remote_code else None
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust)
     splitting = {"on": True, "off": False}.get(
         settings.image_splitting, not device.startswith("cpu")
     )
     configure_images(processor, family, splitting)
-    model = AutoModelForImageTextToText.from_pretrained(
+    model = (auto or AutoModelForImageTextToText).from_pretrained(
         path,
         dtype=torch_dtype(dtype),
         trust_remote_code=trust,
@@ -89,6 +128,7 @@ def load(ctx: LoadContext) -> LoadedModel:
     model, processor, family, splitting = load_parts(
         ctx.model_id, ctx.settings, ctx.device, ctx.dtype
     )
+    known = by_model_type(family)
     params, nbytes = module_footprint(model)
     bundle = VLMBundle(
         model,
@@ -107,6 +147,7 @@ def load(ctx: LoadContext) -> LoadedModel:
         nbytes=nbytes,
         describe=lambda: {
             "family": family,
+            "family_title": known.title if known else "",
             "image_splitting": splitting,
             "adapters": ", ".join(bundle.adapters.resident_names()) or "none",
         },

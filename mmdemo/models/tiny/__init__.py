@@ -24,6 +24,10 @@ TINY_MODELS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "smolvlm": ("mmdemo.models.tiny.vlm:build_smolvlm", "SmolVLM / Idefics3 VLM"),
         "qwen2vl": ("mmdemo.models.tiny.vlm:build_qwen2vl", "Qwen2-VL VLM"),
+        "qwen25vl": ("mmdemo.models.tiny.vlm_families:build_qwen25vl", "Qwen2.5-VL VLM"),
+        "llava": ("mmdemo.models.tiny.vlm_families:build_llava", "LLaVA-1.5 VLM (CLIP+Llama)"),
+        "internvl": ("mmdemo.models.tiny.vlm_families:build_internvl", "InternVL3 VLM"),
+        "glm4v": ("mmdemo.models.tiny.vlm_families:build_glm4v", "GLM-4.1V VLM"),
         "llm": ("mmdemo.models.tiny.text:build_llm", "SmolLM2 / Llama text LLM"),
         "clip": ("mmdemo.models.tiny.clip:build_clip", "open_clip ViT CLIP"),
         "whisper": ("mmdemo.models.tiny.audio:build_whisper", "Whisper ASR (English)"),

@@ -51,19 +51,25 @@ def train_tokenizer(vocab_size: int = 1024, extra_specials: tuple[str, ...] = ()
 
 
 def hf_tokenizer(
-    extra_specials: tuple[str, ...] = (), chat_template: str | None = None, **special_map: str
+    extra_specials: tuple[str, ...] = (),
+    chat_template: str | None = None,
+    named: dict[str, str] | None = None,
+    **special_map: str,
 ) -> Any:
-    """A transformers fast tokenizer around :func:`train_tokenizer`."""
+    """A transformers fast tokenizer around :func:`train_tokenizer`. ``named`` gives special
+    tokens a name the processor reads from the tokenizer (InternVL: ``context_image_token``)."""
     from transformers import PreTrainedTokenizerFast
 
     base = train_tokenizer()
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "bos_token": "<|im_start|>",
         "eos_token": "<|im_end|>",
         "pad_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",
         **special_map,
     }
+    if named:
+        kwargs["extra_special_tokens"] = dict(named)
     tok = PreTrainedTokenizerFast(tokenizer_object=base, **kwargs)
     if extra_specials:
         tok.add_special_tokens({"additional_special_tokens": list(extra_specials)})

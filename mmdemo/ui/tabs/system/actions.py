@@ -10,9 +10,9 @@ import gradio as gr
 
 from mmdemo.flows.system import SystemService
 from mmdemo.ui.common import guarded
-from mmdemo.ui.tabs.system.view import model_rows, summary_md, versions_md
+from mmdemo.ui.tabs.system.view import family_rows, model_rows, summary_md, versions_md
 
-Shown = tuple[str, list[list[Any]], str]  # summary, models table, versions
+Shown = tuple[str, list[list[Any]], str, list[list[Any]]]  # summary, models, versions, families
 
 
 class SystemActions:
@@ -21,7 +21,7 @@ class SystemActions:
 
     def refresh(self) -> Shown:
         report = self.system.report()
-        return summary_md(report), model_rows(report), versions_md(report)
+        return summary_md(report), model_rows(report), versions_md(report), family_rows(report)
 
     @guarded
     def load(self, name: str) -> Shown:

@@ -27,6 +27,7 @@ def report_json(report: SystemReport) -> dict[str, Any]:
         "accelerator_bytes": report.accelerator_bytes,
         "models": [model(s) for s in report.models],
         "versions": dict(report.versions),
+        "families": [f.to_json() for f in report.families],
     }
 
 

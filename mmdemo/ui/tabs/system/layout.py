@@ -11,7 +11,7 @@ import gradio as gr
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.system import api
 from mmdemo.ui.tabs.system.actions import SystemActions
-from mmdemo.ui.tabs.system.view import HEADERS
+from mmdemo.ui.tabs.system.view import FAMILY_HEADERS, HEADERS
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
@@ -51,11 +51,18 @@ def build(ctx: AppContext) -> dict[str, Any]:
             scale=3,
             elem_id="system-model-id",
             visible=not hosted,
-            placeholder="e.g. tiny:qwen2vl, HuggingFaceTB/SmolVLM-500M-Instruct",
+            placeholder="e.g. tiny:qwen25vl, tiny:llava, HuggingFaceTB/SmolVLM-500M-Instruct",
         )
         set_btn = gr.Button("Use", scale=0, elem_id="system-set-model", visible=not hosted)
+    families = gr.Dataframe(
+        headers=FAMILY_HEADERS,
+        label="VLM families (MMDEMO_VLM_FAMILY picks one; * the configured VLM's)",
+        interactive=False,
+        elem_id="system-families",
+        wrap=True,
+    )
     versions = gr.Markdown(elem_id="system-versions")
-    outputs = [summary, table, versions]
+    outputs = [summary, table, versions, families]
 
     load_btn.click(
         ctx.heavy(act.load),
@@ -87,6 +94,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "load": load_btn,
         "unload": unload_btn,
         "versions": versions,
+        "families": families,
         "poll": timer,
         "refresh": refresh_btn,
     }

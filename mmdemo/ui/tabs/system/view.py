@@ -41,6 +41,35 @@ def model_rows(report: SystemReport) -> list[list[Any]]:
     return rows
 
 
+FAMILY_HEADERS = [
+    "VLM family",
+    "architecture",
+    "model (this profile)",
+    "tiny build",
+    "state",
+    "image budget on a CPU",
+    "LoRA targets",
+    "mixed-adapter batches",
+]
+
+
+def family_rows(report: SystemReport) -> list[list[Any]]:
+    """One row per VLM family; the configured one is marked with a star."""
+    return [
+        [
+            f"{f.title} ({f.key})" + (" *" if f.selected else ""),
+            f.architecture,
+            f.model_id,
+            f.tiny_id,
+            f.state if f.state in ("loaded", "available") else f"{f.state}: {f.note}"[:200],
+            f.cpu_image_budget,
+            ", ".join(f.lora_targets),
+            "yes" if f.mixed_batch else f"no: {f.serial_reason}",
+        ]
+        for f in report.families
+    ]
+
+
 def summary_md(report: SystemReport) -> str:
     loaded = sum(1 for s in report.models if s.state == "loaded")
     accel = (

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.flows.families import tiny_vlm_ids
 from mmdemo.flows.train_data import DATA_SUFFIXES
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.train import api, view
@@ -20,11 +21,11 @@ BAKEOFF_DEFAULT = ["lora", "dora", "ia3", "lora-fa", "dylora", "bottleneck", "lo
 
 
 def base_choices(ctx: AppContext) -> list[str]:
-    """The app's VLM first, then the offline tiny builds of both families."""
+    """The app's VLM first, then the offline tiny build of every VLM family."""
     current = ctx.services.system.model_id("vlm")
     if ctx.settings.hosted:  # the app's VLM only
         return [current]
-    return list(dict.fromkeys([current, "tiny:smolvlm", "tiny:qwen2vl"]))
+    return list(dict.fromkeys([current, *tiny_vlm_ids()]))
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
