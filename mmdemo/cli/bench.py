@@ -19,6 +19,7 @@ BENCHES = {
     "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
     "finetune": "mmdemo.bench.finetune",
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
+    "dpo": "mmdemo.bench.dpo",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
 }
