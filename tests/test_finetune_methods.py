@@ -80,7 +80,11 @@ def test_method_trains_and_its_adapter_is_served_by_the_chat_runtime(
     assert 0 < start.trainable < start.total or METHODS[method].family == "full"
     info = read_adapter(result.path)
     assert info.method == method and info.base_model_type == "idefics3"
-    assert set(result.metrics) >= {"closed_accuracy", "overall", "count"}
+    # DPO trains on the built-in preference pairs (open answers) and scores its preference
+    scored = (
+        "preference_accuracy" if METHODS[method].objective == "preference" else "closed_accuracy"
+    )
+    assert set(result.metrics) >= {scored, "overall", "count"}
     assert (result.path / "report.md").is_file() and (result.path / "loss.png").is_file()
     model, family, batch = fresh_vlm
     base = copy.deepcopy(model)

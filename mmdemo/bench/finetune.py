@@ -115,14 +115,16 @@ def run(quick: bool = False, only: tuple[str, ...] = PARTS, device: str = "cpu")
 def learning_to_see(services: list[Any], steps: int, quick: bool) -> Table:
     """Every method on the tiny VLM: can it learn to see from random weights?"""
     from mmdemo.errors import MMDemoError
-    from mmdemo.finetune.methods import METHODS, get_method
+    from mmdemo.finetune.methods import get_method
+    from mmdemo.finetune.registry import sft_methods
 
+    methods = sft_methods()  # the question/answer methods (DPO has its own benchmark)
     scale = 0.2 if quick else 1.0
     seeds = SEEDS[:1] if quick else SEEDS
     blind = _blind()
     untrained = services[0].evaluate("base", "builtin")
     jobs, owners, missing = [], [], {}
-    for method in METHODS:
+    for method in methods:
         try:
             get_method(method).check(
                 services[0].settings.device if services[0].settings.device != "auto" else "cpu"
@@ -176,7 +178,7 @@ def learning_to_see(services: list[Any], steps: int, quick: bool) -> Table:
         if "lora" in by_method
         else None
     )
-    for method in METHODS:
+    for method in methods:
         if method in missing:
             table.add(method, "—", "—", "—", "—", f"not run: {missing[method]}")
             continue

@@ -168,7 +168,8 @@ def targets(rows: dict[str, dict[str, Any]], base: dict[str, float]) -> list[str
 
 def real_bakeoff(settings: Any, quick: bool = False) -> Table:
     from mmdemo.errors import MMDemoError
-    from mmdemo.finetune.methods import METHODS, get_method
+    from mmdemo.finetune.methods import get_method
+    from mmdemo.finetune.registry import sft_methods
     from mmdemo.flows.train import TrainService
 
     budget = Budget(steps=3, mezo_steps=4) if quick else BUDGET
@@ -186,12 +187,13 @@ def real_bakeoff(settings: Any, quick: bool = False) -> Table:
     services = [TrainService(real, threads=threads) for _ in range(workers)]
     base = base_scores(real, questions)
     missing: dict[str, str] = {}
-    for method in METHODS:
+    every = sft_methods()  # the question/answer methods (DPO has its own benchmark)
+    for method in every:
         try:
             get_method(method).check(device)
         except MMDemoError as exc:
             missing[method] = exc.message
-    methods = [m for m in METHODS if m not in missing]
+    methods = [m for m in every if m not in missing]
     jobs = [job(m, budget, seed, questions) for m in methods for seed in seeds]
     statuses = train_all(services, jobs)
     rows: dict[str, dict[str, Any]] = {}
@@ -226,7 +228,7 @@ def real_bakeoff(settings: Any, quick: bool = False) -> Table:
         "—",
     )
     lora_gain = rows["lora"]["overall"] - base["overall"] if "lora" in rows else 0.0
-    for method in METHODS:
+    for method in every:
         if method in missing:
             table.add(method, "—", "—", "—", "—", "—", "—", "—", f"not run: {missing[method]}")
             continue

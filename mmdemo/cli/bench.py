@@ -20,6 +20,7 @@ BENCHES = {
     "finetune": "mmdemo.bench.finetune",
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "grounding": "mmdemo.bench.grounding",
+    "dpo": "mmdemo.bench.dpo",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
     "families": "mmdemo.bench.families",

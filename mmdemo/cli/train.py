@@ -3,6 +3,7 @@
 python -m mmdemo train --method lora --steps 300                  # built-in shapes set
 python -m mmdemo train --method lora --device cuda                # on the GPU (auto: the app's)
 python -m mmdemo train --method qlora --data vqa_rad/ --stages two-stage --caption-data roco/
+python -m mmdemo train --method dpo --data ~/.cache/mmdemo/votes/exports/votes-.../  # votes
 accelerate launch -m mmdemo train --method lora --data my.jsonl   # several GPUs (one adapter)
 python -m mmdemo eval my-adapter --data builtin
 python -m mmdemo train --stages grounding --attach language+projector   # boxes (IoU@0.5)
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--placement", choices=("series", "parallel"), default="parallel")
+    p.add_argument("--beta", type=float, help="dpo: pull towards the reference (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0, help="share of the built-in set to use")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on at most N questions")
@@ -98,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         scale=args.scale,
         eval_limit=args.eval_limit,
-        extra={"caption_dataset": args.caption_data} if args.caption_data else {},
+        extra=_extra(args),
     )
     settings = settings_from(args)
     device = check_device(args.device)  # refused before any weights load, with the fix
@@ -120,6 +122,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps(result.metrics))
     print(f"report: {result.report}")
     return 0
+
+
+def _extra(args: argparse.Namespace) -> dict:
+    """Method-specific knobs given on the command line."""
+    extra: dict = {}
+    if args.caption_data:
+        extra["caption_dataset"] = args.caption_data
+    if args.beta is not None:
+        extra["beta"] = args.beta
+    return extra
 
 
 def _print_some(event: Event) -> None:

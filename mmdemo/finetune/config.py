@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.errors import BadInputError
-from mmdemo.finetune.registry import METHODS
+from mmdemo.finetune.registry import METHODS, learns_from_pairs
 
 ATTACH = ("language", "language+projector", "all")
 STAGES = ("vqa", "caption", "two-stage", "grounding")
@@ -121,9 +121,23 @@ class TrainConfig:
             )
         if self.stages == "two-stage" and self.steps < 2:
             raise BadInputError("two stages need at least 2 steps")
+        if learns_from_pairs(self.method) and self.stages != "vqa":
+            raise BadInputError(
+                f"{self.method} trains on preference pairs in one stage; stages={self.stages!r} "
+                "is for question/answer and caption data",
+                fix="leave stages at vqa (the default)",
+            )
+        if not isinstance(self.extra, dict):
+            raise BadInputError(f"extra={self.extra!r} is not a mapping of method knobs")
+        beta = self.extra.get("beta", 0.1)
+        if not isinstance(beta, (int, float)) or not 0 < beta <= 100:
+            raise BadInputError(f"beta={beta!r} is outside (0, 100]", fix="DPO's usual beta is 0.1")
 
     def stage_steps(self) -> list[tuple[str, int]]:
-        """(task, steps) per stage: two-stage splits the budget, captioning first."""
+        """(task, steps) per stage: two-stage splits the budget, captioning first; a method
+        that learns from preference pairs trains one "preference" stage."""
+        if learns_from_pairs(self.method):
+            return [("preference", self.steps)]
         if self.stages != "two-stage":
             return [(self.stages, self.steps)]
         first = max(1, min(self.steps - 1, round(self.steps * self.caption_share)))

@@ -27,6 +27,7 @@ class Example:
     facts: tuple[tuple[str, str], ...] = ()  # e.g. (("color", "red"), ("shape", "circle"))
     kind: str = "open"  # closed (fixed answer set: yes/no, a colour) | open | caption
     qid: str = ""  # stable id, for per-question results
+    rejected: str = ""  # a preference pair: the answer not preferred (``answer`` is preferred)
 
 
 def draw_shape(color: str, shape: str, size: int, rng: random.Random) -> Any:

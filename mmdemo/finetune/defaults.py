@@ -38,6 +38,7 @@ PRETRAINED = MappingProxyType(
         "adalomo": Defaults(lr=5e-4, source="by hand"),
         "mezo": Defaults(lr=1e-05, mezo_eps=0.001, source="sweep 2026-12-06"),
         "full": Defaults(lr=0.0001, source="sweep 2026-12-06"),
+        "dpo": Defaults(lr=0.0005, source="by hand"),
     }
 )
 # /bench:finetune-sweep
@@ -57,6 +58,7 @@ FROM_SCRATCH = MappingProxyType(
         "adalomo": Defaults(lr=1e-3, source="by hand"),
         "mezo": Defaults(lr=1e-4, mezo_eps=1e-3, source="by hand"),
         "full": Defaults(lr=1e-3, source="by hand"),
+        "dpo": Defaults(lr=3e-3, source="by hand"),
     }
 )
 

@@ -80,6 +80,10 @@ def load_dataset(
         )
     limit = max_mb * 2**20
     root = path.parent if path.is_file() else path  # every image must be inside
+    if task == "vqa" and _only_preferences(path):
+        from mmdemo.finetune.preferences import load_preferences
+
+        return load_preferences(source, True, max_side, max_mb)  # the chosen answers
     if path.is_file():
         report = DataReport(str(path), "jsonl")
         rows = _read_jsonl(path, report, limit)
@@ -92,7 +96,8 @@ def load_dataset(
         report = DataReport(str(path), "vqa-rad")
         rows = _read_vqa_rad(rad, report, limit)
     else:
-        files = sorted(path.rglob("*.jsonl"))
+        # preference files (an exported vote folder holds both) are for DPO
+        files = [f for f in sorted(path.rglob("*.jsonl")) if not _is_preference_file(f)]
         if not files:
             raise BadInputError(
                 f"no .jsonl file, VQA-RAD or SLAKE layout found in {path}",
@@ -120,6 +125,19 @@ def load_dataset(
             ),
         )
     return Dataset(splits, report)
+
+
+def _is_preference_file(path: Path) -> bool:
+    from mmdemo.finetune.preferences import is_preference_file
+
+    return is_preference_file(path)
+
+
+def _only_preferences(path: Path) -> bool:
+    """A preference file, or a folder whose JSONL files are all preference files: question
+    answering then trains on the chosen answers."""
+    files = [path] if path.is_file() else sorted(path.rglob("*.jsonl"))
+    return bool(files) and all(_is_preference_file(f) for f in files)
 
 
 def _split_of_file(path: Path) -> str | None:

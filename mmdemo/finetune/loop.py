@@ -18,7 +18,7 @@ from mmdemo.finetune.methods import Plan
 from mmdemo.finetune.progress import StepMeter, StopSwitch
 from mmdemo.finetune.stage import ExampleList, Stage
 
-__all__ = ["trainer_stage", "validation_loss"]
+__all__ = ["SCHEDULERS", "printer", "progress_callback", "trainer_stage", "validation_loss"]
 
 # TrainConfig.schedule -> TrainingArguments.lr_scheduler_type (all with linear warm-up)
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
@@ -35,22 +35,7 @@ def trainer_stage(
     stop: StopSwitch,
     work: Path,
 ) -> None:
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-
-    class Progress(TrainerCallback):
-        stopped = False
-        seen = 0
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if stop.is_set():
-                self.stopped = True
-                control.should_training_stop = True
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs:
-                tokens = state.num_input_tokens_seen - self.seen
-                self.seen = state.num_input_tokens_seen
-                meter.step(stage.name, float(logs["loss"]), int(tokens), logs.get("learning_rate"))
+    from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(work / "trainer"),
@@ -76,7 +61,7 @@ def trainer_stage(
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
     )
-    progress = Progress()
+    progress = progress_callback(meter, stage.name, stop)
     trainer = Trainer(
         model=plan.model,
         args=args,
@@ -85,14 +70,38 @@ def trainer_stage(
         callbacks=[progress, *plan.callbacks],
         optimizers=(plan.optimizer, None),
     )
-    trainer.remove_callback(_printer())
+    trainer.remove_callback(printer())
     trainer.train()
     plan.optimizer = None  # a later stage builds its own (LoRA-FA's run_stage remakes its)
     if progress.stopped:
         raise TrainingStopped("the run was stopped before it finished")
 
 
-def _printer() -> Any:
+def progress_callback(meter: StepMeter, stage: str, stop: StopSwitch) -> Any:
+    """A TrainerCallback that turns the Trainer's logs into step events (``logging_steps=1``)
+    and ends training at the next step once ``stop`` is set (its ``stopped`` then says so)."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        stopped = False
+        seen = 0
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if stop.is_set():
+                self.stopped = True
+                control.should_training_stop = True
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                tokens = state.num_input_tokens_seen - self.seen
+                self.seen = state.num_input_tokens_seen
+                meter.step(stage, float(logs["loss"]), int(tokens), logs.get("learning_rate"))
+
+    return Progress()
+
+
+def printer() -> Any:
+    """The Trainer's callback that prints every log line (removed: the events report)."""
     from transformers.trainer_callback import PrinterCallback
 
     return PrinterCallback

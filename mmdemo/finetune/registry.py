@@ -16,6 +16,9 @@ class MethodInfo:
     loader: str  # "module:Class"
     family: str  # peft | own | full
     summary: str
+    # what it learns from: "sft" (question/answer examples) or "preference" (pairs of a
+    # preferred and a rejected answer); the bake-offs compare the "sft" methods
+    objective: str = "sft"
 
 
 METHODS: Mapping[str, MethodInfo] = MappingProxyType(
@@ -51,5 +54,22 @@ METHODS: Mapping[str, MethodInfo] = MappingProxyType(
             "full",
             "full fine-tuning with AdamW (the memory baseline for LOMO and MeZO)",
         ),
+        "dpo": MethodInfo(
+            "mmdemo.finetune.methods.dpo:DPO",
+            "peft",
+            "DPO (TRL) with LoRA: learns from preferred vs rejected answers (arena votes)",
+            objective="preference",
+        ),
     }
 )
+
+
+def sft_methods() -> list[str]:
+    """The methods that learn from question/answer examples (what the bake-offs compare)."""
+    return [name for name, info in METHODS.items() if info.objective == "sft"]
+
+
+def learns_from_pairs(method: str) -> bool:
+    """Whether ``method`` trains on preference pairs (prompt, chosen, rejected)."""
+    info = METHODS.get(method)
+    return info is not None and info.objective == "preference"

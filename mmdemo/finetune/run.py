@@ -74,7 +74,12 @@ def default_name(cfg: TrainConfig) -> str:
 def load_stage_data(
     cfg: TrainConfig, task: str, max_side: int, max_mb: int = 200
 ) -> tuple[dict, str]:
-    """Splits for one task ("vqa" or "caption") and a line describing where they came from."""
+    """Splits for one task ("vqa", "caption" or "preference") and a line describing where
+    they came from."""
+    if task == "preference":
+        from mmdemo.finetune.preferences import preference_data
+
+        return preference_data(cfg.dataset, cfg.base, cfg.scale, max_side, max_mb)
     if cfg.dataset == "builtin":
         from mmdemo.finetune.synthetic import synthetic_dataset
 
@@ -414,6 +419,8 @@ def _score(ready: Prepared, validation: list[Example], test: list[Example], env:
     metrics, rows = (
         evaluate(model, collator, test, device, eval_progress, bf16) if test else ({}, [])
     )
+    if test:  # what the method measures beside the answers (DPO: its preference margins)
+        metrics.update(ready.method.extra_metrics(ready.plan, ready.cfg, collator, test, device))
     rank_scores = {}
     for rank in ready.method.rank_variants(ready.plan, ready.cfg):
         env.stop.check()

@@ -107,7 +107,8 @@ class BlindArena:
                     Contender(POSITIONS[k], names[i], board, versions[names[i]], answers[k])
                     for k, i in enumerate(order)
                 )
-                draft = Draft(board, prompt.strip(), digest, contenders)
+                kept = str(image) if isinstance(image, (str, Path)) else ""
+                draft = Draft(board, prompt.strip(), digest, contenders, kept)
             yield BlindUpdate(answers, result.mode, result.total_s, result.done, draft)
 
     def open(self, draft: Draft, owner: str | None = None) -> Comparison:

@@ -185,10 +185,14 @@ class TrainService:
 
     @staticmethod
     def methods() -> list[dict[str, str]]:
-        """The training methods: name, family (peft | own | full), summary."""
+        """The training methods: name, family (peft | own | full), summary, objective (sft:
+        question/answer data; preference: pairs of a chosen and a rejected answer)."""
         from mmdemo.finetune.methods import METHODS
 
-        return [{"name": n, "family": i.family, "summary": i.summary} for n, i in METHODS.items()]
+        return [
+            {"name": n, "family": i.family, "summary": i.summary, "objective": i.objective}
+            for n, i in METHODS.items()
+        ]
 
     def devices(self) -> list[str]:
         """What a run may be asked to train on: auto, then the devices this machine has."""

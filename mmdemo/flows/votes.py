@@ -9,11 +9,14 @@ comparison; on a hosted server only the session that opened a comparison may vot
 Votes are appended to ``MMDEMO_HOME/votes/votes.jsonl``, one JSON object a line, under a
 file lock and fsynced; a torn last line (a crash mid-append) is skipped when read and never
 glued to the next vote. Open comparisons live in memory: a restart forgets them (their votes
-stay).
+stay). In local mode the voted image is kept too, once per content, as
+``votes/images/<sha256><suffix>`` (the vote's ``image_file``), so that the votes can become
+training data (``flows/votes_export.py``); a hosted server keeps no visitor's pictures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +35,8 @@ from mmdemo.models.files import LOCKS, file_lock, fsync_dir
 FORMAT = "mmdemo-vote"
 VERSION = 1
 VOTES_FILE = "votes.jsonl"
+IMAGES = "images"  # the voted images, under the votes folder
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 TIE, BAD = "tie", "bad"  # every pair of answers tied; every answer bad (counted as a tie)
 POSITIONS = "ABCDEFGH"
 KEEP_OPEN_S = 6 * 3600.0  # how long a comparison waits for its votes
@@ -58,6 +63,7 @@ class Draft:
     prompt: str
     image_sha256: str  # of the image file's bytes ("" without an image)
     contenders: tuple[Contender, ...]  # in position order
+    image_path: str = ""  # the image file on this server (kept with the vote, local mode)
 
     @property
     def positions(self) -> tuple[str, ...]:
@@ -175,9 +181,12 @@ class VoteBook:
         keep_open_s: float = KEEP_OPEN_S,
         max_open: int = MAX_OPEN,
         clock: Callable[[], float] = time.monotonic,
+        keep_images: bool | None = None,
     ) -> None:
         self.log = VoteLog(folder)
+        self.folder = Path(folder)
         self.hosted = hosted
+        self.keep_images = not hosted if keep_images is None else keep_images
         self.keep_open_s = keep_open_s
         self.max_open = max_open
         self.clock = clock
@@ -218,6 +227,8 @@ class VoteBook:
                     fix="each session votes once per comparison; run a new comparison",
                 )
             record = vote_record(comparison, picked, hosted=self.hosted)
+            if self.keep_images:
+                record["image_file"] = keep_image(self.folder, comparison.draft)
             self.log.append(record)
             comparison.voters.add(voter)
         return record
@@ -270,3 +281,31 @@ def vote_record(comparison: Comparison, winner: str, hosted: bool) -> dict[str, 
         "hosted": hosted,
         "columns": [asdict(c) for c in draft.contenders],
     }
+
+
+def keep_image(folder: Path, draft: Draft) -> str:
+    """Copy the comparison's image into ``folder/images`` under its sha256 (once per content);
+    its path relative to ``folder``, or "" when there is none or it changed since."""
+    if not draft.image_path or not draft.image_sha256:
+        return ""
+    source = Path(draft.image_path)
+    suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ".png"
+    name = f"{draft.image_sha256}{suffix}"
+    target = folder / IMAGES / name
+    if target.is_file():
+        return f"{IMAGES}/{name}"
+    try:
+        data = source.read_bytes()
+    except OSError:  # the upload was cleaned away meanwhile: the vote stands without it
+        return ""
+    if hashlib.sha256(data).hexdigest() != draft.image_sha256:
+        return ""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(staging, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+    return f"{IMAGES}/{name}"

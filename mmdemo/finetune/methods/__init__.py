@@ -81,6 +81,13 @@ class Method:
         """Write a servable adapter into ``out``; returns facts for its metadata."""
         raise NotImplementedError
 
+    def extra_metrics(
+        self, plan: Plan, cfg: TrainConfig, collator: Any, test: list[Any], device: str
+    ) -> dict[str, float]:
+        """Held-out measures of the method's own beside the answers' scores (DPO: how much
+        more the model prefers the chosen answers than the base model did)."""
+        return {}
+
     def rank_variants(self, plan: Plan, cfg: TrainConfig) -> list[int]:
         """Ranks to evaluate besides the trained one (DyLoRA)."""
         return []

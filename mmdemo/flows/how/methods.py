@@ -103,7 +103,9 @@ def prepare_on_meta(config: Any, method: str, attach: str = "language", rank: in
             for w in trainable_weights(model, targets).values():
                 w.requires_grad_(True)
         else:
-            if method == "qlora":  # see NOTES: LoRA's weights, without the 4-bit base
+            # see NOTES: QLoRA trains LoRA's weights (without the 4-bit base here); DPO trains
+            # a LoRA too, which its trainer attaches when training starts
+            if method in ("qlora", "dpo"):
                 from mmdemo.finetune.methods.lora import LoRA
 
                 chosen = LoRA()

@@ -16,10 +16,12 @@ from mmdemo.flows.chat import BASE_NAME
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.flows.votes import BAD, POSITIONS, TIE, VoteBook
 from mmdemo.ui.common import guarded, guarded_stream
+from mmdemo.ui.tabs.arena.api import export_json
 from mmdemo.ui.tabs.arena.view import (
     blind_column_md,
     blind_summary_md,
     column_md,
+    export_md,
     leaderboard_md,
     leaderboard_rows,
     revealed_column_md,
@@ -148,6 +150,17 @@ class BlindActions:
 
         vote.__name__ = f"vote_{winner.lower()}"
         return vote
+
+    @staticmethod
+    def exporter(ctx: Any) -> Any:
+        """The handler of the Export votes button: counts and where to find them, the zip."""
+
+        @guarded
+        def export_votes(request: gr.Request) -> tuple[str, str]:
+            result = export_json(ctx, "", request.session_hash if request else None)
+            return export_md(result), result["download"]["path"]
+
+        return export_votes
 
     def on_load(self) -> tuple[Any, ...]:
         """A page opens: what can be compared (new adapters appear) and the leaderboard."""

@@ -5,7 +5,9 @@ the house decoder, so a wrong file is refused with its cause and a fix.
 Blind votes: ``/arena_blind(image, prompt, adapters)`` answers with the names hidden and
 returns a ``comparison_id``; ``/arena_vote(comparison_id, winner)`` records the vote (winner:
 a position, "tie" or "bad") and reveals who was who; ``/leaderboard(base_model)`` returns the
-Bradley–Terry ratings with their intervals per base model."""
+Bradley–Terry ratings with their intervals per base model; ``/votes_export(base_model)``
+writes the votes as training data (a preference set for DPO, the chosen answers as
+question/answer rows) and returns the files, a zip to download and the counts."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from gradio.data_classes import FileData
 from mmdemo.flows.arena import MAX_COLUMNS
 from mmdemo.flows.chat import BASE_NAME
 from mmdemo.flows.generation import GenerationSettings
+from mmdemo.flows.limits import require_local
+from mmdemo.flows.votes_export import archive, export_votes
 from mmdemo.ui.common import guarded
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.uploads import upload_path
@@ -130,6 +134,17 @@ def register(ctx: AppContext) -> None:
         per base model (base_model: only that one's); by_version: each adapter version apart."""
         return votes.leaderboard(base_model.strip(), by_version=bool(by_version))
 
+    def votes_export(
+        base_model: str = "",
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """The blind votes as training data (local mode): "preferences" (prompt, image, chosen,
+        rejected per line; ties and all-bad votes skipped) for the dpo method, "sft" (the
+        chosen answers as image/question/answer lines) for the others, in a new "folder" on
+        this server (pass it, or a file, as /train's dataset) and zipped as "download" (the
+        Fine-tune tab's upload takes it); "counts" says what was kept and skipped."""
+        return export_json(ctx, base_model, session_of(request))
+
     gr.api(ctx.heavy(guarded(arena_blind)), api_name="arena_blind", concurrency_id="vlm")
     gr.api(ctx.heavy(guarded(arena_vote)), api_name="arena_vote")
     gr.api(
@@ -137,3 +152,19 @@ def register(ctx: AppContext) -> None:
         api_name="leaderboard",
         queue=False,
     )
+    gr.api(
+        ctx.light(guarded(votes_export), "reads the vote file and copies the voted images"),
+        api_name="votes_export",
+    )
+
+
+def export_json(ctx: AppContext, base_model: str, session: str | None) -> dict[str, Any]:
+    """Export the votes (refused on a hosted server: they hold every visitor's prompts) into
+    a new folder beside them, and its zip into the session's folder (Gradio serves it)."""
+    settings = ctx.settings
+    require_local(settings, "exporting the arena votes")
+    export = export_votes(
+        settings.votes_dir, settings.votes_dir / "exports", (base_model or "").strip()
+    )
+    zipped = archive(export, ctx.sessions.folder(session))
+    return {**export.as_dict(), "download": FileData(path=str(zipped)).model_dump()}

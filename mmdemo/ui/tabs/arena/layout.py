@@ -1,7 +1,8 @@
 """Arena tab: one image and prompt, answered side by side by base and up to 3 adapters (and
 remote models), openly or blind (names hidden until the vote), and the leaderboard of the
-blind votes. Layout and wiring only: the handlers are in ``actions.py``, ``/arena``,
-``/arena_blind``, ``/arena_vote`` and ``/leaderboard`` in ``api.py``."""
+blind votes, which export as training data for the Fine-tune tab. Layout and wiring only:
+the handlers are in ``actions.py``, ``/arena``, ``/arena_blind``, ``/arena_vote``,
+``/leaderboard`` and ``/votes_export`` in ``api.py``."""
 
 from __future__ import annotations
 
@@ -80,6 +81,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
                     interactive=False,
                     elem_id="arena-leaderboard",
                 )
+            with gr.Accordion(
+                "Votes as training data", open=False, visible=not ctx.settings.hosted
+            ):
+                export_btn = gr.Button("Export votes", elem_id="arena-export")
+                export_md = gr.Markdown(elem_id="arena-export-info")
+                export_file = gr.File(label="Exported votes (zip)", interactive=False)
 
     run_btn.click(
         ctx.heavy(gpu("arena")(act.run)),
@@ -102,6 +109,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
             [summary, *cols, *votes, board, board_md, state],
             api_visibility="private",
         )
+    export_btn.click(
+        ctx.light(blind.exporter(ctx), "reads the vote file and copies the voted images"),
+        None,
+        [export_md, export_file],
+        api_visibility="private",
+    )
     stop_btn.click(act.stop, state, None, queue=False, api_visibility="private")
     picks.focus(act.choices, None, picks, queue=False, api_visibility="private")
     api.register(ctx)
@@ -116,5 +129,6 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "blind": blind_btn,
         "votes": votes,
         "leaderboard": board,
+        "export": export_btn,
         "on_load": (blind.on_load, [picks, board, board_md]),
     }

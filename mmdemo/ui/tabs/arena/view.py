@@ -114,3 +114,26 @@ def leaderboard_md(result: dict[str, Any], board: str) -> str:
     if others:
         text += f" · other base models: {', '.join(others)}"
     return text
+
+
+def export_md(result: dict[str, Any]) -> str:
+    """What a vote export wrote and skipped, and where the Fine-tune tab finds it."""
+    c = result["counts"]
+    skipped = [
+        f"{c[k]} {label}"
+        for k, label in (
+            ("ties", "ties"),
+            ("both_bad", "all bad"),
+            ("same_answer", "pairs with the same answer"),
+            ("without_image", "votes whose image was not kept (no SFT row)"),
+        )
+        if c.get(k)
+    ]
+    return (
+        f"**Exported {c['votes']} votes:** {c['pairs']} preference pairs, "
+        f"{c['sft_rows']} chosen answers"
+        + (f" · skipped {', '.join(skipped)}" if skipped else "")
+        + f"\n\nFine-tune tab → Data: *Folder on this server* `{result['folder']}` "
+        "(method **dpo** trains on the pairs, the others on the chosen answers), "
+        "or upload the zip below."
+    )

@@ -118,7 +118,8 @@ def register(ctx: AppContext, service: TrainService) -> None:
         )
 
     def train_methods() -> list:
-        """The training methods: name, family (peft | own | full), summary."""
+        """The training methods: name, family (peft | own | full), summary, objective (sft:
+        question/answer data; preference: chosen/rejected pairs, e.g. /votes_export's)."""
         return service.methods()
 
     def train_devices() -> list[str]:

@@ -158,7 +158,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         )
         with gr.Row(visible=allowed):
             bake_methods = gr.CheckboxGroup(
-                [m["name"] for m in methods],
+                [m["name"] for m in methods if m["objective"] == "sft"],
                 value=BAKEOFF_DEFAULT,
                 label="Methods for your own bake-off",
             )
