@@ -97,8 +97,11 @@ def _start_server(home: Path) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "ready" not in line:
+    # the app prints its start-up lines (hosted mode or not) before the script's "ready"
+    for line in proc.stdout:
+        if line.strip() == "ready":
+            break
+    else:
         proc.kill()
         raise RuntimeError(f"the app did not start (exit {proc.poll()})")
     return proc, f"http://127.0.0.1:{port}/"
