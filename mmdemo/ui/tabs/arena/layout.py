@@ -86,7 +86,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
             ):
                 export_btn = gr.Button("Export votes", elem_id="arena-export")
                 export_md = gr.Markdown(elem_id="arena-export-info")
-                export_file = gr.File(label="Exported votes (zip)", interactive=False)
+                export_file = gr.File(
+                    label="Exported votes (zip)", interactive=False, elem_id="arena-export-file"
+                )
 
     run_btn.click(
         ctx.heavy(gpu("arena")(act.run)),

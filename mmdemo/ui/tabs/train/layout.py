@@ -67,7 +67,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 elem_id="train-device",
             )
             sources = [BUILTIN, UPLOAD] if ctx.settings.hosted else [BUILTIN, UPLOAD, FOLDER]
-            source = gr.Radio(sources, value=BUILTIN, label="Data")
+            source = gr.Radio(sources, value=BUILTIN, label="Data", elem_id="train-source")
             upload = gr.File(
                 label="A zip, or a JSONL file with its images",
                 file_count="multiple",
