@@ -205,7 +205,7 @@ def test_a_finished_run_keeps_an_adapter_that_took_its_name_meanwhile(
     from mmdemo.finetune.events import Event, Phase
     from mmdemo.finetune.progress import EventLog, StopSwitch, read_events
     from mmdemo.finetune.run import RunEnv, train_adapter
-    from mmdemo.flows.train import Run
+    from mmdemo.flows.train_status import Run
     from mmdemo.ui.tabs.train.view import result_md
 
     store = AdapterStore(isolated_settings)

@@ -45,8 +45,8 @@ def quick_bakeoff(real_settings: Any) -> dict[str, Any]:
     )
     from mmdemo.errors import MMDemoError
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.inputs import load_base
     from mmdemo.finetune.methods import get_method
-    from mmdemo.finetune.run import load_base
 
     budget = Budget(steps=STEPS, mezo_steps=MEZO_STEPS, batch_size=BATCH)
     # the base model is read once and copied for each method (QLoRA loads its own 4-bit one)

@@ -282,7 +282,7 @@ def test_a_space_without_the_embedded_llm_package_takes_it_from_the_hub(
 ) -> None:
     import importlib.util
 
-    from mmdemo.config import SPACE_LLM
+    from mmdemo.profiles import SPACE_LLM
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mmdemo.config import BACKENDS, PROFILES, Settings, cuda_available
+from mmdemo.config import Settings, cuda_available
 from mmdemo.errors import SettingsError
+from mmdemo.profiles import BACKENDS, PROFILES
 
 
 def test_defaults_are_valid_and_auto_follows_the_machine() -> None:

@@ -87,7 +87,7 @@ def base_style_share(settings: Any, model: str, budget: dict) -> float:
     from mmdemo.finetune.colour_pairs import colour_pairs, names_colour
     from mmdemo.finetune.config import TrainConfig
     from mmdemo.finetune.evaluate import generate_answers
-    from mmdemo.finetune.run import load_base
+    from mmdemo.finetune.inputs import load_base
 
     test = colour_pairs("llm", budget["scale"])["test"][: budget["eval_limit"]]
     llm, tokenizer, _, _ = load_base(TrainConfig(base="llm", model=model), settings, "cpu", {})

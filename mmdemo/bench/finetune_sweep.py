@@ -84,11 +84,11 @@ def train_and_validate(
 
     from mmdemo.finetune.collate import Collator
     from mmdemo.finetune.config import TrainConfig
+    from mmdemo.finetune.inputs import load_base
     from mmdemo.finetune.loop import validation_loss
     from mmdemo.finetune.methods import get_method
     from mmdemo.finetune.precision import use_bf16
     from mmdemo.finetune.progress import MemorySampler, StepMeter, StopSwitch
-    from mmdemo.finetune.run import load_base
     from mmdemo.finetune.stage import Stage, StageEnv
     from mmdemo.finetune.targets import find_targets
     from mmdemo.finetune.textdata import text_dataset
@@ -211,7 +211,7 @@ def run(quick: bool = False, only: tuple[str, ...] = (), device: str = "cpu") ->
         ["method", "values tried (validation loss)", "chosen", "validation loss", "base"],
     )
     from mmdemo.finetune.config import TrainConfig
-    from mmdemo.finetune.run import load_base
+    from mmdemo.finetune.inputs import load_base
 
     model, tokenizer, _, _ = load_base(TrainConfig(base="llm"), settings, _device(settings), {})
     chosen: dict[str, Trial] = {}

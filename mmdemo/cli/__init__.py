@@ -8,9 +8,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mmdemo.config import PROFILE_NAMES, Settings
+from mmdemo.config import Settings
 from mmdemo.errors import MMDemoError
 from mmdemo.logs import quiet_library_logs
+from mmdemo.profiles import PROFILE_NAMES
 
 # Modules that add sub-commands; later features append theirs here.
 COMMANDS = (

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from mmdemo.config import BACKENDS, PROFILES
+from mmdemo.profiles import BACKENDS, PROFILES
 
 
 def register(sub: argparse._SubParsersAction) -> None:

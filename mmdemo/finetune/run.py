@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError
-from mmdemo.finetune.collate import Collator, drop_too_long
+from mmdemo.finetune import inputs
+from mmdemo.finetune.collate import Collator
 from mmdemo.finetune.config import TrainConfig
 from mmdemo.finetune.data import Example
 from mmdemo.finetune.events import Done, EvalProgress, Event, Phase, Start
@@ -32,8 +33,6 @@ from mmdemo.models.adapters import BUILTIN_DIR, name_taken
 
 if TYPE_CHECKING:
     from mmdemo.finetune.methods import Method, Plan
-
-Splits = dict[str, list[Example]]  # train / validation / test
 
 
 @dataclass
@@ -71,56 +70,8 @@ def default_name(cfg: TrainConfig) -> str:
     return f"{cfg.method}-{data}-{stamp}".replace(" ", "-")
 
 
-def load_stage_data(
-    cfg: TrainConfig, task: str, max_side: int, max_mb: int = 200
-) -> tuple[dict, str]:
-    """Splits for one task ("vqa", "caption" or "preference") and a line describing where
-    they came from."""
-    if task == "preference":
-        from mmdemo.finetune.preferences import preference_data
-
-        return preference_data(cfg.dataset, cfg.base, cfg.scale, max_side, max_mb)
-    if cfg.dataset == "builtin":
-        from mmdemo.finetune.synthetic import synthetic_dataset
-
-        if cfg.base == "llm":
-            from mmdemo.finetune.textdata import text_dataset
-
-            return text_dataset(cfg.scale), "built-in text facts"
-        return synthetic_dataset(task, cfg.scale), f"built-in synthetic shapes ({task})"
-    from mmdemo.finetune.formats import load_dataset
-
-    source = cfg.extra.get("caption_dataset", cfg.dataset) if task == "caption" else cfg.dataset
-    data = load_dataset(source, task, max_side, max_mb)
-    return data.splits, data.report.describe()
-
-
-def load_base(cfg: TrainConfig, settings: Settings, device: str, extra: dict[str, Any]):
-    """(model, processor or tokenizer, family, model id) loaded like the app loads it."""
-    from mmdemo.models.device import pick_dtype
-
-    # CPU training keeps float32 weights (bf16 enters through autocast); a GPU trains on the
-    # serving dtype (PEFT keeps the adapter's own weights in float32)
-    dtype = (
-        "float32"
-        if device == "cpu" and settings.dtype == "auto"
-        else pick_dtype(device, settings.dtype)
-    )
-    if cfg.base == "llm":
-        from mmdemo.models.backends.llm import load_parts
-
-        model_id = settings.model_id("llm")
-        model, tokenizer = load_parts(model_id, settings, device, dtype, **extra)
-        return model, tokenizer, model.config.model_type, model_id
-    from mmdemo.models.backends.vlm import load_parts as load_vlm
-
-    model_id = settings.model_id("vlm")
-    model, processor, family, _ = load_vlm(model_id, settings, device, dtype, **extra)
-    return model, processor, family, model_id
-
-
 def train_adapter(
-    cfg: TrainConfig, env: RunEnv, data: dict[str, tuple[Splits, str]] | None = None
+    cfg: TrainConfig, env: RunEnv, data: dict[str, tuple[inputs.Splits, str]] | None = None
 ) -> RunResult:
     """Train, evaluate and store one adapter; emits Phase, Start, Step, EvalProgress and Done.
 
@@ -149,15 +100,17 @@ def train_adapter(
     work = env.run_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     env.emit(Phase("data", "reading the data"))
-    stage_data, described = _read_data(cfg, settings, data)
+    stage_data, described = inputs.read_data(cfg, settings, data)
     env.stop.check()
     env.emit(Phase("load", "loading the base model"))
     set_seed(cfg.seed)
-    base = _load(cfg, settings, device, method)
-    stages, notes = _stages(cfg, method, base, stage_data)
+    base = inputs.load_for_training(cfg, settings, device, method)
+    stages, notes = inputs.build_stages(cfg, method, base, stage_data)
     final = stage_data[stages[-1].name]
-    test = _test_examples(cfg, final, notes)
-    inference_memory = _inference_memory(base.model, base.collator, stages[0].examples, cfg, device)
+    test = inputs.held_out_examples(cfg, final, notes)
+    inference_memory = inputs.inference_memory(
+        base.model, base.collator, stages[0].examples, cfg, device
+    )
     env.stop.check()
     plan = method.prepare(base.model, cfg, find_targets(base.model, cfg.attach), work)
     if processes > 1 and plan.own_loop:
@@ -241,7 +194,7 @@ def train_adapter(
     return result
 
 
-# -- the steps of a run, in order ----------------------------------------------------------
+# -- the steps of a run, in order (those that read its inputs: inputs.py) -----------------
 
 
 @dataclass(frozen=True)
@@ -268,98 +221,8 @@ def _destination(cfg: TrainConfig, env: RunEnv, settings: Settings) -> Destinati
     return Destination(name, store_dir, builtin)
 
 
-def _read_data(
-    cfg: TrainConfig, settings: Settings, data: dict[str, tuple[Splits, str]] | None
-) -> tuple[dict[str, Splits], str]:
-    """Each stage's splits by task, and one line saying where they all came from."""
-    stage_data, descriptions = {}, []
-    for task, _ in cfg.stage_steps():
-        if data is not None and task in data:
-            stage_data[task], described = data[task]
-        else:
-            stage_data[task], described = load_stage_data(
-                cfg, task, settings.max_image_side, settings.max_dataset_mb
-            )
-        descriptions.append(described)
-    return stage_data, "; ".join(descriptions)
-
-
-@dataclass(frozen=True)
-class Base:
-    """The base model as loaded for training, and what turns examples into its batches."""
-
-    model: Any
-    collator: Collator
-    family: str
-    model_id: str
-    # the process with the base model loaded, before any training state: the bake-off reports
-    # each method's peak above this, so the runtime and the model do not hide the differences
-    memory_bytes: int
-
-
-def _load(cfg: TrainConfig, settings: Settings, device: str, method: Method) -> Base:
-    model, processor, family, model_id = load_base(
-        cfg, settings, device, method.load_kwargs(device)
-    )
-    memory = MemorySampler(device).current()
-    collator = Collator(processor, with_images=cfg.base == "vlm", max_side=settings.max_image_side)
-    return Base(model, collator, family, model_id, memory)
-
-
-def _stages(
-    cfg: TrainConfig, method: Method, base: Base, stage_data: dict[str, Splits]
-) -> tuple[list[Stage], list[str]]:
-    """The stages to train (examples too long left out) and notes saying what was left out."""
-    model_params = sum(p.numel() for p in base.model.parameters())
-    stages, notes = [], []
-    for task, steps in cfg.stage_steps():
-        kept, dropped = drop_too_long(base.collator, stage_data[task]["train"], cfg.max_length)
-        if dropped:
-            notes.append(
-                f"{len(dropped)} {task} examples longer than {cfg.max_length} tokens left out"
-            )
-        if not kept:
-            raise BadInputError(
-                f"every {task} example is longer than max_length={cfg.max_length} tokens "
-                f"(e.g. {dropped[0]})",
-                fix="raise max_length or shorten the answers",
-            )
-        stages.append(Stage(task, kept, steps, cfg.lr or method.lr_for(model_params)))
-    return stages, notes
-
-
-def _test_examples(cfg: TrainConfig, final: Splits, notes: list[str]) -> list[Example]:
-    """What the adapter is scored on: the last stage's test split (else its validation split,
-    else its training split, with a note); none while a recipe is being chosen."""
-    test = final["test"] or final["validation"]
-    if not test:
-        test = final["train"]
-        notes.append("the data has no held-out split: the scores are on training examples")
-    if cfg.eval_limit:
-        test = test[: cfg.eval_limit]
-    if not cfg.score_test:
-        test = []  # a recipe being chosen: the validation loss alone decides
-    return test
-
-
 def _silent(event: Event) -> None:
     """Where a helper process's events go (the main process reports the run)."""
-
-
-def _inference_memory(model: Any, collator: Collator, examples: list[Example], cfg, device) -> int:
-    """Peak memory of one no-grad forward on a training-size batch (the inference baseline).
-
-    The model stays in train mode: in eval mode bitsandbytes 0.50 repacks 4-bit weights for
-    CPU inference for good, and that layout has no backward pass (QLoRA would then train on
-    silently wrong gradients)."""
-    import torch
-
-    batch = collator(examples[: cfg.batch_size])
-    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-    model.train()
-    with MemorySampler(device) as memory, torch.no_grad():
-        model(**batch)
-    return memory.peak
 
 
 @dataclass(frozen=True)

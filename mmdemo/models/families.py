@@ -2,7 +2,7 @@
 its processor bounds an image on a CPU, where LoRA attaches, its three parts (vision encoder,
 projector, language model) and whether concurrent requests may share one padded batch.
 
-The model ids per profile live in ``mmdemo.config.VLM_FAMILIES``; the loader
+The model ids per profile live in ``mmdemo.profiles.VLM_FAMILIES``; the loader
 (``backends/vlm.py``) recognises a family by the loaded config's ``model_type`` and, before
 anything is read or downloaded, by the model id (so a refused family costs nothing).
 Pure data: importing this module imports no heavy library.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from mmdemo.config import VLM_FAMILIES
 from mmdemo.errors import ModelUnavailableError
+from mmdemo.profiles import VLM_FAMILIES
 
 CPU_MAX_PIXELS = 512 * 512  # pixel-budget families on a CPU: at most this many pixels an image
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -33,7 +33,7 @@ MROPE_PADDING = (
 class Family:
     """What mmdemo knows about one VLM family, checked by tests/test_families.py."""
 
-    key: str  # the name settings and the CLI use (a key of config.VLM_FAMILIES)
+    key: str  # the name settings and the CLI use (a key of profiles.VLM_FAMILIES)
     title: str
     model_types: tuple[str, ...]  # config.model_type values that mean this family
     architecture: str  # the transformers class (remote-code families: the repo's class)

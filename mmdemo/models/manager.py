@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from mmdemo.config import BACKENDS, Settings
+from mmdemo.config import Settings
 from mmdemo.errors import MissingDependencyError, MMDemoError, ModelUnavailableError
+from mmdemo.profiles import BACKENDS
 
 # backend name -> "module:function" of its loader; imported only when that backend loads.
 LOADERS: Mapping[str, str] = MappingProxyType(

@@ -12,8 +12,9 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.errors import BadInputError, MMDemoError
 from mmdemo.flows.limits import require_training
-from mmdemo.flows.train import TERMINAL, TrainService
+from mmdemo.flows.train import TrainService
 from mmdemo.flows.train_data import stage_dataset
+from mmdemo.flows.train_status import TERMINAL
 from mmdemo.ui.common import guarded
 from mmdemo.ui.tabs.train import view
 
