@@ -124,7 +124,7 @@ class ExtraModels:
                     extra.leases += 1
                     self._models.move_to_end(model_id)
                     return ExtraModel(model_id, extra.loaded, 0.0, 0)
-            need = self._estimate(model_id)
+            need = self.estimate(model_id)
             evicted = self._make_room(model_id, need)
             start = time.perf_counter()
             loaded, _ = self.manager._load(self.backend, model_id)
@@ -133,7 +133,8 @@ class ExtraModels:
                 self._models[model_id] = _Extra(loaded, leases=1)
             return ExtraModel(model_id, loaded, seconds, need, evicted)
 
-    def _estimate(self, model_id: str) -> int:
+    def estimate(self, model_id: str) -> int:
+        """The bytes loading ``model_id`` will take here (in the dtype it would load in)."""
         from mmdemo.models.device import choose_dtype
         from mmdemo.models.families import by_model_id, check_allowed
         from mmdemo.models.hub import resolve_model_dir
