@@ -179,3 +179,16 @@ def test_endpoint_returns_columns_and_what_was_unloaded(app: Any) -> None:
         assert c["status"] == "done" and c["tokens"] > 0 and c["memory_bytes"] > 0
         assert {"ttft_s", "tokens_per_s", "load_s", "unloaded"} <= set(c)
     assert out["unloaded"] == []
+
+
+def test_tab_shows_each_base_model_with_its_numbers(app: Any) -> None:
+    from mmdemo.ui.tabs.arena.actions import ArenaActions
+
+    *_, last = ArenaActions(app.services.arena).run_models(
+        str(RED), PROMPT, ["smolvlm", "llava-1.5"], 6, {}
+    )
+    summary, first, second, *_ = last
+    assert "2 base models" in summary
+    assert "tiny:smolvlm (the chat's model)" in first and "SmolVLM" in first
+    assert "LLaVA-1.5" in second and "first token" in second and "tok/s" in second
+    assert "loaded in" in second or "already loaded" in second
