@@ -161,6 +161,7 @@ def test_hosted_servers_refuse_model_ids_not_offered(isolated_settings: Any) -> 
     hosted = ModelManager(isolated_settings.replace(hosted=True))
     arena = ArenaService(ChatService(hosted, AdapterStore(isolated_settings)))
     assert arena.models.resolve("llava-1.5") == "tiny:llava"  # a family key: its tiny build
+    assert arena.models.default_picks() == ["tiny:smolvlm", "tiny:qwen25vl", "tiny:llava"]
     with pytest.raises(NotAllowedError, match="hosted"):
         arena.models.resolve("/etc")
     with pytest.raises(NotAllowedError):

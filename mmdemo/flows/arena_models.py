@@ -108,6 +108,16 @@ class BaseModelArena:
     def choices(self) -> list[str]:
         return [*self.local_choices(), *self.remotes]
 
+    def default_picks(self) -> list[str]:
+        """The chat's model and, of the offered ones, a Qwen2.5-VL and a LLaVA (else the
+        next offered models): three families with different image handling."""
+        offered = self.local_choices()
+        profile = self.manager.settings.resolved_profile
+        liked = [FAMILIES[k].model_ids().get(profile, "") for k in ("qwen2.5-vl", "llava-1.5")]
+        picks = [offered[0], *(m for m in liked if m in offered[1:])]
+        picks += [m for m in offered if m not in picks]
+        return picks[:MAX_BASES]
+
     def resolve(self, name: str) -> str:
         """A picked name as a model id: a family key ("qwen2.5-vl") becomes its model for this
         profile; another model id is allowed in local mode only."""

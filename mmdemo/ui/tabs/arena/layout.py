@@ -46,7 +46,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
             with gr.Accordion("Compare base models", open=False):
                 base_picks = gr.Dropdown(
                     arena.models.choices(),
-                    value=arena.models.local_choices()[:MAX_BASES],
+                    value=arena.models.default_picks(),
                     multiselect=True,
                     max_choices=MAX_BASES + MAX_REMOTE,
                     label=f"Base models (up to {MAX_BASES}, the chat's first; extra ones "
