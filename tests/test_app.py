@@ -70,7 +70,7 @@ def test_the_api_lists_only_named_endpoints(app: Any) -> None:
     public = [f.api_name for f in app.demo.fns.values() if f.api_visibility == "public"]
     named = {"chat", "arena", "clip_search", "voice", "gestures", "video_summary", "train"}
     named |= {"how_parts", "how_image_tokens", "how_method", "how_contrastive", "how_fewshot"}
-    named |= {"arena_blind", "arena_vote", "leaderboard", "votes_export"}
+    named |= {"arena_blind", "arena_vote", "leaderboard", "votes_export", "arena_models"}
     assert named | {"how_audio_units", "how_methods"} <= set(public)
     accidental = [n for n in public if re.search(r"_\d+$|lambda|^[A-Z]|^dict$", n)]
     assert accidental == [] and len(public) == len(set(public))

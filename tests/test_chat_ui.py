@@ -101,7 +101,7 @@ def test_everything_that_touches_the_vlm_queues_in_its_group(app: Any) -> None:
     """Generation, the arena and loading an adapter share the 'vlm' concurrency group."""
     groups = {fn.name: fn.concurrency_id for fn in app.demo.fns.values()}
     names = ("submit", "regenerate", "show_adapter", "chat_endpoint", "arena_endpoint", "run")
-    names += ("arena_blind", "run_blind")
+    names += ("arena_blind", "run_blind", "arena_models", "run_models")
     for name in (*names, "adapter_upload", "adapter_delete"):
         assert groups.get(name) == "vlm", (name, groups.get(name))
 

@@ -111,6 +111,7 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
     "chat": ({"images": "image"}, lambda n: ["What colour?", [FILE], "base", 4, True]),
     "ground": ({"image": "image"}, lambda n: [FILE, "Where is the red square?", "base", 16]),
     "arena": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base"]]),
+    "arena_models": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base"]]),
     "arena_blind": ({"image": "image"}, lambda n: [FILE, "What colour?", ["base", "pirate"]]),
     "clip_add": ({"files": "image"}, lambda n: ["sec", "", [FILE]]),
     "clip_search": ({"query_image": "image"}, lambda n: ["sec", "", FILE, 3, 0.5, None]),

@@ -137,6 +137,7 @@ def test_every_queued_event_is_marked_heavy_or_light_where_it_is_wired(built: An
         "show_adapter": 1.0,  # it warms the adapter on the shared VLM
         "chat": 1.0,
         "arena_blind": 1.0,
+        "arena_models": 1.0,
         "arena_vote": 1.0,  # not model work, but each vote spends from the budget
         "adapter_upload": 1.0,
         "how_parts": 1.0,  # it loads the VLM

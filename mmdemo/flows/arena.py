@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdemo.errors import BadInputError
+from mmdemo.flows.arena_models import BaseModelArena
 from mmdemo.flows.arena_remote import MAX_REMOTE, RemoteRun
 from mmdemo.flows.chat import BASE_NAME, ChatService
 from mmdemo.flows.chat_local import model_inputs
@@ -105,6 +106,8 @@ class ArenaService:
         self.chat = chat
         self.remotes = {r.label: r for r in remotes}  # remote columns by label
         self._clients: dict[str, RemoteClient] = {}
+        # "Compare base models": other VLMs beside the chat's, with the same remote columns
+        self.models = BaseModelArena(chat, self.remotes, self._clients)
 
     def choices(self) -> list[str]:
         """What can be compared: base, the adapters (DyLoRA ones also at lower ranks), then

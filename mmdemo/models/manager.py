@@ -19,6 +19,7 @@ from typing import Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import MissingDependencyError, MMDemoError, ModelUnavailableError
+from mmdemo.models.extras import ExtraModels
 from mmdemo.profiles import BACKENDS
 
 # backend name -> "module:function" of its loader; imported only when that backend loads.
@@ -117,6 +118,8 @@ class ModelManager:
         self._overrides: dict[str, str] = {}
         self._device: str | None = None
         self._device_lock = threading.Lock()
+        # other VLMs beside the chat's, for the arena's "Compare base models" (memory-budgeted)
+        self.extras = ExtraModels(self)
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -188,6 +191,8 @@ class ModelManager:
         return True
 
     def unload_all(self) -> None:
+        if "vlm" in self._loaders:
+            self.extras.unload_all()
         for name in self._loaders:
             self.unload(name)
 
@@ -234,8 +239,10 @@ class ModelManager:
                 f"unknown backend {name!r}", fix=f"use one of {', '.join(self._loaders)}"
             )
 
-    def _load(self, name: str) -> tuple[LoadedModel, str]:
-        model_id = self.model_id(name)
+    def _load(self, name: str, model_id: str | None = None) -> tuple[LoadedModel, str]:
+        """Load backend ``name``'s model (``model_id``: another model of that backend, for
+        ``extras``) through its loader; errors become typed ones naming cause and fix."""
+        model_id = model_id or self.model_id(name)
         loader = self._loaders[name]
         try:
             if isinstance(loader, str):

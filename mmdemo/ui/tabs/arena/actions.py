@@ -18,6 +18,8 @@ from mmdemo.flows.votes import BAD, POSITIONS, TIE, VoteBook
 from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.tabs.arena.api import export_json
 from mmdemo.ui.tabs.arena.view import (
+    base_column_md,
+    base_summary_md,
     blind_column_md,
     blind_summary_md,
     column_md,
@@ -62,6 +64,33 @@ class ArenaActions:
                 *vote_buttons(0),
                 st,
             )
+
+    @guarded_stream
+    def run_models(
+        self, path: str | None, text: str, models: list[str], max_new_tokens: float, st: dict
+    ) -> Iterator[tuple[Any, ...]]:
+        """Compare base models: each picked model answers in its column with its numbers."""
+        if path is None:
+            raise gr.Error("Add an image first (or pick an example).")
+        st.pop("blind", None)
+        stop = st["stop"] = threading.Event()
+        gen = GenerationSettings(max_new_tokens=int(max_new_tokens), greedy=True)
+        picked = models or [self.arena.models.chat_model()]
+        for result in self.arena.models.stream(path, text, picked, gen, stop):
+            yield (
+                base_summary_md(result),
+                *[base_column_md(result, i) for i in range(MAX_COLUMNS)],
+                *[
+                    gr.update(value=md, visible=bool(md))
+                    for md in (base_column_md(result, i, remote=True) for i in range(MAX_REMOTE))
+                ],
+                *vote_buttons(0),
+                st,
+            )
+
+    def model_choices(self) -> Any:
+        """The base models (and remote models) to compare."""
+        return gr.update(choices=self.arena.models.choices())
 
     def stop(self, st: dict) -> None:
         if "stop" in st:

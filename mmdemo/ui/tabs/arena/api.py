@@ -1,5 +1,7 @@
 """The Arena tab's named endpoints: ``/arena(image, prompt, adapters)`` returns every
-column's answer and speed. The image arrives as an upload (``handle_file``) and is decoded by
+column's answer and speed; ``/arena_models(image, prompt, models)`` the same with different
+base models (their load time, first-token time, speed and memory, and which extra models were
+unloaded to make room). The image arrives as an upload (``handle_file``) and is decoded by
 the house decoder, so a wrong file is refused with its cause and a fix.
 
 Blind votes: ``/arena_blind(image, prompt, adapters)`` answers with the names hidden and
@@ -48,6 +50,37 @@ def arena_json(result: Any) -> dict[str, Any]:
     }
 
 
+def base_models_json(result: Any) -> dict[str, Any]:
+    """A base-model comparison: every column's answer and numbers, and what was unloaded."""
+    return {
+        "total_s": round(result.total_s, 3),
+        "columns": [
+            {
+                "model": c.model,
+                "family": c.family,
+                "text": c.text,
+                "status": c.status,
+                "tokens": c.tokens,
+                "ttft_s": round(c.ttft_s, 3),
+                "tokens_per_s": round(c.tokens_per_s, 2),
+                "load_s": round(c.load_s, 3),
+                "memory_bytes": c.memory_bytes,
+                "peak_memory_bytes": c.peak_memory_bytes,
+                "chat_model": c.chat_model,
+                "remote": c.remote,
+                "error": c.error,
+                "unloaded": [
+                    {"model": e.model_id, "bytes": e.nbytes, "reason": e.reason} for e in c.evicted
+                ],
+            }
+            for c in result.columns
+        ],
+        "unloaded": [
+            {"model": e.model_id, "bytes": e.nbytes, "reason": e.reason} for e in result.evicted
+        ],
+    }
+
+
 def blind_json(comparison: Any, update: Any) -> dict[str, Any]:
     """A blind comparison as its client sees it: the id to vote with and the answers."""
     return {
@@ -82,8 +115,9 @@ def session_of(request: gr.Request | None) -> str | None:
 
 
 def register(ctx: AppContext) -> None:
-    """Publish ``/arena`` and ``/arena_blind`` (model work: heavy), ``/arena_vote`` (heavy:
-    each vote spends from the client's request budget) and ``/leaderboard`` (light)."""
+    """Publish ``/arena``, ``/arena_models`` and ``/arena_blind`` (model work: heavy),
+    ``/arena_vote`` (heavy: each vote spends from the client's request budget) and
+    ``/leaderboard`` (light)."""
     arena, blind, votes = ctx.services.arena, ctx.services.blind, ctx.services.votes
 
     @gpu("arena")
@@ -100,6 +134,20 @@ def register(ctx: AppContext) -> None:
         raise RuntimeError("the arena ended without a result")
 
     gr.api(ctx.heavy(guarded(arena_endpoint)), api_name="arena", concurrency_id="vlm")
+
+    @gpu("arena")
+    def arena_models(image: FileData | None, prompt: str, models: list[str] | None = None) -> dict:
+        """The same image and prompt answered by up to 3 different base models (model ids or
+        family keys such as "qwen2.5-vl"; default: the chat's model) and remote models, each
+        with its numbers; "unloaded" names the extra models unloaded to make room, and why."""
+        path = upload_path(image, "image")
+        picked = models or [arena.models.chat_model()]
+        for res in arena.models.stream(path, prompt, picked, GenerationSettings()):
+            if res.done:
+                return base_models_json(res)
+        raise RuntimeError("the arena ended without a result")
+
+    gr.api(ctx.heavy(guarded(arena_models)), api_name="arena_models", concurrency_id="vlm")
 
     @gpu("arena")
     def blind_answers(path: str | None, prompt: str, adapters: list[str]) -> Any:

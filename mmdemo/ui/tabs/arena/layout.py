@@ -1,7 +1,8 @@
-"""Arena tab: one image and prompt, answered side by side by base and up to 3 adapters (and
-remote models), openly or blind (names hidden until the vote), and the leaderboard of the
-blind votes, which export as training data for the Fine-tune tab. Layout and wiring only:
-the handlers are in ``actions.py``, ``/arena``, ``/arena_blind``, ``/arena_vote``,
+"""Arena tab: one image and prompt, answered side by side by base and up to 3 adapters, or
+by up to 3 different base models ("Compare base models"), and remote models, openly or blind
+(names hidden until the vote), and the leaderboard of the blind votes, which export as
+training data for the Fine-tune tab. Layout and wiring only: the handlers are in
+``actions.py``, ``/arena``, ``/arena_models``, ``/arena_blind``, ``/arena_vote``,
 ``/leaderboard`` and ``/votes_export`` in ``api.py``."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.flows.arena import MAX_COLUMNS
+from mmdemo.flows.arena_models import MAX_BASES
 from mmdemo.flows.arena_remote import MAX_REMOTE
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.arena import api
@@ -41,6 +43,17 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 f"up to {MAX_REMOTE} remote models: {', '.join(arena.remotes) or 'none'})",
                 elem_id="arena-picks",
             )
+            with gr.Accordion("Compare base models", open=False):
+                base_picks = gr.Dropdown(
+                    arena.models.choices(),
+                    value=arena.models.default_picks(),
+                    multiselect=True,
+                    max_choices=MAX_BASES + MAX_REMOTE,
+                    label=f"Base models (up to {MAX_BASES}, the chat's first; extra ones "
+                    f"load within the memory budget) and up to {MAX_REMOTE} remote models",
+                    elem_id="arena-base-picks",
+                )
+                models_btn = gr.Button("Compare base models", elem_id="arena-models-run")
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
             with gr.Row():
                 run_btn = gr.Button("Compare", variant="primary", elem_id="arena-run")
@@ -97,6 +110,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
         concurrency_id="vlm",
         api_visibility="private",
     )
+    models_btn.click(
+        ctx.heavy(gpu("arena")(act.run_models)),
+        [image, prompt, base_picks, max_new, state],
+        [summary, *cols, *remote_cols, *votes, state],
+        concurrency_id="vlm",
+        api_visibility="private",
+    )
     blind_btn.click(
         ctx.heavy(blind.run_blind),
         [image, prompt, picks, max_new, state],
@@ -119,6 +139,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     stop_btn.click(act.stop, state, None, queue=False, api_visibility="private")
     picks.focus(act.choices, None, picks, queue=False, api_visibility="private")
+    base_picks.focus(act.model_choices, None, base_picks, queue=False, api_visibility="private")
     api.register(ctx)
     return {
         "image": image,
@@ -128,6 +149,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "summary": summary,
         "columns": cols,
         "remote_columns": remote_cols,
+        "base_picks": base_picks,
+        "models_run": models_btn,
         "blind": blind_btn,
         "votes": votes,
         "leaderboard": board,

@@ -8,6 +8,7 @@ from typing import Any
 
 from mmdemo.flows.arena import ArenaResult
 from mmdemo.flows.arena_blind import BlindUpdate
+from mmdemo.flows.arena_models import BaseArenaResult, BaseColumn
 from mmdemo.flows.votes import POSITIONS
 from mmdemo.ui.common import seconds
 from mmdemo.units import human_bytes
@@ -32,6 +33,52 @@ def summary_md(result: ArenaResult) -> str:
     )
     if result.done:
         text += f" · peak memory {human_bytes(result.peak_memory_bytes)}"
+    return text
+
+
+# base models side by side ------------------------------------------------------------------
+def base_numbers(c: BaseColumn) -> str:
+    """A base-model column's numbers: load, first token, speed, memory."""
+    parts = [
+        f"{c.tokens} tokens",
+        f"first token {seconds(c.ttft_s)}",
+        f"{c.tokens_per_s:.1f} tok/s",
+    ]
+    if not c.remote:
+        load = f"loaded in {seconds(c.load_s)}" if c.load_s else "already loaded"
+        parts = [load, *parts, f"weights {human_bytes(c.memory_bytes)}"]
+        if c.peak_memory_bytes:
+            parts.append(f"peak {human_bytes(c.peak_memory_bytes)}")
+    return " · ".join(parts)
+
+
+def base_column_md(result: BaseArenaResult, i: int, remote: bool = False) -> str:
+    """Column ``i`` of the local (or remote) base models, as Markdown ("" when unused)."""
+    columns = [c for c in result.columns if c.remote == remote]
+    if i >= len(columns):
+        return ""
+    c = columns[i]
+    title = f"#### {c.model}" + (" (the chat's model)" if c.chat_model else "")
+    sub = f"<sub>{c.family}</sub>" if c.family else ""
+    notes = "".join(f"\n\n> {e.reason}" for e in c.evicted)
+    if c.error:
+        return f"{title}\n{sub}{notes}\n\n**Not answered:** {c.error}"
+    if c.status in ("waiting", "loading"):
+        return f"{title}\n{sub}{notes}\n\n*{c.status}…*"
+    return f"{title}\n{sub} <sub>· {base_numbers(c)}</sub>{notes}\n\n{c.text or '…'}"
+
+
+def base_summary_md(result: BaseArenaResult) -> str:
+    local = sum(not c.remote for c in result.columns)
+    text = (
+        f"{local} base model{'' if local == 1 else 's'}, one after another"
+        f"{f' + {len(result.columns) - local} remote' if local < len(result.columns) else ''}"
+        f" · total {seconds(result.total_s)}"
+    )
+    if result.evicted:
+        text += (
+            f" · unloaded to stay within memory: {', '.join(e.model_id for e in result.evicted)}"
+        )
     return text
 
 
