@@ -27,6 +27,9 @@ from mmdemo.errors import SettingsError
 from mmdemo.redact import redact_url
 
 BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands", "alm")
+# backends fetched or loaded in bulk (``models download``, ``models status --load``) only when
+# named: the audio LLM's real model is 7B parameters, ~16 GB
+ON_REQUEST_BACKENDS = ("alm",)
 
 QWEN2_AUDIO_7B = "Qwen/Qwen2-Audio-7B-Instruct"  # the audio LLM: hears the question itself
 # Model ids per profile. Prefixes: ``tiny:`` a random-weight build made locally (see
