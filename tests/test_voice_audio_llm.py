@@ -5,6 +5,7 @@ the audio reaches the model and changes the answer, not what the answer says."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,17 @@ def test_the_endpoint_answers_an_uploaded_question(app_url: str, librivox: list)
     assert data["transcript"] is None and data["answer"]
     assert data["latency_s"]["model_s"] > 0 and data["latency_s"]["tts_s"] > 0
     assert Path(data["answer_audio"]).stat().st_size > 44  # a WAV with samples in it
+
+
+def test_models_lists_the_audio_llm_per_profile(
+    tiny_settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmdemo.cli import main
+
+    assert main(["--home", str(tiny_settings.home), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "alm:" in out and "tiny:qwen2audio" in out and "Qwen/Qwen2-Audio-7B-Instruct" in out
+    args = ["--profile", "tiny", "--home", str(tiny_settings.home), "models", "status"]
+    assert main([*args, "alm", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["model"] == "tiny:qwen2audio" and row["available"]
