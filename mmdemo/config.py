@@ -55,6 +55,8 @@ class Settings:
     asr: str = ""
     tts: str = ""
     hands: str = ""
+    # the audio LLM (Qwen2-Audio): answers the recorded question without ASR
+    alm: str = ""
     # the VLM's model family (a key of VLM_FAMILIES): its model for the active profile, unless
     # ``vlm`` names one; empty: the profile's default VLM
     vlm_family: str = ""

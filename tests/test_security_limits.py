@@ -127,6 +127,7 @@ def test_every_queued_event_is_marked_heavy_or_light_where_it_is_wired(built: An
         "video_search": 1.0,
         "listen": "stream",  # the live microphone
         "respond_live": 1.0,
+        "voice_audio_llm": 1.0,
         "webcam": "stream",
         "train_dataset": 1.0,
         "train": 1.0,

@@ -6,7 +6,10 @@ import argparse
 import json
 import time
 
-from mmdemo.profiles import BACKENDS, PROFILES
+from mmdemo.profiles import BACKENDS, ON_REQUEST_BACKENDS, PROFILES
+
+# what a bare ``download`` / ``status --load`` covers (the audio LLM only when named: ~16 GB)
+BULK = tuple(b for b in BACKENDS if b not in ON_REQUEST_BACKENDS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fm.add_argument("--json", action="store_true", help="machine-readable output")
     fm.set_defaults(func=cmd_families)
     dl = msub.add_parser("download", help="fetch and prepare the active profile's models")
-    dl.add_argument("backends", nargs="*", help=f"default: all of {', '.join(BACKENDS)}")
+    dl.add_argument(
+        "backends",
+        nargs="*",
+        help=f"default: all of {', '.join(BULK)} ({', '.join(ON_REQUEST_BACKENDS)}: when named)",
+    )
     dl.set_defaults(func=cmd_download)
 
 
@@ -79,7 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     manager = ModelManager(settings)
     rows = []
-    for backend in args.backends or BACKENDS:
+    for backend in args.backends or (BULK if args.load else BACKENDS):
         mid = manager.model_id(backend)
         ok, note = availability(backend, mid, settings)
         row = {"backend": backend, "model": mid, "available": ok, "where": note}
@@ -148,7 +155,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     manager = ModelManager(settings)
     failed = 0
-    for backend in args.backends or BACKENDS:
+    if not args.backends:
+        print(f"skipping {', '.join(ON_REQUEST_BACKENDS)} (large; name it to download it)")
+    for backend in args.backends or BULK:
         start = time.perf_counter()
         try:
             manager.get(backend)

@@ -2,7 +2,8 @@
 
 Stages, each a generator so the first sentence is spoken while the rest is still generating:
 VAD (find the speech) -> ASR (transcript) -> Responder (LLM or VLM text deltas) ->
-sentence splitter -> TTS (one audio chunk per sentence). ``VoiceAssistant.turn`` runs them
+sentence splitter -> TTS (one audio chunk per sentence). With ``mode=AUDIO_LLM`` an audio LLM
+hears the recording itself instead (no VAD, no ASR; see ``flows.audio_llm``). ``VoiceAssistant.turn`` runs them
 for one user's ``Conversation`` and yields ``TurnUpdate`` snapshots with per-stage latency.
 """
 
@@ -22,6 +23,9 @@ from mmdemo.flows.sentences import SentenceSplitter, speakable
 from mmdemo.flows.vad import SileroVad, VadConfig, speech_chunks, speech_spans
 
 SPEEDS = (0.5, 2.0)
+# how a turn is answered: the ASR -> LLM -> TTS pipeline, or an audio LLM that hears the audio
+PIPELINE, AUDIO_LLM = "pipeline", "audio-llm"
+MODES = (PIPELINE, AUDIO_LLM)
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,13 @@ class VoiceOptions:
     language: str | None = None  # spoken language; None: the ASR's default (or detection)
     speed: float = 1.0  # speaking rate of the answer
     adapter: str | None = None  # a VLM adapter (the VLM then answers even without an image)
+    mode: str = PIPELINE  # PIPELINE or AUDIO_LLM
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise BadInputError(
+                f"unknown answer mode {self.mode!r}", fix=f"use one of {', '.join(MODES)}"
+            )
         if not SPEEDS[0] <= self.speed <= SPEEDS[1]:
             raise BadInputError(
                 f"speaking speed {self.speed} is outside {SPEEDS[0]}..{SPEEDS[1]}",
@@ -54,6 +63,8 @@ class TurnMetrics:
     first_token_s: float | None = None
     first_audio_s: float | None = None
     total_s: float | None = None
+    model_s: float | None = None  # audio LLM: speech end -> whole answer text
+    tts_s: float = 0.0  # compute seconds of the TTS, all sentences together
     answer_audio_s: float = 0.0
     sentences: int = 0
     responder: str = ""
@@ -65,6 +76,13 @@ class TurnMetrics:
 
     def rows(self) -> list[tuple[str, float | None]]:
         """(stage, seconds) in pipeline order, for a table or a bar chart."""
+        if self.model_s is not None:  # the audio LLM heard the question itself
+            return [
+                ("speech end -> audio LLM first token", self.first_token_s),
+                ("audio LLM (speech end -> whole answer)", self.model_s),
+                ("TTS compute", self.tts_s),
+                ("speech end -> last audio (total)", self.total_s),
+            ]
         return [
             ("speech end -> transcript", self.transcript_s),
             ("speech end -> LLM first token", self.first_token_s),
@@ -138,6 +156,9 @@ class VoiceAssistant:
 
             chat = ChatService.standalone(self.manager)
             self.responders = Responders.default(self.manager, chat)
+        from mmdemo.flows.audio_llm import AudioLLMResponder
+
+        self.audio_llm = AudioLLMResponder(self.manager)
         self.silero = SileroVad()  # finds the speech in uploaded clips (loads on first use)
 
     @property
@@ -169,6 +190,8 @@ class VoiceAssistant:
         first answer is slow."""
         uses_vlm = has_image or options.adapter is not None
         needed = ("asr", "tts", "vlm" if uses_vlm else "llm")
+        if options.mode == AUDIO_LLM:
+            needed = ("alm", "tts")
         missing = [name for name in needed if not self.manager.is_loaded(name)]
         for i, name in enumerate(missing):
             if progress is not None:
@@ -245,6 +268,13 @@ class VoiceAssistant:
             raise MMDemoError("the previous answer did not stop within 60 s; try again")
         try:
             conversation.stop.clear()
+            if options.mode == AUDIO_LLM:
+                from mmdemo.flows.audio_llm import audio_llm_turn
+
+                yield from audio_llm_turn(
+                    self, conversation, clip, image, options, t0, endpoint_s, notes
+                )
+                return
             yield from self._run(conversation, clip, image, options, t0, endpoint_s, notes)
         finally:
             conversation.lock.release()
@@ -285,12 +315,12 @@ class VoiceAssistant:
                 sentences = splitter.feed(delta)
                 yield replace(update, answer=answer)
                 for sentence in sentences:
-                    yield from self._speak(tts, sentence, options, metrics, update, answer, since)
+                    yield from self.speak(tts, sentence, options, metrics, update, answer, since)
                 if conv.stop.is_set():
                     break
             if not conv.stop.is_set():
                 for sentence in splitter.flush():
-                    yield from self._speak(tts, sentence, options, metrics, update, answer, since)
+                    yield from self.speak(tts, sentence, options, metrics, update, answer, since)
         finally:
             deltas.close()  # ends the generate thread if we left early
         interrupted = conv.stop.is_set()
@@ -313,7 +343,7 @@ class VoiceAssistant:
             return f"{text}\n(Answer in the language with code '{options.language}'.)"
         return text
 
-    def _speak(
+    def speak(
         self,
         tts: Any,
         sentence: str,
@@ -330,10 +360,13 @@ class VoiceAssistant:
         voice = options.voice
         if voice is None and options.language and hasattr(tts, "voice_for"):
             voice = tts.voice_for(options.language)  # a voice of the spoken language
+        start = time.perf_counter()
         try:
             speech = tts.synthesize(words, voice=voice, speed=options.speed)
         except ValueError:  # e.g. only characters this voice has no sound for
             return
+        finally:
+            metrics.tts_s += time.perf_counter() - start
         if len(speech.audio) == 0:
             return
         if metrics.first_audio_s is None:

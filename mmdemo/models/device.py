@@ -76,7 +76,7 @@ def check_device(device: str, what: str = "training") -> str:
 # Backends whose weights run in bfloat16 on a CPU with native bf16 instructions (matrix
 # products at about twice fp32's speed, half the bytes read per token); the others stay in
 # float32 on the CPU (CLIP embeddings are stored in indexes, Whisper/VITS are small).
-CPU_BF16_BACKENDS = ("vlm", "llm")
+CPU_BF16_BACKENDS = ("vlm", "llm", "alm")
 # /proc/cpuinfo flags that mean bf16 arithmetic in hardware (x86: AVX512-BF16, AMX; Arm: BF16)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 

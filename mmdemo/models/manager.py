@@ -31,6 +31,7 @@ LOADERS: Mapping[str, str] = MappingProxyType(
         "asr": "mmdemo.models.backends.asr:load",
         "tts": "mmdemo.models.backends.tts:load",
         "hands": "mmdemo.models.backends.hands:load",
+        "alm": "mmdemo.models.backends.alm:load",
     }
 )
 

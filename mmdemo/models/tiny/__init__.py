@@ -32,6 +32,10 @@ TINY_MODELS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "clip": ("mmdemo.models.tiny.clip:build_clip", "open_clip ViT CLIP"),
         "whisper": ("mmdemo.models.tiny.audio:build_whisper", "Whisper ASR (English)"),
         "vits": ("mmdemo.models.tiny.audio:build_vits", "VITS / MMS-TTS TTS"),
+        "qwen2audio": (
+            "mmdemo.models.tiny.audio_llm:build_qwen2audio",
+            "Qwen2-Audio audio LLM (hears speech)",
+        ),
     }
 )
 MARKER = "tiny.json"

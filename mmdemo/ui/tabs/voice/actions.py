@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import BadInputError
-from mmdemo.flows.assistant import TurnUpdate, VoiceAssistant, VoiceOptions
+from mmdemo.flows.assistant import AUDIO_LLM, TurnUpdate, VoiceAssistant, VoiceOptions
 from mmdemo.flows.audio import SAMPLE_RATE, Clip, read_audio, wav_bytes
 from mmdemo.flows.chat import ChatService
 from mmdemo.flows.live import LiveListener
@@ -79,6 +79,7 @@ class VoiceActions:
         language: str,
         speed: float,
         adapter: str,
+        mode: str | None = None,
     ) -> tuple[Clip, VoiceOptions]:
         """The question's audio (decoded by the house decoder) and the turn's options."""
         if not question_audio:
@@ -86,7 +87,7 @@ class VoiceActions:
                 "there is no question to answer yet",
                 fix="record with the microphone or upload an audio file first",
             )
-        options = options_from(voice, language, speed, adapter)
+        options = options_from(voice, language, speed, adapter, mode)
         self.assistant.check(options)  # before reading a long file
         clip = read_audio(question_audio, self.assistant.max_input_s, self.assistant.max_audio_s)
         return clip, options
@@ -101,13 +102,15 @@ class VoiceActions:
         speed: float,
         adapter: str,
         session_hash: str | None = None,
+        mode: str | None = None,
     ) -> dict[str, Any]:
-        """One whole turn: transcript, answer text, answer audio (a WAV file in the session's
-        folder, or None when nothing was spoken), who answered and the stage latencies."""
+        """One whole turn: transcript (None when the audio LLM heard the question itself),
+        answer text, answer audio (a WAV file in the session's folder, or None when nothing
+        was spoken), who answered and the stage latencies."""
         import numpy as np
 
         speech_end = time.perf_counter()
-        clip, options = self.request(question_audio, voice, language, speed, adapter)
+        clip, options = self.request(question_audio, voice, language, speed, adapter, mode)
         picture = load_image(image) if image else None
         chunks, rate, final = [], SAMPLE_RATE, None
         for update in self.assistant.turn(sess.conversation, clip, picture, options, speech_end):
@@ -121,8 +124,10 @@ class VoiceActions:
             folder = self.folders.folder(session_hash)
             audio_path = folder / f"answer-{time.time_ns()}.wav"
             audio_path.write_bytes(wav_bytes(np.concatenate(chunks), rate))
+        heard = options.mode == AUDIO_LLM  # no ASR ran: there is no transcript
         return {
-            "transcript": final.transcript,
+            "mode": options.mode,
+            "transcript": None if heard else final.transcript,
             "answer": final.answer,
             "answer_audio": str(audio_path) if audio_path else None,
             "answered_by": final.metrics.responder,
@@ -225,12 +230,14 @@ class VoiceActions:
         language: str,
         speed: float,
         adapter: str,
+        mode: str,
         sess: VoiceSession,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for one)
     ) -> Iterator[tuple]:
-        """Push-to-talk or upload: answer the recorded question."""
+        """Push-to-talk or upload: answer the recorded question (``mode``: the pipeline, or
+        the audio LLM hearing the audio itself)."""
         speech_end = time.perf_counter()
-        clip, options = self.request(question_audio, voice, language, speed, adapter)
+        clip, options = self.request(question_audio, voice, language, speed, adapter, mode)
         yield from self.run_turn(sess, clip, image, options, speech_end, progress=progress)
 
     def respond_live(
@@ -240,6 +247,7 @@ class VoiceActions:
         language: str,
         speed: float,
         adapter: str,
+        mode: str,
         sess: VoiceSession,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple]:
@@ -247,7 +255,7 @@ class VoiceActions:
         utterance = sess.live.take() if sess.live is not None else None
         if utterance is None:
             return
-        options = options_from(voice, language, speed, adapter)
+        options = options_from(voice, language, speed, adapter, mode)
         yield from self.run_turn(
             sess,
             utterance.clip,

@@ -17,7 +17,14 @@ from mmdemo.ui.common import guarded, guarded_stream
 from mmdemo.ui.context import AppContext
 from mmdemo.ui.tabs.voice import api
 from mmdemo.ui.tabs.voice.actions import VoiceActions
-from mmdemo.ui.tabs.voice.view import AUTO_LANGUAGE, DEFAULT_VOICE, LATENCY_HEADERS, VoiceSession
+from mmdemo.ui.tabs.voice.view import (
+    AUTO_LANGUAGE,
+    DEFAULT_MODE,
+    DEFAULT_VOICE,
+    LATENCY_HEADERS,
+    MODE_LABELS,
+    VoiceSession,
+)
 
 # Pause the answer that is playing (Stop, barge-in, a new question); returns the inputs.
 PAUSE_JS = (
@@ -49,6 +56,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 type="filepath",
                 label="Your question (record or upload)",
                 elem_id="voice-input",
+            )
+            mode_radio = gr.Radio(
+                list(MODE_LABELS),
+                value=DEFAULT_MODE,
+                label="Who answers (the audio LLM answers without a transcript; no image)",
+                elem_id="voice-mode",
             )
             image_in = gr.Image(
                 sources=["upload", "webcam", "clipboard"],
@@ -113,7 +126,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     # barge-in pauses the answer (State.change fires only when the count changes)
     utterances, barge_ins = gr.State(0), gr.State(0)
 
-    turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, adapter_dd, session]
+    turn_inputs = [audio_in, image_in, voice_dd, language_dd, speed, adapter_dd, mode_radio]
+    turn_inputs.append(session)
     turn_outputs = [chatbot, answer_audio, latency, status, voice_dd, language_dd]
     heavy = dict(
         concurrency_id="voice-turn",
@@ -137,7 +151,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     )
     utterances.change(
         ctx.heavy(guarded_stream(actions.respond_live)),
-        [image_in, voice_dd, language_dd, speed, adapter_dd, session],
+        [image_in, voice_dd, language_dd, speed, adapter_dd, mode_radio, session],
         turn_outputs,
         js=PAUSE_JS,
         **heavy,
@@ -172,4 +186,5 @@ def build(ctx: AppContext) -> dict[str, Any]:
         "voice": voice_dd,
         "language": language_dd,
         "speed": speed,
+        "mode": mode_radio,
     }

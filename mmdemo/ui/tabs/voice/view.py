@@ -6,10 +6,24 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mmdemo.flows.assistant import Conversation, TurnMetrics, TurnUpdate, VoiceOptions
+from mmdemo.errors import BadInputError
+from mmdemo.flows.assistant import (
+    AUDIO_LLM,
+    PIPELINE,
+    Conversation,
+    TurnMetrics,
+    TurnUpdate,
+    VoiceOptions,
+)
 from mmdemo.flows.live import LiveListener
 
 AUTO_LANGUAGE, DEFAULT_VOICE = "auto", "default"
+# the answer-mode choice: label shown -> mode of the flow (the API takes either)
+MODE_LABELS = {
+    "Pipeline (ASR -> LLM -> TTS)": PIPELINE,
+    "Audio LLM (hears the audio directly)": AUDIO_LLM,
+}
+DEFAULT_MODE = next(iter(MODE_LABELS))
 LATENCY_HEADERS = [
     "turn",
     "answered by",
@@ -19,6 +33,8 @@ LATENCY_HEADERS = [
     "first audio s",
     "total s",
     "ASR RTF",
+    "audio LLM s",
+    "TTS s",
 ]
 
 
@@ -51,6 +67,8 @@ def latency_rows(metrics: list[TurnMetrics]) -> list[list[str]]:
                 _seconds(m.first_audio_s),
                 _seconds(m.total_s),
                 "" if rtf is None else f"{rtf:.2f}",
+                _seconds(m.model_s),
+                _seconds(m.tts_s),
             ]
         )
     return rows
@@ -73,6 +91,9 @@ def status_md(update: TurnUpdate) -> str:
     parts = [f"**heard** {m.speech_s:.1f} s of speech"]
     if m.transcript_s is not None:
         parts.append(f"transcript after {m.transcript_s:.2f} s")
+    if m.model_s is not None:  # the audio LLM: model time, then TTS time
+        parts.append(f"audio LLM answered after {m.model_s:.2f} s")
+        parts.append(f"TTS {m.tts_s:.2f} s")
     if m.first_audio_s is not None:
         parts.append(f"first audio after {m.first_audio_s:.2f} s")
     if m.endpoint_s:
@@ -91,12 +112,31 @@ def pcm16(samples: Any) -> Any:
     return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
 
 
+def mode_from(choice: str | None) -> str:
+    """The flow's mode for a choice: a label of ``MODE_LABELS``, a mode name, or empty."""
+    if choice in (None, ""):
+        return PIPELINE
+    if choice in MODE_LABELS:
+        return MODE_LABELS[choice]
+    if choice in MODE_LABELS.values():
+        return str(choice)
+    raise BadInputError(
+        f"unknown answer mode {choice!r}",
+        fix=f"use one of {', '.join(MODE_LABELS.values())} (or their labels)",
+    )
+
+
 def options_from(
-    voice: str | None, language: str | None, speed: float | None, adapter: str | None = None
+    voice: str | None,
+    language: str | None,
+    speed: float | None,
+    adapter: str | None = None,
+    mode: str | None = None,
 ) -> VoiceOptions:
     return VoiceOptions(
         voice=None if voice in (None, "", DEFAULT_VOICE) else voice,
         language=None if language in (None, "", AUTO_LANGUAGE) else str(language).strip(),
         speed=float(speed or 1.0),
         adapter=None if adapter in (None, "", "base") else adapter,
+        mode=mode_from(mode),
     )
