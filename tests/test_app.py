@@ -39,6 +39,7 @@ def test_browser_visits_every_tab_and_drives_the_system_tab(
     from mmdemo.ui.app import TABS
 
     out = screenshot_dir(tmp_path)
+    app.manager.unload("tts")  # an earlier test on the shared app may have loaded it
     for label, _module, elem_id in TABS:
         page.get_by_role("tab", name=label).click()
         page.locator(f"#{elem_id}").wait_for(state="visible")
