@@ -351,6 +351,10 @@ def call_event(url: str, fn_index: int, data: list[Any], session: str) -> list[A
 
 
 def test_the_gestures_tab_export_downloads(outside_app: Any) -> None:
-    (index,) = [i for i, fn in outside_app.fns.items() if fn.name == "export"]
+    (index,) = [
+        i
+        for i, fn in outside_app.fns.items()
+        if fn.name == "export" and fn.fn.__qualname__.startswith("GestureActions.")
+    ]
     (exported,) = call_event(outside_app.local_url, index, [], uuid.uuid4().hex[:10])
     assert json.loads(download(exported["url"]))["format"] == "mmdemo-gestures"
