@@ -71,8 +71,13 @@ class _Stacked:
         dtype = layer.lora_A[used[0]].weight.dtype if used else layer.base_layer.weight.dtype
         device = layer.base_layer.weight.device
         rows = len(names)
-        self.a = torch.zeros(rows, layer.in_features, rank, dtype=dtype, device=device)
-        self.b = torch.zeros(rows, rank, layer.out_features, dtype=dtype, device=device)
+        # A and B kept in the layout of PEFT's weights ((r, in), (out, r)) and used transposed,
+        # as F.linear uses them: one row's products then run the same BLAS kernel as the
+        # adapter alone (a transposed copy rounds differently in decode steps, enough to
+        # change answers of an ill-conditioned model)
+        a = torch.zeros(rows, rank, layer.in_features, dtype=dtype, device=device)
+        b = torch.zeros(rows, layer.out_features, rank, dtype=dtype, device=device)
+        self.a, self.b = a.transpose(1, 2), b.transpose(1, 2)
         self.scale = torch.zeros(rows, 1, 1, dtype=dtype, device=device)
         # lora_bias=True: B has a bias, added before the scaling as PEFT's B(A(x)) * s does
         self.bias = torch.zeros(rows, 1, layer.out_features, dtype=dtype, device=device)
@@ -80,8 +85,8 @@ class _Stacked:
             if name not in used:  # the base model (or an adapter this layer lacks): adds 0
                 continue
             r = layer.r[name]
-            self.a[i, :, :r] = layer.lora_A[name].weight.detach().T
-            self.b[i, :r, :] = layer.lora_B[name].weight.detach().T
+            a[i, :r] = layer.lora_A[name].weight.detach()
+            b[i, :, :r] = layer.lora_B[name].weight.detach()
             self.scale[i] = layer.scaling[name]
             if layer.lora_B[name].bias is not None:
                 self.bias[i, 0] = layer.lora_B[name].bias.detach()
