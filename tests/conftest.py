@@ -217,3 +217,15 @@ def librivox() -> list[tuple[Path, str]]:
         if os.environ.get("MMDEMO_CI") == "1":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def one_thread() -> Any:
+    """One torch thread for the test (tiny models train fastest so, and do not fight other
+    tests for cores); modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -29,15 +29,8 @@ BOARD = "tiny:smolvlm"
 COLOUR = "The shape is red."
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models train fastest on one thread (and do not fight other tests for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models train fastest on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vote(book: VoteBook, answers: list[str], winner: str, image: Path | None = RED) -> None:

@@ -19,16 +19,8 @@ from mmdemo.finetune.synthetic import synthetic_split
 from mmdemo.models.adapters import AdapterStore, read_adapter
 from mmdemo.models.lora import AdapterRuntime
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models train fastest on one thread (and do not fight other tests for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models train fastest on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(settings, tmp_path: Path, **knobs: Any) -> tuple[Any, EventLog]:
