@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.flows.gestures.emoji import (
+    BENCH_SETS,
     INSTALL,
     LABELLED,
     PACKAGES,
@@ -65,10 +66,11 @@ def renders(
         yield Sample(image, label, source, f"{size}px {tilt:+d}° {ground}")
 
 
-def samples(quick: bool = False) -> Iterator[Sample]:
-    """Every labelled picture, in a fixed order (deterministic)."""
-    root, photos_ = emoji_root(), backdrops()
-    for source in sources():
+def samples(quick: bool = False, sets: tuple[str, ...] = BENCH_SETS) -> Iterator[Sample]:
+    """Every labelled picture of ``sets``, in a fixed order (deterministic); refused with the
+    install command where a set's package is absent."""
+    root, photos_ = emoji_root(sets), backdrops()
+    for source in sources(sets):
         src = load(root, source)
         if src is not None:
             yield from renders(src, source.label, source.name, photos_, quick)

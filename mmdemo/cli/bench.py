@@ -17,6 +17,7 @@ BENCHES = {
     "voice": "mmdemo.bench.voice",
     "gestures": "mmdemo.bench.gestures",
     "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
+    "gestures-unseen": "mmdemo.bench.gestures_unseen",
     "finetune": "mmdemo.bench.finetune",
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "grounding": "mmdemo.bench.grounding",

@@ -6,7 +6,8 @@ Apache-2.0), 64 px PNGs, and Microsoft's Fluent 3D emoji (``@lobehub/fluent-emoj
 The benchmark (``mmdemo.bench.emoji_hands``: Twemoji and Noto) and the classifier's training
 data (``emoji_landmarks``: all three) both draw from here, with different render grids; which
 set, emoji and skin tone each picture came from is kept, so that evaluation can hold sources
-out.
+out. Apple's and Facebook's sets (``emoji-datasource-apple``/``-facebook``, 64 px PNGs, same
+layout as Twemoji's) are only ever scored (``mmdemo.bench.gestures_unseen``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ PACKAGES = {  # emoji set -> npm package@version
     "twitter": "emoji-datasource-twitter@16.0.0",  # Twemoji
     "google": "emoji-datasource-google@16.0.0",  # Noto
     "fluent": "@lobehub/fluent-emoji-3d@1.1.0",  # Microsoft Fluent, 3D renders
+    "apple": "emoji-datasource-apple@16.0.0",
+    "facebook": "emoji-datasource-facebook@16.0.0",
 }
 BENCH_SETS = ("twitter", "google")  # what the benchmark shows
 SETS = (*BENCH_SETS, "fluent")  # what training may use
-TITLES = {"twitter": "Twemoji", "google": "Noto", "fluent": "Fluent 3D"}
+# scored only (bench gestures-unseen), never trained on, never looked at while choosing
+UNSEEN_SETS = ("apple", "facebook")
+TITLES = {
+    "twitter": "Twemoji",
+    "google": "Noto",
+    "fluent": "Fluent 3D",
+    "apple": "Apple",
+    "facebook": "Facebook",
+}
 TONES = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")
 # emoji code point -> the built-in class it shows
 LABELLED = {
