@@ -167,3 +167,45 @@ def test_fitting_leaves_the_process_thread_count_alone(monkeypatch: pytest.Monke
     assert changed == [], "the server's thread count was not touched"
     assert apart.classes == model.classes
     assert (apart.probabilities(x).argmax(1) == np.array([0] * 20 + [1] * 20)).mean() > 0.9
+
+
+def test_the_unseen_set_bench_shows_every_emoji_and_tone_of_apple_and_facebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench gestures-unseen draws the benchmark's code points in its 5 skin tones from the
+    Apple and Facebook packages, each on the same grid, with the right label."""
+    from mmdemo.bench.gestures_unseen import unseen_samples
+
+    codes = {"270b": "open_palm", "1f44d": "thumbs_up", "1f596": "none"}
+    tones = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")
+    for set_name in ("apple", "facebook"):
+        folder = tmp_path / f"emoji-datasource-{set_name}" / "img" / set_name / "64"
+        folder.mkdir(parents=True)
+        for code in codes:
+            for tone in tones:  # the Vulcan salute drawn under every name: labels come by name
+                shutil.copy(DATA / "vulcan-noto-64.png", folder / f"{code}-{tone}.png")
+    monkeypatch.setenv("MMDEMO_EMOJI_DIR", str(tmp_path))
+    seen: dict[str, set] = {}
+    for sample in unseen_samples(quick=True):
+        assert sample.image.size == (640, 480)
+        seen.setdefault(sample.source, set()).add((sample.label, sample.variant))
+    want = {f"{s}/{c}-{t}" for s in ("apple", "facebook") for c in codes for t in tones}
+    assert set(seen) == want
+    variants = {v for labelled in seen.values() for _, v in labelled}
+    for source, labelled in seen.items():
+        assert {label for label, _ in labelled} == {codes[source.split("/")[1][:-6]]}
+        assert {v for _, v in labelled} == variants  # one grid for every emoji
+
+
+def test_the_unseen_set_bench_without_its_packages_says_how_to_install_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from mmdemo.cli.bench import BENCHES
+
+    monkeypatch.setenv("MMDEMO_EMOJI_DIR", str(tmp_path / "empty"))
+    with pytest.raises(MMDemoError) as err:  # refused before any model is loaded
+        importlib.import_module(BENCHES["gestures-unseen"]).run(quick=True)
+    assert "emoji-datasource-apple@16.0.0" in err.value.fix
+    assert "emoji-datasource-facebook@16.0.0" in err.value.fix
