@@ -106,6 +106,21 @@ def test_low_budget_unloads_the_least_recently_used_extra_and_says_so(
     assert extras.loaded() == [llava, internvl]
 
 
+def test_sizes_list_the_loaded_extras_least_recently_used_first(
+    manager: ModelManager, family_builds: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_free(monkeypatch, PLENTY)
+    qwen, llava = family_builds["qwen2.5-vl"], family_builds["llava-1.5"]
+    with manager.extras.lease(qwen) as first:
+        pass
+    with manager.extras.lease(llava) as second:
+        pass
+    assert manager.extras.sizes() == {qwen: first.loaded.nbytes, llava: second.loaded.nbytes}
+    with manager.extras.lease(qwen):  # used again: now the most recent
+        pass
+    assert list(manager.extras.sizes()) == [llava, qwen]
+
+
 def test_a_model_that_cannot_fit_is_refused_and_nothing_is_unloaded(
     arena: ArenaService, family_builds: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ BENCHES = {
     "clip-add": "mmdemo.bench.clip_add",
     "how": "mmdemo.bench.how",
     "voice": "mmdemo.bench.voice",
+    "voice-alm": "mmdemo.bench.voice_alm",
     "gestures": "mmdemo.bench.gestures",
     "gestures-openmoji": "mmdemo.bench.gestures_openmoji",
     "gestures-unseen": "mmdemo.bench.gestures_unseen",
@@ -25,6 +26,7 @@ BENCHES = {
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
     "families": "mmdemo.bench.families",
+    "arena-models": "mmdemo.bench.arena_models",
 }
 
 

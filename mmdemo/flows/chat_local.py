@@ -25,13 +25,18 @@ from mmdemo.flows.generation import (
 )
 from mmdemo.models.adapters import WEIGHTS, AdapterInfo, AdapterStore
 from mmdemo.models.dylora import served_names
+from mmdemo.models.families import by_model_type
 from mmdemo.models.lora import touches_vision
 from mmdemo.models.manager import ModelManager
 
 
 def model_inputs(bundle: Any, messages: list[dict[str, Any]], images: list[Any]) -> dict[str, Any]:
     """The processor's tensors for chat-template ``messages`` and their images, on the VLM's
-    device."""
+    device (a family whose model builds its own inputs, CogVLM2, through its builder)."""
+    family = by_model_type(bundle.family)
+    builder = family.input_builder() if family is not None else None
+    if builder is not None:
+        return builder(bundle, messages, images)
     processor = bundle.processor
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=[prompt], images=[images] if images else None, return_tensors="pt")

@@ -79,6 +79,11 @@ class ExtraModels:
         with self._lock:
             return list(self._models)
 
+    def sizes(self) -> dict[str, int]:
+        """The loaded extra models and their bytes, least recently used first."""
+        with self._lock:
+            return {k: e.loaded.nbytes for k, e in self._models.items()}
+
     @contextmanager
     def lease(self, model_id: str) -> Iterator[ExtraModel]:
         """Use ``model_id`` (loading it first, making room if needed); it is not unloaded

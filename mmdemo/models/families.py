@@ -10,8 +10,9 @@ Pure data: importing this module imports no heavy library.
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +49,9 @@ class Family:
     serial_reason: str = ""
     remote_code: bool = False  # its modelling code lives in its repo (trust_remote_code)
     gpu_only: bool = False  # refused unless the profile is gpu
+    # "module:function" building generate's inputs from chat messages and images, for a
+    # family whose model builds them itself; "" = its processor's chat template
+    inputs: str = ""
 
     @property
     def mixed_batch(self) -> bool:
@@ -56,6 +60,13 @@ class Family:
     @property
     def tiny_id(self) -> str:
         return f"tiny:{self.tiny}" if self.tiny else ""
+
+    def input_builder(self) -> Callable[..., dict[str, Any]] | None:
+        """The family's own input builder (imported now), None for the processor's way."""
+        if not self.inputs:
+            return None
+        module, _, func = self.inputs.partition(":")
+        return getattr(importlib.import_module(module), func)
 
     def model_ids(self) -> Mapping[str, str]:
         """profile -> model id ("" where the family has none for that profile)."""
@@ -156,6 +167,7 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
                 serial_reason="its remote code builds each row's inputs; batching them is not wired",
                 remote_code=True,
                 gpu_only=True,
+                inputs="mmdemo.models.cogvlm2:inputs",
             ),
         )
     }

@@ -46,7 +46,8 @@ class VLMBundle:
 
     @property
     def tokenizer(self) -> Any:
-        return self.processor.tokenizer
+        # remote-code families without a processor (CogVLM2): AutoProcessor gives the tokenizer
+        return getattr(self.processor, "tokenizer", self.processor)
 
 
 def configure_images(processor: Any, family: str, splitting: bool) -> None:
