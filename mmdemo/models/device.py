@@ -168,3 +168,15 @@ def free_accelerator_memory() -> None:
         and torch.backends.mps.is_available()
     ):
         mps.empty_cache()
+
+
+def release_memory() -> None:
+    """After models were dropped: collect their reference cycles (a full collection takes
+    seconds in a big process, so once per batch of drops) and hand cached accelerator blocks
+    back."""
+    import gc
+    import sys
+
+    gc.collect()
+    if "torch" in sys.modules:
+        free_accelerator_memory()

@@ -12,8 +12,6 @@ use (leased) is never unloaded under its user.
 
 from __future__ import annotations
 
-import gc
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmdemo.errors import ModelUnavailableError
 from mmdemo.models import memory
+from mmdemo.models.device import release_memory
 from mmdemo.units import human_bytes
 
 if TYPE_CHECKING:
@@ -97,19 +96,23 @@ class ExtraModels:
             with self._lock:
                 extra.leases -= 1
 
-    def unload(self, model_id: str) -> bool:
-        """Unload an idle extra model (False: not loaded or in use)."""
+    def unload(self, model_id: str, collect: bool = True) -> bool:
+        """Unload an idle extra model (False: not loaded or in use); ``collect=False``
+        leaves freeing the memory to the caller (``release_memory``)."""
         with self._lock:
             extra = self._models.get(model_id)
             if extra is None or extra.leases:
                 return False
             del self._models[model_id]
-        _close(extra.loaded)
+        _close(extra.loaded, collect)
         return True
 
-    def unload_all(self) -> None:
-        for model_id in self.loaded():
-            self.unload(model_id)
+    def unload_all(self, collect: bool = True) -> int:
+        """Unload every idle extra model; how many."""
+        count = sum(self.unload(model_id, collect=False) for model_id in self.loaded())
+        if count and collect:
+            release_memory()
+        return count
 
     def _models_get(self, model_id: str) -> _Extra:
         with self._lock:
@@ -202,12 +205,9 @@ class ExtraModels:
         return tuple(evicted)
 
 
-def _close(loaded: LoadedModel) -> None:
+def _close(loaded: LoadedModel, collect: bool = True) -> None:
     if loaded.close is not None:
         loaded.close()
     del loaded
-    gc.collect()
-    if "torch" in sys.modules:
-        from mmdemo.models.device import free_accelerator_memory
-
-        free_accelerator_memory()
+    if collect:
+        release_memory()

@@ -7,9 +7,7 @@ global instance.
 
 from __future__ import annotations
 
-import gc
 import importlib
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +17,7 @@ from typing import Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import MissingDependencyError, MMDemoError, ModelUnavailableError
+from mmdemo.models.device import release_memory
 from mmdemo.models.extras import ExtraModels
 from mmdemo.profiles import BACKENDS
 
@@ -174,6 +173,20 @@ class ModelManager:
 
     def unload(self, name: str) -> bool:
         """Drop a backend's model and free its memory. False if it was not loaded."""
+        dropped = self._drop(name)
+        if dropped:
+            release_memory()
+        return dropped
+
+    def unload_all(self) -> None:
+        """Drop every model, then free the memory once (a full garbage collection takes
+        seconds in a big process: once, not once per model)."""
+        dropped = self.extras.unload_all(collect=False) if "vlm" in self._loaders else 0
+        dropped += sum(self._drop(name) for name in self._loaders)
+        if dropped:
+            release_memory()
+
+    def _drop(self, name: str) -> bool:
         self._check(name)
         slot = self._slots[name]
         with slot.lock:
@@ -184,18 +197,7 @@ class ModelManager:
             if loaded.close is not None:
                 loaded.close()
             del loaded
-        gc.collect()
-        if "torch" in sys.modules:
-            from mmdemo.models.device import free_accelerator_memory
-
-            free_accelerator_memory()
         return True
-
-    def unload_all(self) -> None:
-        if "vlm" in self._loaders:
-            self.extras.unload_all()
-        for name in self._loaders:
-            self.unload(name)
 
     def set_model(self, name: str, model_id: str) -> None:
         """Use another model for a backend from now on (the loaded one is unloaded first)."""
