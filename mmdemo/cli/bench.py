@@ -23,6 +23,7 @@ BENCHES = {
     "finetune-sweep": "mmdemo.bench.finetune_sweep",
     "grounding": "mmdemo.bench.grounding",
     "dpo": "mmdemo.bench.dpo",
+    "merge": "mmdemo.bench.merge",
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
     "families": "mmdemo.bench.families",
