@@ -287,3 +287,25 @@ def test_browser_exports_the_votes_from_the_arena_tab(page: Any, app: Any) -> No
     expect(info).to_contain_text("preference pairs", timeout=30_000)
     expect(info).to_contain_text("dpo")
     expect(page.get_by_text(".zip").first).to_be_visible()
+
+
+def test_the_dpo_bench_scores_the_base_row_on_the_model_it_trained(
+    tiny_settings, monkeypatch
+) -> None:
+    """The table's 'base' row must be the untrained model the adapters were trained on (it
+    once scored the profile's own text model instead)."""
+    import mmdemo.finetune.evaluate as evaluate
+    import mmdemo.finetune.inputs as inputs
+    from mmdemo.bench.dpo import QUICK, base_style_share
+
+    loaded: list[str] = []
+    real_load = inputs.load_base
+
+    def spy(cfg, settings, device, extra):
+        loaded.append(settings.model_id("llm"))
+        return real_load(cfg, settings.replace(llm="tiny:llm"), device, extra)
+
+    monkeypatch.setattr(inputs, "load_base", spy)
+    monkeypatch.setattr(evaluate, "generate_answers", lambda model, c, test, d: [""] * len(test))
+    share = base_style_share(tiny_settings, "embedded:smollm2-135m-instruct", QUICK)
+    assert loaded == ["embedded:smollm2-135m-instruct"] and share == 0.0

@@ -90,6 +90,7 @@ def base_style_share(settings: Any, model: str, budget: dict) -> float:
     from mmdemo.finetune.inputs import load_base
 
     test = colour_pairs("llm", budget["scale"])["test"][: budget["eval_limit"]]
+    settings = settings.replace(llm=model)  # load_base reads the model from the settings
     llm, tokenizer, _, _ = load_base(TrainConfig(base="llm", model=model), settings, "cpu", {})
     answers = generate_answers(llm, Collator(tokenizer, with_images=False), test, "cpu")
     return sum(names_colour(a, ex.answer) for a, ex in zip(answers, test, strict=True)) / len(test)
