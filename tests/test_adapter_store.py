@@ -127,6 +127,17 @@ def test_bad_names_are_refused(store: AdapterStore, name: str) -> None:
         store.install(PIRATE, name)
 
 
+@pytest.mark.parametrize("name", ["half", "cuda", "to", "forward"])
+def test_names_peft_could_not_load_are_refused_up_front(store: AdapterStore, name: str) -> None:
+    """PEFT keeps an adapter's layers in a torch ModuleDict under its name: a name that is a
+    module attribute installs, then fails at every load. It is refused at install instead."""
+    before = store.names()
+    with pytest.raises(AdapterError, match="torch module attribute"):
+        store.install(PIRATE, name)
+    assert store.names() == before
+    assert store.install(PIRATE, f"{name}-2").name == f"{name}-2"
+
+
 def test_not_a_zip_is_refused(store: AdapterStore, tmp_path: Path) -> None:
     fake = tmp_path / "fake.zip"
     fake.write_text("this is not a zip")

@@ -98,7 +98,20 @@ def check_name(name: str) -> str:
         )
     if name.lower() in RESERVED or any(name in prefix for prefix in PEFT_PREFIXES):
         raise AdapterError(f"'{name}' is reserved", fix="choose another adapter name")
+    if name in _module_attributes():
+        raise AdapterError(
+            f"'{name}' is the name of a torch module attribute, and PEFT keeps each adapter's "
+            "layers in a torch ModuleDict under the adapter's name, so it could not load",
+            fix=f"choose another adapter name (e.g. '{name}-adapter')",
+        )
     return name
+
+
+def _module_attributes() -> set[str]:
+    """Names a torch ``ModuleDict`` cannot take as keys (its own attributes)."""
+    from torch import nn
+
+    return set(dir(nn.ModuleDict)) | set(dir(nn.ParameterDict))
 
 
 def read_adapter(path: Path, name: str | None = None, builtin: bool = False) -> AdapterInfo:
