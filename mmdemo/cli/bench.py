@@ -24,6 +24,7 @@ BENCHES = {
     "video": "mmdemo.bench.video",
     "load": "mmdemo.bench.load",
     "families": "mmdemo.bench.families",
+    "decode": "mmdemo.bench.decode",
 }
 
 
