@@ -292,7 +292,7 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
     table.notes += [
         f"Memory read bandwidth (1 GiB fp32 read, as bench chat): {bandwidth / 1e9:.1f} GB/s. "
         "Weights read per token: every Linear weight of the language model plus lm_head, "
-        "in the route's own storage (int8: int8 values + per-row scales; the tied embedding "
+        "in the route's own storage (int8: int8 values + per-row scales and zero points; the tied embedding "
         "is read once, as lm_head).",
         f"Prompt: the chat-templated '{PROMPT}' ({len(prompt_ids)} tokens); every route "
         f"decodes exactly {tokens} tokens greedily (min_new_tokens); rates are the better of "
