@@ -266,9 +266,12 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
 
     bench_model("SmolVLM-256M LM", vlm_lm, bandwidth, tokens, routes, table, _no_vlm_ir)
     peer = llama_cpp_row(settings, prompt_ids, tokens, threads)
-    app_ttft, app_rate, app_tokens = eager["float32"]
+    from mmdemo.models.device import cpu_bf16_flags
+
+    app_dtype = "bfloat16" if cpu_bf16_flags() else "float32"  # what dtype=auto serves here
+    app_ttft, app_rate, app_tokens = eager[app_dtype]
     table.add(
-        "SmolLM2-135M, app text LLM (eager fp32): prefill / decode",
+        f"SmolLM2-135M, app text LLM (eager, {app_dtype}: the app's dtype here): prefill / decode",
         f"{app_rate:.1f}",
         "",
         "",
@@ -282,9 +285,9 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
             f"{peer.rate:.1f}",
             "",
             "",
-            f"app eager fp32 at {app_rate / peer.rate:.2f}x of llama.cpp",
+            f"app eager {app_dtype} at {app_rate / peer.rate:.2f}x of llama.cpp",
             f"prefill {len(prompt_ids) / peer.ttft:.0f} tok/s ({ms(peer.ttft)}); "
-            f"greedy tokens vs app fp32: {_matching(peer.tokens or [], app_tokens)}",
+            f"greedy tokens vs app {app_dtype}: {_matching(peer.tokens or [], app_tokens)}",
             "",
         )
     else:
@@ -298,7 +301,8 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
         f"decodes exactly {tokens} tokens greedily (min_new_tokens); rates are the better of "
         "two runs, timed per token by a streamer inside `generate`.",
         "compile: `generate` with a static KV cache and transformers' CompileConfig "
-        "(inductor, dynamic=False) forced on CPU; the prepare time includes compilation. "
+        "(inductor, dynamic=False) forced on CPU; the prepare time includes compilation "
+        "(with inductor's on-disk cache warm from earlier runs: cold, 30-90 s each here). "
         "int8: torchao `Int8WeightOnlyConfig` (per-row scales) on every Linear (lm_head "
         "included), eager (torchao's weight-only linear casts the whole int8 weight to the "
         "activation dtype on each call); int8+compile: the same, then compiled as compile.",
