@@ -28,6 +28,7 @@ BENCHES = {
     "load": "mmdemo.bench.load",
     "families": "mmdemo.bench.families",
     "arena-models": "mmdemo.bench.arena_models",
+    "decode": "mmdemo.bench.decode",
 }
 
 
