@@ -124,7 +124,7 @@ def exported_answers(folder: Path, chat: ChatService, text: str) -> dict[str, st
     assert model.dtype == served.model.dtype  # saved in the dtype it is served in
     # the served processor's image tiling (off on a CPU), as the server would configure it
     configure_images(processor, served.family, served.processor.image_processor.do_image_splitting)
-    bundle = SimpleNamespace(processor=processor, device="cpu")
+    bundle = SimpleNamespace(processor=processor, device="cpu", family=served.family)
     answers = {}
     for path in DEMO_IMAGES:
         images = chat.prepare_images([path])
