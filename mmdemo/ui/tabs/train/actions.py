@@ -44,9 +44,10 @@ class TrainActions:
         self.service = service
         self.current_model = current_model
 
-    def show(self, st: TrainSession) -> tuple[Any, ...]:
-        """Status line, loss curve, result, report and its pictures of the run on screen."""
-        s = self.service.status(st.run_id, st.owner) if st.run_id else None
+    def show(self, st: TrainSession, status: dict[str, Any] | None = None) -> tuple[Any, ...]:
+        """Status line, loss curve, result, report and its pictures of the run on screen
+        (``status``: a snapshot already read, else it is read now)."""
+        s = status or (self.service.status(st.run_id, st.owner) if st.run_id else None)
         return (
             view.status_md(s),
             view.loss_rows(s),
@@ -112,9 +113,12 @@ class TrainActions:
         return (st, *self.show(st), gr.Timer(active=True))
 
     def poll(self, st: TrainSession) -> tuple[Any, ...]:
-        """What the timer refreshes; the timer stops once nothing of this user's is running."""
-        shown = self.show(st)
-        running = st.run_id and self.service.status(st.run_id, st.owner)["state"] not in TERMINAL
+        """What the timer refreshes; the timer stops once nothing of this user's is running.
+        One status snapshot both draws the run and decides whether to poll again: read twice,
+        a run that finished in between stopped the timer with "running" left on screen."""
+        snapshot = self.service.status(st.run_id, st.owner) if st.run_id else None
+        shown = self.show(st, snapshot)
+        running = snapshot is not None and snapshot["state"] not in TERMINAL
         bake = [self.service.status(i, st.owner) for i in st.bakeoff]
         bake_running = any(s["state"] not in TERMINAL for s in bake)
         # no bake-off of this visitor's: the panel keeps what it shows (the measured one)
