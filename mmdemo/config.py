@@ -65,6 +65,9 @@ class Settings:
     # auto: bfloat16 on GPUs that support it, float16 on other GPUs; on a CPU bfloat16 for the
     # VLM and text LLM when it has native bf16 (AVX512-BF16, AMX, Arm BF16), else float32
     dtype: str = "auto"
+    # how the text LLM decodes: auto (OpenVINO on a CPU where it is installed and can serve
+    # the model, except the tiny test builds; else eager torch), eager, openvino
+    decode: str = "auto"
     # split large images into tiles in the VLM processor (auto: only on a GPU, to keep CPU
     # prefill short)
     image_splitting: str = "auto"
@@ -154,6 +157,11 @@ class Settings:
             raise SettingsError(
                 f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}",
                 fix="set MMDEMO_DTYPE=auto",
+            )
+        if self.decode not in ("auto", "eager", "openvino"):
+            raise SettingsError(
+                f"decode {self.decode!r} is not auto, eager or openvino",
+                fix="set MMDEMO_DECODE=auto",
             )
         if self.vlm_family and self.vlm_family not in VLM_FAMILIES:
             raise SettingsError(

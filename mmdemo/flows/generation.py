@@ -223,12 +223,16 @@ def run_generation(
 
     errors: list[BaseException] = []
 
+    extra: dict[str, Any] = {"streamer": streamer, "stopping_criteria": streamer.stopping()}
+    if callable(kwargs.get("custom_generate")):
+        # transformers 5.2x hands a callable decoding loop only the arguments its signature
+        # adds, not generate's streamer: give it the streamer under the loop's own name too
+        extra["loop_streamer"] = streamer
+
     def work() -> None:
         try:
             with torch.inference_mode():
-                model.generate(
-                    **inputs, **kwargs, streamer=streamer, stopping_criteria=streamer.stopping()
-                )
+                model.generate(**inputs, **kwargs, **extra)
         except BaseException as exc:  # reported to the caller below
             errors.append(exc)
         finally:

@@ -237,6 +237,7 @@ class TextLLMResponder:
             cache = self.prompt_cache.for_prompt(bundle.model, prefix, inputs["input_ids"])
             if cache is not None:
                 extra["cache"] = cache  # transformers 5 names it cache (past_key_values goes in 6)
+        extra.update(bundle.generate_kwargs(inputs["input_ids"]))  # the decode route's loop
         yield from stream_generate(
             bundle.model, bundle.tokenizer, inputs, stop, self.config, **extra
         )

@@ -83,6 +83,7 @@ class Writer:
         with torch.inference_mode():
             out = self.bundle.model.generate(
                 **inputs.to(self.bundle.device),
+                **self.bundle.generate_kwargs(inputs["input_ids"]),
                 max_new_tokens=max_new,
                 do_sample=False,
                 repetition_penalty=1.15,

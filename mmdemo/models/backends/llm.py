@@ -24,6 +24,15 @@ class LLMBundle:
     model_id: str
     device: str
     dtype: str
+    decoder: Any = None  # models.ov_decode.OpenVINODecoder when the decode route is OpenVINO
+
+    def generate_kwargs(self, input_ids: Any) -> dict[str, Any]:
+        """What every ``model.generate`` of this bundle adds: the decode route's loop."""
+        return self.decoder.generate_kwargs(input_ids) if self.decoder is not None else {}
+
+    @property
+    def decode_route(self) -> str:
+        return f"openvino ({self.decoder.precision})" if self.decoder is not None else "eager"
 
 
 def package_dir(package: str) -> Path | None:
@@ -114,12 +123,21 @@ def load_parts(
 
 
 def load(ctx: LoadContext) -> LoadedModel:
+    from mmdemo.models.ov_decode import decoder_for
+
     model, tokenizer = load_parts(ctx.model_id, ctx.settings, ctx.device, ctx.dtype)
     params, nbytes = module_footprint(model)
+    route = ctx.settings.decode
+    if route == "auto" and ctx.settings.resolved_profile == "tiny":
+        route = "eager"  # the random test builds: nothing to gain, an export per test home
+    source = Path(model.name_or_path) if Path(model.name_or_path).is_dir() else None
+    decoder = decoder_for(model, route, ctx.settings.models_dir / "openvino-steps", source)
+    bundle = LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype, decoder)
     return LoadedModel(
-        handle=LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype),
+        handle=bundle,
         device=ctx.device,
         dtype=ctx.dtype,
         params=params,
         nbytes=nbytes,
+        describe=lambda: {"decode": bundle.decode_route},
     )
