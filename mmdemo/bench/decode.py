@@ -22,13 +22,14 @@ from mmdemo.bench.peers import llama_cpp_row, openvino_route
 from mmdemo.bench.report import Table, ms
 
 PROMPT = "Explain why the sky is blue in three sentences."
-ROUTES = ("eager", "compile", "int8", "int8+compile", "openvino")
+ROUTES = ("eager", "openvino-app", "compile", "int8", "int8+compile", "openvino")
 SLOW = ("compile", "int8+compile")  # minutes of compilation each: left out of --quick
 DTYPES = ("float32", "bfloat16")
 HINTS = {
     "int8": "pip install torchao",
     "int8+compile": "pip install torchao",
     "openvino": "pip install openvino openvino-genai (IR export: optimum-intel, see notes)",
+    "openvino-app": "pip install openvino",
 }
 
 
@@ -86,6 +87,9 @@ def _generate(model: Any, inputs: dict, tokens: int, **extra: Any) -> Callable[[
     import torch
 
     def step(streamer: Any) -> None:
+        # a callable decoding loop gets generate's streamer under its own name (as the app's
+        # flows.generation.run_generation passes it)
+        loop = {"loop_streamer": streamer} if "custom_generate" in extra else {}
         with torch.inference_mode():
             model.generate(
                 **inputs,
@@ -94,6 +98,7 @@ def _generate(model: Any, inputs: dict, tokens: int, **extra: Any) -> Callable[[
                 do_sample=False,
                 streamer=streamer,
                 **extra,
+                **loop,
             )
 
     return step
@@ -103,6 +108,20 @@ def prepare(route: str, model: Any) -> tuple[Any, dict[str, Any]]:
     """(model, extra generate kwargs) for a route; raises ImportError where it is missing."""
     if route == "eager":
         return model, {}
+    if route == "openvino-app":
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from mmdemo.models.ov_decode import OpenVINODecoder, openvino_version
+
+        if openvino_version() is None:
+            raise ImportError("no module named openvino")
+        # traced afresh each time (the prepare time includes the trace), one IR kept on disk
+        folder = Path(tempfile.gettempdir()) / "mmdemo-bench-openvino-steps"
+        shutil.rmtree(folder, ignore_errors=True)
+        decoder = OpenVINODecoder(model, folder)
+        return model, {"custom_generate": decoder.decode}
     if route in ("int8", "int8+compile"):
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 

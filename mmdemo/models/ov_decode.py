@@ -132,6 +132,12 @@ def _register_step_attention() -> None:
     AttentionMaskInterface.register(STEP_ATTENTION, lambda *args, **kwargs: None)
 
 
+def _layer_count(model: Any) -> int:
+    """Decoder blocks of a causal LM, or of a VLM's language model."""
+    inner = model.model
+    return len(getattr(inner, "text_model", getattr(inner, "language_model", inner)).layers)
+
+
 def _names(layers: int) -> list[str]:
     return [f"{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
 
@@ -150,7 +156,7 @@ def export_step(model: Any) -> Any:
         model = copy.deepcopy(model).float()
 
     cfg = model.config.get_text_config(decoder=True)
-    layers = len(model.model.layers)
+    layers = _layer_count(model)
     heads = cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     past = [torch.zeros(1, heads, 3, head_dim) for _ in range(2 * layers)]
@@ -259,7 +265,6 @@ class OpenVINODecoder:
         import torch
 
         self.model = model
-        self.layers = len(model.model.layers)
         precision = "bf16" if model.dtype == torch.bfloat16 else "f32"
         config = {
             "INFERENCE_PRECISION_HINT": precision,
@@ -295,6 +300,7 @@ class OpenVINODecoder:
         """transformers' greedy/sampling loop with every step after the prompt in OpenVINO
         (``loop_streamer``: generate's streamer, which transformers 5.2x does not pass on to
         a callable loop; flows.generation.run_generation gives it under this name)."""
+        import numpy as np
         import openvino as ov
         import torch
         from transformers import DynamicCache
@@ -324,6 +330,10 @@ class OpenVINODecoder:
                 states[name].state = ov.Tensor(tensor.float().contiguous().numpy())
         del out, cache
         position = length
+        token_in = np.zeros((1, 1), dtype=np.int64)
+        position_in = np.zeros((1, 1), dtype=np.int64)
+        feed = {"input_ids": token_in, "position_ids": position_in, "beam_idx": self.beam}
+        logits_out = request.get_tensor("logits")
         while True:
             scores = logits_processor(input_ids, logits)
             if generation_config.do_sample:
@@ -337,14 +347,9 @@ class OpenVINODecoder:
                 streamer.put(token)
             if finished:
                 break
-            result = request.infer(
-                {
-                    "input_ids": token.reshape(1, 1).numpy(),
-                    "position_ids": torch.tensor([[position]]).numpy(),
-                    "beam_idx": self.beam,
-                }
-            )
-            logits = torch.from_numpy(result["logits"].copy())
+            token_in[0, 0], position_in[0, 0] = int(token), position
+            request.infer(feed, share_inputs=True)
+            logits = torch.from_numpy(logits_out.data.copy())
             position += 1
             self.steps += 1
         if streamer is not None:
