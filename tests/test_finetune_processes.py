@@ -38,14 +38,24 @@ def home_for(tmp: Path, tiny_settings: Settings) -> Path:
     return tmp
 
 
-def run(launcher: list[str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def launch(launcher: list[str], home: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``mmdemo train`` under ``launcher`` with its own data folder (not waited for)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMDEMO_", "SPACE_"))}
     (home / "tmp").mkdir()  # the helper process's scratch folder goes here, and must go
     env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", TMPDIR=str(home / "tmp"))
     cmd = [*launcher, "-m", "mmdemo", "--profile", "tiny", "--home", str(home), "train", *args]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def events(home: Path) -> list[dict]:
@@ -65,14 +75,21 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
 ) -> None:
     one = home_for(tmp_path / "one", tiny_settings)
     two = home_for(tmp_path / "two", tiny_settings)
-    run([sys.executable], one, *TRAIN, "--batch-size", "4", "--name", "single")
+    # both runs at once (their own folders; they share nothing but the machine)
+    alone_run = launch([sys.executable], one, *TRAIN, "--batch-size", "4", "--name", "single")
     accelerate = [
         *(sys.executable, "-m", "accelerate.commands.launch"),
         *("--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
         *("--mixed_precision", "no", "--dynamo_backend", "no"),
         *("--main_process_port", str(free_port())),
     ]
-    done = run(accelerate, two, *TRAIN, "--batch-size", "2", "--name", "pair")
+    pair_run = launch(accelerate, two, *TRAIN, "--batch-size", "2", "--name", "pair")
+    try:
+        finish(alone_run)
+        done = finish(pair_run)
+    finally:
+        for proc in (alone_run, pair_run):
+            proc.kill()
 
     # one adapter, saved once, by the main process: no "pair-2", no staging folder left
     assert sorted(p.name for p in (two / "adapters").iterdir() if p.name != ".locks") == ["pair"]

@@ -28,7 +28,8 @@ def real(
     material = real_material(folder / "real.mp4")
     home = folder / "home"
     (home / "models").mkdir(parents=True)
-    for name in ("tiny", "embedded"):  # share the model builds (the LLM's is made once)
+    # share the model builds (the LLM's is made once) and the text LLM's traced OpenVINO step
+    for name in ("tiny", "embedded", "openvino-steps"):
         (test_home / "models" / name).mkdir(parents=True, exist_ok=True)
         (home / "models" / name).symlink_to(test_home / "models" / name)
     settings = Settings(

@@ -142,7 +142,9 @@ def run(quick: bool = False) -> Table:
     table.notes += [
         f"Backends: ASR `{manager.model_id('asr')}` (CTranslate2 int8), TTS "
         f"`{manager.model_id('tts')}`, LLM `{manager.model_id('llm')}` in "
-        f"{ {s.backend: s for s in manager.status()}['llm'].dtype } (before: float32).",
+        f"{ {s.backend: s for s in manager.status()}['llm'].dtype } (before: float32), "
+        f"decoded by the {manager.get('llm').decode_route} route (MMDEMO_DECODE; the 'before' "
+        "answers too).",
         "ASR rows: *30 s window, faster-whisper `transcribe`* is the previous path (with its "
         "temperature fallback, which samples when a greedy pass looks unsure); *greedy* rows "
         "decode once, greedily, so the window is the only difference between the 30 s row and "
