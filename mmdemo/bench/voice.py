@@ -124,7 +124,10 @@ def run(quick: bool = False) -> Table:
     load_before = os.getloadavg()[0]
     settings = Settings.load(profile="cpu", device="cpu")
     manager = ModelManager(settings)
-    fp32 = ModelManager(settings.replace(dtype="float32"), loaders={"llm": LOADERS["llm"]})
+    # the previous configuration: float32, eager torch decoding
+    fp32 = ModelManager(
+        settings.replace(dtype="float32", decode="eager"), loaders={"llm": LOADERS["llm"]}
+    )
     asr = manager.get("asr")
     assistant = VoiceAssistant(manager)
     old = TextLLMResponder(fp32, legacy_config())
@@ -142,9 +145,9 @@ def run(quick: bool = False) -> Table:
     table.notes += [
         f"Backends: ASR `{manager.model_id('asr')}` (CTranslate2 int8), TTS "
         f"`{manager.model_id('tts')}`, LLM `{manager.model_id('llm')}` in "
-        f"{ {s.backend: s for s in manager.status()}['llm'].dtype } (before: float32), "
-        f"decoded by the {manager.get('llm').decode_route} route (MMDEMO_DECODE; the 'before' "
-        "answers too).",
+        f"{ {s.backend: s for s in manager.status()}['llm'].dtype }, decoded by the "
+        f"{manager.get('llm').decode_route} route (MMDEMO_DECODE=auto); before: float32, "
+        "eager torch.",
         "ASR rows: *30 s window, faster-whisper `transcribe`* is the previous path (with its "
         "temperature fallback, which samples when a greedy pass looks unsure); *greedy* rows "
         "decode once, greedily, so the window is the only difference between the 30 s row and "
