@@ -7,13 +7,18 @@ these tests use a copy with larger random weights whose answers differ per promp
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("openvino")
+# found without importing it: importing OpenVINO before its telemetry is turned off sends a
+# usage report from a forked copy of this process
+if importlib.util.find_spec("openvino") is None:
+    pytest.skip("OpenVINO is not installed", allow_module_level=True)
 
 from mmdemo.config import Settings
 from mmdemo.errors import SettingsError
@@ -129,8 +134,11 @@ def test_the_traced_step_is_saved_once_and_read_back(
     first = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
     saved = list(tmp_path.glob("*/step.xml"))
     assert len(saved) == 1 and not list(tmp_path.glob(".step-*"))  # no half-written folder
+    # traced in a child process told by OpenVINO's own consent file not to send telemetry
+    consent = tmp_path / ".openvino-home" / "intel" / "openvino_telemetry"
+    assert consent.read_text(encoding="utf-8") == "0"
     calls = []
-    monkeypatch.setattr(ov_decode, "export_step", lambda *a: calls.append(a))
+    monkeypatch.setattr(ov_decode, "export_in_child", lambda *a: calls.append(a))
     second = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
     assert calls == []  # read from disk, not traced again
     assert greedy_with(second, bundle) == greedy_with(first, bundle)
@@ -139,6 +147,49 @@ def test_the_traced_step_is_saved_once_and_read_back(
     saved[0].write_text("not an IR")
     third = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
     assert greedy_with(third, bundle) == greedy_with(first, bundle)
+
+
+def test_openvino_is_told_to_send_no_telemetry_and_the_server_never_forks(
+    chaotic: Settings, tmp_path: Path
+) -> None:
+    """In a fresh process with a home OpenVINO has never seen (as on a new server): loading
+    the route writes OpenVINO's own opt-out file before OpenVINO is imported, and nothing
+    forks (OpenVINO sends its usage reports from a forked copy of the process: a copy of
+    pytest hung in a full run). subprocess's fork+exec of the exporter is not an os.fork."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; forks = []; os.register_at_fork(before=lambda: forks.append(1)); "
+        "from mmdemo.config import Settings; from mmdemo.models.manager import ModelManager; "
+        f"s = Settings(profile='tiny', home={str(chaotic.home)!r}, device='cpu', "
+        f"dtype='float32', decode='openvino', llm={chaotic.llm!r}); "
+        "b = ModelManager(s).get('llm'); assert b.decoder is not None; print(len(forks))"
+    )
+    home = Path(chaotic.home)
+    for saved in (home / "models" / "openvino-steps").glob("*/step.xml"):
+        saved.write_text("damaged: trace again")  # so this process exports it too
+    env = {**os.environ, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0"
+    assert (tmp_path / "intel" / "openvino_telemetry").read_text(encoding="utf-8") == "0"
+
+
+def test_an_opt_out_that_cannot_be_written_keeps_openvino_off(
+    chaotic: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "intel").write_text("a file where the folder should be")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    auto = ModelManager(chaotic.replace(decode="auto", profile="cpu"))
+    try:
+        assert auto.get("llm").decode_route == "eager"
+    finally:
+        auto.unload_all()
+    with pytest.raises(ov_decode.DecodeUnavailableError, match="opt-out file"):
+        ov_decode.decoder_for(auto.get("llm").model, "openvino", tmp_path / "steps", None)
 
 
 def greedy_with(decoder: Any, bundle: Any) -> list[int]:

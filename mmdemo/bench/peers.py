@@ -95,6 +95,10 @@ def openvino_route(
         folder = ir_dir(settings)
         if not (folder / "openvino_model.xml").is_file():
             return [], export_hint(settings)
+        from mmdemo.models.ov_decode import telemetry_off
+
+        if why := telemetry_off():  # before OpenVINO is imported
+            return [], why
         import numpy as np
         import openvino as ov
         import openvino_genai as genai

@@ -2,19 +2,17 @@
 model compiled by OpenVINO, its KV cache kept inside the runtime, behind transformers' own
 ``generate``.
 
-How: the model's one-token step (token, position, past keys and values -> logits, new keys
-and values) is traced with OpenVINO's public converter (``openvino.convert_model``) and the
-past/present pairs are made runtime state with the public ``openvino.passes.MakeStateful``.
-The prompt is prefilled by the torch model (causal attention over many tokens is already fast
-there), its KV cache copied into the state, and each further token is one OpenVINO request.
-``generate(custom_generate=...)`` (transformers' public hook for a decoding loop) still builds
-the logits processors, stopping criteria and streamer, so the repetition penalty, sampling,
-end of turn and Stop behave as on the torch path.
+The step is traced once per model by models/ov_export.py in a child process (see there why)
+and saved under the models folder. The prompt is prefilled by the torch model (causal
+attention over many tokens is already fast there), its KV cache copied into the OpenVINO
+state, and each further token is one OpenVINO request. ``generate(custom_generate=...)``
+(transformers' public hook for a decoding loop) still builds the logits processors, stopping
+criteria and streamer, so the repetition penalty, sampling, end of turn and Stop behave as on
+the torch path.
 
 Why not optimum-intel + openvino-genai, the usual route: optimum-intel 2.2 (the exporter whose
 IR openvino-genai's pipelines read) pins transformers<5.6 and fails to import with the 5.2x the
-app runs. The one transformers detail touched here is filling a ``DynamicCache``'s layers with
-given tensors (``keys``/``values`` of ``DynamicLayer``), checked by tests/test_ov_decode.py.
+app runs.
 """
 
 from __future__ import annotations
@@ -39,11 +37,38 @@ class DecodeUnavailableError(MMDemoError):
 
 
 def openvino_version() -> str | None:
+    """The installed OpenVINO's version, read without importing it (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import openvino
-    except ImportError:
+        return version("openvino")
+    except PackageNotFoundError:
         return None
-    return openvino.get_version().split("-")[0]
+
+
+TELEMETRY_FILE = Path("intel") / "openvino_telemetry"  # under the user's home
+
+
+def telemetry_off() -> str:
+    """Make sure OpenVINO sends no usage telemetry unasked before it is imported: '' when it
+    will not (or the user opted in), else why it might.
+
+    OpenVINO's Python package reports usage (from a forked copy of the process, to Google
+    Analytics) when it is imported and when it converts a model, unless the consent file its
+    own opt-out tool writes (``~/intel/openvino_telemetry``, "0") says no. A server must not
+    phone home unasked, nor fork: this writes that file when there is none (an existing answer
+    is the user's and is kept)."""
+    path = Path.home() / TELEMETRY_FILE
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("0", encoding="utf-8")
+        answer = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return f"OpenVINO's telemetry opt-out file {path} could not be written ({exc})"
+    if answer not in ("0", "1"):
+        return f"{path} holds neither OpenVINO's opt-out (0) nor opt-in (1)"
+    return ""  # "1": the user opted in with OpenVINO's own tool
 
 
 def supported(model: Any) -> str:
@@ -53,6 +78,9 @@ def supported(model: Any) -> str:
 
     if openvino_version() is None:
         return "OpenVINO is not installed (pip install openvino)"
+    why = telemetry_off()
+    if why:
+        return why
     if str(getattr(model, "device", "cpu")) != "cpu":
         return "the model is not on the CPU"
     layers = DynamicCache(config=model.config).layers
@@ -61,167 +89,17 @@ def supported(model: Any) -> str:
     return ""
 
 
-class _Step:
-    """The model's one-token decoding step over explicit past keys and values."""
-
-    def __init__(self, model: Any) -> None:
-        import torch
-
-        class Step(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(
-                self, input_ids: Any, position_ids: Any, beam_idx: Any, *past: Any
-            ) -> tuple[Any, ...]:
-                from transformers import DynamicCache
-
-                cache = DynamicCache(config=model.config)
-                for i, layer in enumerate(cache.layers):
-                    # filled directly: update() would concatenate onto an empty tensor, which
-                    # the tracer records as a constant of the wrong rank. The rows are picked
-                    # by beam_idx (always [0] here): with that Gather between the state and the
-                    # concatenation, OpenVINO's CPU plugin fuses state, concatenation and
-                    # attention into one kernel (its StatefulSDPAFusion pattern)
-                    layer.keys = past[2 * i].index_select(0, beam_idx)
-                    layer.values = past[2 * i + 1].index_select(0, beam_idx)
-                    layer.is_initialized, layer.device = True, input_ids.device
-                out = self.model(
-                    input_ids=input_ids, position_ids=position_ids, cache=cache, use_cache=True
-                )
-                present = [t for lay in cache.layers for t in (lay.keys, lay.values)]
-                return (out.logits[:, -1], *present)
-
-        self.module = Step()
-
-
-STEP_ATTENTION = "mmdemo_ov_step"
-
-
-def _step_attention(
-    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any
-) -> tuple[Any, None]:
-    """Attention for the traced one-token step: no mask (one new token sees every cached
-    one), grouped key/value heads repeated by broadcasting as transformers does. Both are the
-    shapes OpenVINO's CPU plugin fuses with the cache (a traced mask would be a fixed size)."""
-    import torch
-
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:
-        rows, heads, length, dim = key.shape
-        key = key[:, :, None].expand(rows, heads, groups, length, dim)
-        key = key.reshape(rows, heads * groups, length, dim)
-        value = value[:, :, None].expand(rows, heads, groups, length, dim)
-        value = value.reshape(rows, heads * groups, length, dim)
-    scaling = kwargs.get("scaling")
-    default = query.shape[-1] ** -0.5
-    if scaling is not None and abs(scaling - default) > 1e-12 * default:
-        query = query * (scaling / default)  # an explicit scale input stops the fusion
-    out = torch.nn.functional.scaled_dot_product_attention(query, key, value)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _register_step_attention() -> None:
-    """transformers' public registries for attention and mask functions (same name, same
-    functions: registering again changes nothing)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
-
-    AttentionInterface.register(STEP_ATTENTION, _step_attention)
-    AttentionMaskInterface.register(STEP_ATTENTION, lambda *args, **kwargs: None)
-
-
-def _layer_count(model: Any) -> int:
-    """Decoder blocks of a causal LM, or of a VLM's language model."""
-    inner = model.model
-    return len(getattr(inner, "text_model", getattr(inner, "language_model", inner)).layers)
-
-
-def _names(layers: int) -> list[str]:
-    return [f"{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-
-
-def export_step(model: Any) -> Any:
-    """The OpenVINO model of one decoding step, KV cache as runtime state. Traced in float32
-    (a bfloat16 model is copied up for the trace: its values are exact in float32, and the
-    compiled step runs in bfloat16 again by its precision hint)."""
-    import copy
-
-    import openvino as ov
-    import openvino.passes
-    import torch
-
-    if model.dtype != torch.float32:
-        model = copy.deepcopy(model).float()
-
-    cfg = model.config.get_text_config(decoder=True)
-    layers = _layer_count(model)
-    heads = cfg.num_key_value_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    past = [torch.zeros(1, heads, 3, head_dim) for _ in range(2 * layers)]
-    example = (
-        torch.tensor([[1]]),
-        torch.tensor([[3]]),
-        torch.tensor([0], dtype=torch.int32),
-        *past,
-    )
-    shapes = [([1, 1], ov.Type.i64), ([1, 1], ov.Type.i64), ([-1], ov.Type.i32)]
-    shapes += [([1, heads, -1, head_dim], ov.Type.f32)] * (2 * layers)
-    _register_step_attention()
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(STEP_ATTENTION)
-    try:
-        with torch.no_grad():
-            converted = ov.convert_model(_Step(model).module, example_input=example, input=shapes)
-    finally:
-        model.set_attn_implementation(previous)
-    names = _names(layers)
-    for port, name in zip(
-        converted.inputs, ["input_ids", "position_ids", "beam_idx", *names], strict=True
-    ):
-        port.get_tensor().set_names({name if "." not in name else f"past.{name}"})
-    for port, name in zip(converted.outputs, ["logits", *names], strict=True):
-        port.get_tensor().set_names({name if "." not in name else f"present.{name}"})
-    manager = openvino.passes.Manager()
-    manager.register_pass(
-        openvino.passes.MakeStateful({f"past.{n}": f"present.{n}" for n in names})
-    )
-    manager.run_passes(converted)
-    _initialise_states(converted, heads, head_dim)
-    return converted
-
-
-def _initialise_states(model: Any, heads: int, head_dim: int) -> None:
-    """Give every state an initial value (no tokens yet: [rows, heads, 0, head_dim] of zeros),
-    which the CPU plugin's fused attention-with-cache kernel reads its shape from."""
-    import numpy as np
-    import openvino.opset13 as ops
-    from openvino.utils import replace_node
-
-    ids = next(
-        p for p in model.get_parameters() if p.get_output_tensor(0).get_any_name() == "input_ids"
-    )
-    rows = ops.gather(ops.shape_of(ids), ops.constant(np.array([0])), ops.constant(0))
-    shape = ops.concat([rows, ops.constant(np.array([heads, 0, head_dim]))], 0)
-    variables = {v.get_info().variable_id: v for v in model.get_variables()}
-    for op in model.get_ops():
-        if op.get_type_name() == "ReadValue" and op.get_input_size() == 0:
-            init = ops.broadcast(ops.constant(np.float32(0)), shape)
-            fresh = ops.read_value(init, variables[op.get_variable_id()])
-            replace_node(op, fresh)  # moves the Assign's control dependency too
-    model.validate_nodes_and_infer_types()
-
-
 def cache_key(model: Any, source: Path | None) -> str:
     """What the saved step depends on: the model's config and files, the converters and the
     code that traced it."""
     import transformers
 
+    from mmdemo.models import ov_export
+
     parts = {
-        "exporter": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),  # this code
+        "exporter": hashlib.sha256(Path(ov_export.__file__).read_bytes()).hexdigest(),
         "config": model.config.to_json_string(use_diff=False),
-        "dtype": str(model.dtype),
+        "class": type(model).__name__,
         "openvino": openvino_version(),
         "transformers": transformers.__version__,
         "files": sorted(
@@ -232,9 +110,12 @@ def cache_key(model: Any, source: Path | None) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_step(model: Any, cache_dir: Path, source: Path | None) -> Any:
-    """The step model, read from ``cache_dir`` when exported before, else exported and saved
-    there (written to a temporary folder and renamed: a crash never leaves half an IR)."""
+def load_step(
+    model: Any, cache_dir: Path, source: Path | None, trust_remote_code: bool = False
+) -> Any:
+    """The step model, read from ``cache_dir`` when exported before, else exported there by a
+    child process (into a temporary folder, then renamed: a crash never leaves half an IR;
+    a damaged one is exported again)."""
     import openvino as ov
 
     folder = cache_dir / cache_key(model, source)
@@ -243,23 +124,60 @@ def load_step(model: Any, cache_dir: Path, source: Path | None) -> Any:
         try:
             return ov.Core().read_model(xml)
         except RuntimeError:
-            shutil.rmtree(folder, ignore_errors=True)  # damaged: export again
-    converted = export_step(model)
+            shutil.rmtree(folder, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=cache_dir))
     try:
-        ov.save_model(converted, tmp / "step.xml", compress_to_fp16=False)
+        export_in_child(model, source, tmp, cache_dir, trust_remote_code)
         with contextlib.suppress(OSError):  # another process saved it first
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return converted
+    return ov.Core().read_model(xml)
+
+
+def export_in_child(
+    model: Any, source: Path | None, out: Path, cache_dir: Path, trust_remote_code: bool
+) -> None:
+    """``python -m mmdemo.models.ov_export`` on the model's folder (a model with none is saved
+    to ``out`` first), with a HOME whose OpenVINO consent file opts out of telemetry."""
+    import subprocess
+    import sys
+
+    home = cache_dir / ".openvino-home"
+    consent = home / "intel" / "openvino_telemetry"
+    consent.parent.mkdir(parents=True, exist_ok=True)
+    consent.write_text("0", encoding="utf-8")  # OpenVINO's opt-out: "0" in this file
+    if source is None:
+        source = out / "model"
+        model.save_pretrained(source)
+    package_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HOME": str(home)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "mmdemo.models.ov_export", str(source), str(out)]
+    cmd += ["--cls", type(model).__name__]
+    if trust_remote_code:
+        cmd.append("--trust-remote-code")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    shutil.rmtree(out / "model", ignore_errors=True)
+    if done.returncode != 0 or not (out / "step.xml").is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise DecodeUnavailableError(
+            f"tracing the model's decode step for OpenVINO failed: {' '.join(tail)}",
+            fix="set MMDEMO_DECODE=eager",
+        )
 
 
 class OpenVINODecoder:
     """A compiled step for one loaded model, and the decoding loop ``generate`` calls."""
 
-    def __init__(self, model: Any, cache_dir: Path, source: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        cache_dir: Path,
+        source: Path | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
         import numpy as np
         import openvino as ov
         import torch
@@ -274,7 +192,8 @@ class OpenVINODecoder:
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.compiled = ov.Core().compile_model(load_step(model, cache_dir, source), "CPU", config)
+        step = load_step(model, cache_dir, source, trust_remote_code)
+        self.compiled = ov.Core().compile_model(step, "CPU", config)
         self.precision = precision
         self.beam = np.zeros(1, dtype=np.int32)
         self.steps = 0  # OpenVINO steps run, all answers together (the System tab, tests)
@@ -357,7 +276,13 @@ class OpenVINODecoder:
         return input_ids
 
 
-def decoder_for(model: Any, route: str, cache_dir: Path, source: Path | None) -> Any:
+def decoder_for(
+    model: Any,
+    route: str,
+    cache_dir: Path,
+    source: Path | None,
+    trust_remote_code: bool = False,
+) -> Any:
     """The OpenVINO decoder for ``model`` when ``route`` asks for it (``auto``: where it can
     serve, else None; ``openvino``: or a clear error saying why not; ``eager``: None)."""
     if route not in ROUTES:
@@ -375,4 +300,4 @@ def decoder_for(model: Any, route: str, cache_dir: Path, source: Path | None) ->
                 fix="set MMDEMO_DECODE=eager (or auto)",
             )
         return None
-    return OpenVINODecoder(model, cache_dir, source)
+    return OpenVINODecoder(model, cache_dir, source, trust_remote_code)

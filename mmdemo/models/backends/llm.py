@@ -131,7 +131,8 @@ def load(ctx: LoadContext) -> LoadedModel:
     if route == "auto" and ctx.settings.resolved_profile == "tiny":
         route = "eager"  # the random test builds: nothing to gain, an export per test home
     source = Path(model.name_or_path) if Path(model.name_or_path).is_dir() else None
-    decoder = decoder_for(model, route, ctx.settings.models_dir / "openvino-steps", source)
+    steps = ctx.settings.models_dir / "openvino-steps"
+    decoder = decoder_for(model, route, steps, source, ctx.settings.trust_remote_code)
     bundle = LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype, decoder)
     return LoadedModel(
         handle=bundle,
