@@ -333,11 +333,14 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> Table:
         "included), eager (torchao's weight-only linear casts the whole int8 weight to the "
         "activation dtype on each call); int8+compile: the same, then compiled as compile.",
         "openvino-app: the app's own route (models/ov_decode.py, MMDEMO_DECODE=auto on a CPU): "
-        "the one-token step traced with openvino.convert_model from the loaded model, its KV "
-        "cache made OpenVINO state (the CPU plugin fuses cache and attention), compiled at the "
-        "model's precision with the cache kept at that precision; the prompt is prefilled by "
-        "torch and transformers' generate runs the loop (custom_generate). Prepare includes "
-        "tracing and compiling (about 8 s; the app saves the traced step and reads it back).",
+        "the one-token step traced with openvino.convert_model by a child process from the "
+        "model's folder (the random VLM is saved to one first), its KV cache made OpenVINO "
+        "state (the CPU plugin fuses cache and attention), compiled at the model's precision "
+        "with the cache kept at that precision; the prompt is prefilled by torch and "
+        "transformers' generate runs the loop (custom_generate). Prepare includes the child's "
+        "start, load and trace, and compiling (the app saves the traced step and reads it "
+        "back). The bandwidth is measured in each run and varies between runs on this shared "
+        "machine (34-43 GB/s), and with it the fractions; the tok/s are the direct figures.",
         "openvino: OpenVINO GenAI `LLMPipeline` on an fp32 IR of SmolLM2-135M (stateful, KV "
         "cache) exported by optimum-intel 2.2.0 in a separate venv (it pins transformers "
         "5.5.4; bench-only), run at inference precision f32 or bf16; decode rate from its "
