@@ -138,14 +138,18 @@ def test_the_traced_step_is_saved_once_and_read_back(
     consent = tmp_path / ".openvino-home" / "intel" / "openvino_telemetry"
     assert consent.read_text(encoding="utf-8") == "0"
     calls = []
-    monkeypatch.setattr(ov_decode, "export_in_child", lambda *a: calls.append(a))
-    second = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
+    with monkeypatch.context() as patch:
+        patch.setattr(ov_decode, "export_in_child", lambda *a: calls.append(a))
+        second = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
     assert calls == []  # read from disk, not traced again
     assert greedy_with(second, bundle) == greedy_with(first, bundle)
-    # a damaged file is traced again instead of failing the load
-    monkeypatch.undo()
-    saved[0].write_text("not an IR")
+    # a damaged step is traced again instead of failing the load, and a step of older code
+    # for the same model is removed, not kept beside it
+    saved[0].write_text("damaged", encoding="utf-8")
+    stale = saved[0].parent.with_name(saved[0].parent.name.split("-")[0] + "-oldexporter")
+    stale.mkdir()
     third = ov_decode.OpenVINODecoder(bundle.model, tmp_path, source)
+    assert list(tmp_path.glob("*/step.xml")) == saved and not stale.exists()
     assert greedy_with(third, bundle) == greedy_with(first, bundle)
 
 
@@ -159,16 +163,14 @@ def test_openvino_is_told_to_send_no_telemetry_and_the_server_never_forks(
     import subprocess
     import sys
 
+    data = tmp_path / "mmdemo-home"  # no saved step: this process has one traced
     code = (
         "import os; forks = []; os.register_at_fork(before=lambda: forks.append(1)); "
         "from mmdemo.config import Settings; from mmdemo.models.manager import ModelManager; "
-        f"s = Settings(profile='tiny', home={str(chaotic.home)!r}, device='cpu', "
+        f"s = Settings(profile='tiny', home={str(data)!r}, device='cpu', "
         f"dtype='float32', decode='openvino', llm={chaotic.llm!r}); "
         "b = ModelManager(s).get('llm'); assert b.decoder is not None; print(len(forks))"
     )
-    home = Path(chaotic.home)
-    for saved in (home / "models" / "openvino-steps").glob("*/step.xml"):
-        saved.write_text("damaged: trace again")  # so this process exports it too
     env = {**os.environ, "HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
@@ -176,6 +178,13 @@ def test_openvino_is_told_to_send_no_telemetry_and_the_server_never_forks(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "0"
     assert (tmp_path / "intel" / "openvino_telemetry").read_text(encoding="utf-8") == "0"
+    assert list((data / "models" / "openvino-steps").glob("*/step.xml"))
+
+
+def greedy_with(decoder: Any, bundle: Any) -> list[int]:
+    from dataclasses import replace
+
+    return greedy(replace(bundle, decoder=decoder), PROMPTS[0], tokens=8)
 
 
 def test_an_opt_out_that_cannot_be_written_keeps_openvino_off(
@@ -186,16 +195,10 @@ def test_an_opt_out_that_cannot_be_written_keeps_openvino_off(
     auto = ModelManager(chaotic.replace(decode="auto", profile="cpu"))
     try:
         assert auto.get("llm").decode_route == "eager"
+        with pytest.raises(ov_decode.DecodeUnavailableError, match="opt-out file"):
+            ov_decode.decoder_for(auto.get("llm").model, "openvino", tmp_path / "steps", None)
     finally:
         auto.unload_all()
-    with pytest.raises(ov_decode.DecodeUnavailableError, match="opt-out file"):
-        ov_decode.decoder_for(auto.get("llm").model, "openvino", tmp_path / "steps", None)
-
-
-def greedy_with(decoder: Any, bundle: Any) -> list[int]:
-    from dataclasses import replace
-
-    return greedy(replace(bundle, decoder=decoder), PROMPTS[0], tokens=8)
 
 
 def test_sampling_goes_through_the_openvino_steps_and_follows_the_seed(managers: Any) -> None:

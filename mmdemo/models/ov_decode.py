@@ -118,7 +118,9 @@ def load_step(
     a damaged one is exported again)."""
     import openvino as ov
 
-    folder = cache_dir / cache_key(model, source)
+    # one folder per model (by where it was read from), named by everything it depends on
+    owner = hashlib.sha256(str(source or type(model).__name__).encode()).hexdigest()[:8]
+    folder = cache_dir / f"{owner}-{cache_key(model, source)}"
     xml = folder / "step.xml"
     if xml.is_file():
         try:
@@ -133,6 +135,9 @@ def load_step(
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    for stale in cache_dir.glob(f"{owner}-*"):  # the same model's steps by older code
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     return ov.Core().read_model(xml)
 
 
