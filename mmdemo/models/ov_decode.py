@@ -78,15 +78,12 @@ def supported(model: Any) -> str:
 
     if openvino_version() is None:
         return "OpenVINO is not installed (pip install openvino)"
-    why = telemetry_off()
-    if why:
-        return why
     if str(getattr(model, "device", "cpu")) != "cpu":
         return "the model is not on the CPU"
     layers = DynamicCache(config=model.config).layers
     if not layers or any(type(layer) is not DynamicLayer for layer in layers):
         return "the model's KV cache is not one plain layer per block (sliding windows?)"
-    return ""
+    return telemetry_off()  # last: only where OpenVINO will really be imported
 
 
 def cache_key(model: Any, source: Path | None) -> str:
