@@ -32,7 +32,9 @@ PROMPTS = ("hello there", "what is in the picture?", "tell me a long story about
 @pytest.fixture(scope="module")
 def chaotic(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Tiny settings whose text LLM is the tiny Llama (grouped KV heads, tied embeddings)
-    with larger random weights, in float32."""
+    with larger random weights, in float32 (built once into the shared test home, so its
+    traced step is saved once too)."""
+    import os
     import shutil
 
     import torch
@@ -40,13 +42,18 @@ def chaotic(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 
     from mmdemo.models.tiny import ensure_built
 
-    source = ensure_built("llm", tiny_settings.models_dir)
-    folder = tmp_path_factory.mktemp("chaotic-llm") / "llm"
-    shutil.copytree(source, folder)
-    config = AutoConfig.from_pretrained(source)
-    config.initializer_range = 0.3
-    torch.manual_seed(1)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    folder = tiny_settings.models_dir / "chaotic-llm"
+    if not (folder / "model.safetensors").is_file():
+        source = ensure_built("llm", tiny_settings.models_dir)
+        staging = tmp_path_factory.mktemp("chaotic-llm") / "llm"
+        shutil.copytree(source, staging)
+        config = AutoConfig.from_pretrained(source)
+        config.initializer_range = 0.3
+        torch.manual_seed(1)
+        LlamaForCausalLM(config).save_pretrained(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(staging, folder.with_name(".chaotic-llm-new"), dirs_exist_ok=True)
+        os.replace(folder.with_name(".chaotic-llm-new"), folder)
     return tiny_settings.replace(llm=str(folder), dtype="float32")
 
 

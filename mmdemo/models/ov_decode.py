@@ -116,7 +116,8 @@ def load_step(
     import openvino as ov
 
     # one folder per model (by where it was read from), named by everything it depends on
-    owner = hashlib.sha256(str(source or type(model).__name__).encode()).hexdigest()[:8]
+    where = source.resolve() if source is not None else type(model).__name__  # links followed
+    owner = hashlib.sha256(str(where).encode()).hexdigest()[:8]
     folder = cache_dir / f"{owner}-{cache_key(model, source)}"
     xml = folder / "step.xml"
     if xml.is_file():
