@@ -192,7 +192,7 @@ class ArenaService:
                 shared = encode_image_once(pinned.model, single, rows)
             batch = shared if shared is not None else repeat_rows(single, rows)
             board.mode = "one mixed-adapter batch" + (", image encoded once" if shared else "")
-            kwargs = gen.generate_kwargs()
+            kwargs = {**gen.generate_kwargs(), **bundle.generate_kwargs(pinned)}
             if bundle.adapters.peft is not None:
                 kwargs["adapter_names"] = list(pinned.adapters)
             streamer = TokenStreamer.of(rows, eos_token_ids(pinned.model, bundle.tokenizer), stop)
@@ -210,7 +210,8 @@ class ArenaService:
                 board.waited += pinned.queue_wait_s
                 inputs = model_inputs(bundle, messages, images)
                 streamer = TokenStreamer.of(1, eos_token_ids(pinned.model, bundle.tokenizer), stop)
-                for _ in run_generation(pinned.model, inputs, streamer, gen.generate_kwargs()):
+                kwargs = {**gen.generate_kwargs(), **bundle.generate_kwargs(pinned)}
+                for _ in run_generation(pinned.model, inputs, streamer, kwargs):
                     board.record_rows(bundle.tokenizer, streamer, column=idx)
                     yield board.result(done=False)
             board.record_rows(bundle.tokenizer, streamer, column=idx)

@@ -241,10 +241,14 @@ class Batcher:
                 if len(batch) > 1 and runtime.peft is not None:
                     kwargs["adapter_names"] = list(pinned.adapters)
                 streamer = TokenStreamer([r.row for r in batch])
+                route = self.bundle.generate_kwargs(pinned)  # the decode route's loop
+                if route:  # transformers hands a callable loop no streamer of its own
+                    route["loop_streamer"] = streamer
                 with torch.inference_mode():
                     pinned.model.generate(
                         **inputs,
                         **kwargs,
+                        **route,
                         streamer=streamer,
                         stopping_criteria=streamer.stopping(),
                     )

@@ -110,7 +110,7 @@ class LocalEngine:
         else:
             with bundle.adapters.pin((info,)) as pinned:
                 streamer = TokenStreamer.of(1, eos, stop)
-                kwargs = gen.generate_kwargs()
+                kwargs = {**gen.generate_kwargs(), **bundle.generate_kwargs(pinned)}
                 for _ in run_generation(
                     pinned.model, inputs, streamer, kwargs, self.stream_interval
                 ):

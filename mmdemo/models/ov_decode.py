@@ -86,9 +86,9 @@ def supported(model: Any) -> str:
     return telemetry_off()  # last: only where OpenVINO will really be imported
 
 
-def cache_key(model: Any, source: Path | None) -> str:
-    """What the saved step depends on: the model's config and files, the converters and the
-    code that traced it."""
+def cache_key(model: Any, source: Path | None, kind: tuple[bool, tuple[str, ...]]) -> str:
+    """What the saved step depends on: the model's config and files, the converters, the code
+    that traced it and the step's kind (rows, LoRA leaves)."""
     import transformers
 
     from mmdemo.models import ov_export
@@ -97,6 +97,7 @@ def cache_key(model: Any, source: Path | None) -> str:
         "exporter": hashlib.sha256(Path(ov_export.__file__).read_bytes()).hexdigest(),
         "config": model.config.to_json_string(use_diff=False),
         "class": type(model).__name__,
+        "kind": [kind[0], list(kind[1])],
         "openvino": openvino_version(),
         "transformers": transformers.__version__,
         "files": sorted(
@@ -108,17 +109,24 @@ def cache_key(model: Any, source: Path | None) -> str:
 
 
 def load_step(
-    model: Any, cache_dir: Path, source: Path | None, trust_remote_code: bool = False
+    model: Any,
+    cache_dir: Path,
+    source: Path | None,
+    trust_remote_code: bool = False,
+    rows: bool = False,
+    lora: tuple[str, ...] = (),
 ) -> Any:
-    """The step model, read from ``cache_dir`` when exported before, else exported there by a
-    child process (into a temporary folder, then renamed: a crash never leaves half an IR;
-    a damaged one is exported again)."""
+    """The step model (``rows``, ``lora``: see ov_export.export_step), read from ``cache_dir``
+    when exported before, else exported there by a child process (into a temporary folder,
+    then renamed: a crash never leaves half an IR; a damaged one is exported again)."""
     import openvino as ov
 
-    # one folder per model (by where it was read from), named by everything it depends on
+    # one folder per model (by where it was read from) and kind of step, named by everything
+    # it depends on
     where = source.resolve() if source is not None else type(model).__name__  # links followed
-    owner = hashlib.sha256(str(where).encode()).hexdigest()[:8]
-    folder = cache_dir / f"{owner}-{cache_key(model, source)}"
+    kind = (rows, tuple(lora))
+    owner = hashlib.sha256(f"{where}|{kind}".encode()).hexdigest()[:8]
+    folder = cache_dir / f"{owner}-{cache_key(model, source, kind)}"
     xml = folder / "step.xml"
     if xml.is_file():
         try:
@@ -128,7 +136,7 @@ def load_step(
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=cache_dir))
     try:
-        export_in_child(model, source, tmp, cache_dir, trust_remote_code)
+        export_in_child(model, source, tmp, cache_dir, trust_remote_code, rows, lora)
         with contextlib.suppress(OSError):  # another process saved it first
             os.replace(tmp, folder)
     finally:
@@ -140,7 +148,13 @@ def load_step(
 
 
 def export_in_child(
-    model: Any, source: Path | None, out: Path, cache_dir: Path, trust_remote_code: bool
+    model: Any,
+    source: Path | None,
+    out: Path,
+    cache_dir: Path,
+    trust_remote_code: bool,
+    rows: bool = False,
+    lora: tuple[str, ...] = (),
 ) -> None:
     """``python -m mmdemo.models.ov_export`` on the model's folder (a model with none is saved
     to ``out`` first), with a HOME whose OpenVINO consent file opts out of telemetry."""
@@ -161,6 +175,10 @@ def export_in_child(
     cmd += ["--cls", type(model).__name__]
     if trust_remote_code:
         cmd.append("--trust-remote-code")
+    if rows:
+        cmd.append("--rows")
+    if lora:
+        cmd += ["--lora", ",".join(lora)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     shutil.rmtree(out / "model", ignore_errors=True)
     if done.returncode != 0 or not (out / "step.xml").is_file():
@@ -172,7 +190,9 @@ def export_in_child(
 
 
 class OpenVINODecoder:
-    """A compiled step for one loaded model, and the decoding loop ``generate`` calls."""
+    """A compiled step for one loaded model, and the decoding loop ``generate`` calls: one row
+    (the text LLM), or (``rows``) several with their padding masks and, with ``lora``, each
+    row's LoRA adapter as inputs (see ov_export.export_step)."""
 
     def __init__(
         self,
@@ -180,10 +200,13 @@ class OpenVINODecoder:
         cache_dir: Path,
         source: Path | None = None,
         trust_remote_code: bool = False,
+        rows: bool = False,
+        lora: tuple[str, ...] = (),
     ) -> None:
         import numpy as np
         import openvino as ov
         import torch
+        from openvino.preprocess import PrePostProcessor
 
         self.model = model
         precision = "bf16" if model.dtype == torch.bfloat16 else "f32"
@@ -195,17 +218,30 @@ class OpenVINODecoder:
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        step = load_step(model, cache_dir, source, trust_remote_code)
+        step = load_step(model, cache_dir, source, trust_remote_code, rows, lora)
+        if lora and precision == "bf16":  # the rows' adapters handed over in bf16, not
+            prep = PrePostProcessor(step)  # converted from f32 on every step
+            for port in step.inputs:
+                if port.get_any_name().startswith("lora."):
+                    prep.input(port.get_any_name()).tensor().set_element_type(ov.Type.bf16)
+            step = prep.build()
         self.compiled = ov.Core().compile_model(step, "CPU", config)
         self.precision = precision
+        self.rows = rows
+        self.lora = tuple(lora)
+        self.lora_inputs = [
+            p.get_any_name() for p in self.compiled.inputs if p.get_any_name().startswith("lora.")
+        ]
         self.beam = np.zeros(1, dtype=np.int32)
         self.steps = 0  # OpenVINO steps run, all answers together (the System tab, tests)
         self._lock = threading.Lock()
 
     def generate_kwargs(self, input_ids: Any) -> dict[str, Any]:
-        """What to add to ``generate``: the OpenVINO loop for a one-row prompt (several rows
-        stay on the torch loop)."""
-        return {"custom_generate": self.decode} if input_ids.shape[0] == 1 else {}
+        """What to add to ``generate``: the OpenVINO loop (a one-row step: for one-row prompts
+        only; several rows stay on the torch loop)."""
+        if input_ids.shape[0] == 1 or self.rows:
+            return {"custom_generate": self.decode}
+        return {}
 
     def decode(
         self,
@@ -217,31 +253,40 @@ class OpenVINODecoder:
         synced_gpus: bool = False,
         streamer: Any = None,
         loop_streamer: Any = None,
+        lora: dict[str, Any] | None = None,
         **model_kwargs: Any,
     ) -> Any:
         """transformers' greedy/sampling loop with every step after the prompt in OpenVINO
         (``loop_streamer``: generate's streamer, which transformers 5.2x does not pass on to
-        a callable loop; flows.generation.run_generation gives it under this name)."""
+        a callable loop; flows.generation.run_generation gives it under this name; ``lora``:
+        the rows' adapter inputs, from models.ov_rows)."""
         import numpy as np
         import openvino as ov
         import torch
         from transformers import DynamicCache
 
-        if input_ids.shape[0] != 1:
-            raise DecodeUnavailableError("the OpenVINO decode loop answers one prompt at a time")
+        rows, length = input_ids.shape
+        if rows != 1 and not self.rows:
+            raise DecodeUnavailableError("this OpenVINO step answers one prompt at a time")
         streamer = streamer or loop_streamer
-        cache = model_kwargs.get("cache") or model_kwargs.get("past_key_values")
+        cache = model_kwargs.pop("cache", None)
+        cache = model_kwargs.pop("past_key_values", None) if cache is None else cache
         cache = cache if cache is not None else DynamicCache(config=model.config)
         seen = cache.get_seq_length()
-        length = input_ids.shape[1]
-        with torch.inference_mode():
-            out = model(
-                input_ids=input_ids[:, seen:],
-                position_ids=torch.arange(seen, length).unsqueeze(0),
+        mask = model_kwargs.get("attention_mask")  # None: no padding (generate drops all-ones)
+        mask = mask if mask is not None else torch.ones(rows, length, dtype=torch.long)
+        # positions as generate gives them (padding skipped), for the whole prompt
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        model_kwargs["position_ids"] = positions
+        with torch.inference_mode():  # the prompt (images included) by the torch model
+            inputs = model.prepare_inputs_for_generation(
+                input_ids,
+                next_sequence_length=length - seen if seen else None,
                 cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
+                is_first_iteration=True,
+                **model_kwargs,
             )
+            out = model(**inputs, return_dict=True)
         logits = out.logits[:, -1].to(dtype=torch.float32)
         with self._lock:  # creating requests on one compiled model from several threads
             request = self.compiled.create_infer_request()
@@ -250,12 +295,17 @@ class OpenVINODecoder:
             for kind, tensor in (("key", layer.keys), ("value", layer.values)):
                 name = f"past.{i}.{kind}present.{i}.{kind}"
                 states[name].state = ov.Tensor(tensor.float().contiguous().numpy())
-        del out, cache
-        position = length
-        token_in = np.zeros((1, 1), dtype=np.int64)
-        position_in = np.zeros((1, 1), dtype=np.int64)
-        feed = {"input_ids": token_in, "position_ids": position_in, "beam_idx": self.beam}
+        for name, tensor in (lora or {}).items():
+            request.set_tensor(name, tensor)
+        del out, cache, inputs
+        token_in = np.zeros((rows, 1), dtype=np.int64)
+        position_in = positions[:, -1:].numpy() + 1
+        feed = {"input_ids": token_in, "position_ids": position_in}
+        feed["beam_idx"] = np.arange(rows, dtype=np.int32)
+        seen_mask = mask.numpy()
         logits_out = request.get_tensor("logits")
+        pad = generation_config.pad_token_id
+        unfinished = torch.ones(rows, dtype=torch.bool)
         while True:
             scores = logits_processor(input_ids, logits)
             if generation_config.do_sample:
@@ -263,16 +313,21 @@ class OpenVINODecoder:
                 token = torch.multinomial(probs, num_samples=1).squeeze(1)
             else:
                 token = torch.argmax(scores, dim=-1)
+            if pad is not None:  # rows that ended get padding, as transformers' loop does
+                token = torch.where(unfinished, token, torch.tensor(pad))
             input_ids = torch.cat([input_ids, token[:, None]], dim=-1)
-            finished = bool(stopping_criteria(input_ids, scores).all())
             if streamer is not None:
                 streamer.put(token)
-            if finished:
+            unfinished &= ~stopping_criteria(input_ids, scores)
+            if not bool(unfinished.any()):
                 break
-            token_in[0, 0], position_in[0, 0] = int(token), position
+            token_in[:, 0] = token.numpy()
+            if self.rows:
+                seen_mask = np.concatenate([seen_mask, np.ones((rows, 1), np.int64)], axis=1)
+                feed["attention_mask"] = seen_mask
             request.infer(feed, share_inputs=True)
             logits = torch.from_numpy(logits_out.data.copy())
-            position += 1
+            position_in += 1
             self.steps += 1
         if streamer is not None:
             streamer.end()
@@ -285,9 +340,11 @@ def decoder_for(
     cache_dir: Path,
     source: Path | None,
     trust_remote_code: bool = False,
+    check_only: bool = False,
 ) -> Any:
     """The OpenVINO decoder for ``model`` when ``route`` asks for it (``auto``: where it can
-    serve, else None; ``openvino``: or a clear error saying why not; ``eager``: None)."""
+    serve, else None; ``openvino``: or a clear error saying why not; ``eager``: None);
+    ``check_only``: True instead of a decoder where one would be made."""
     if route not in ROUTES:
         raise DecodeUnavailableError(
             f"decode route {route!r} is not one of {', '.join(ROUTES)}",
@@ -303,4 +360,6 @@ def decoder_for(
                 fix="set MMDEMO_DECODE=eager (or auto)",
             )
         return None
+    if check_only:
+        return True
     return OpenVINODecoder(model, cache_dir, source, trust_remote_code)

@@ -40,9 +40,22 @@ class VLMBundle:
     dtype: str
     adapters: AdapterRuntime = field(init=False)
     max_adapters: int = 4
+    decoder: Any = None  # models.ov_rows.RowDecoders when the decode route is OpenVINO
 
     def __post_init__(self) -> None:
         self.adapters = AdapterRuntime(self.model, self.family, self.max_adapters)
+
+    def generate_kwargs(self, pinned: Any) -> dict[str, Any]:
+        """What a pinned request's or batch's ``generate`` adds: the decode route's loop (none:
+        eager, also for adapters the OpenVINO step cannot carry)."""
+        hooked = self.adapters.hooked.configs  # adapters beside PEFT's layers: eager
+        if self.decoder is None or any(name in hooked for name in pinned.adapters):
+            return {}
+        return self.decoder.generate_kwargs(self.adapters.peft, pinned.adapters)
+
+    @property
+    def decode_route(self) -> str:
+        return f"openvino ({self.decoder.precision})" if self.decoder is not None else "eager"
 
     @property
     def tokenizer(self) -> Any:
@@ -125,6 +138,36 @@ def load_parts(
     return model.eval(), processor, family, splitting
 
 
+def decoders(model: Any, family: str, ctx: LoadContext) -> Any:
+    """The OpenVINO decode steps for this VLM when the decode route asks for them (auto: on a
+    CPU, for the families checked in models/ov_rows.py, not the tiny test builds; openvino:
+    or a clear error saying why not)."""
+    from pathlib import Path
+
+    from mmdemo.models.ov_decode import DecodeUnavailableError, decoder_for
+    from mmdemo.models.ov_rows import FAMILIES, RowDecoders
+
+    route = ctx.settings.decode
+    if route == "auto" and ctx.settings.resolved_profile == "tiny":
+        route = "eager"  # the random test builds: nothing to gain, an export per test home
+    if route == "openvino" and family not in FAMILIES:
+        raise DecodeUnavailableError(
+            f"the OpenVINO decode route serves {', '.join(FAMILIES)} VLMs, not {family}",
+            fix="set MMDEMO_DECODE=auto (or eager)",
+        )
+    if family not in FAMILIES or decoder_for(model, route, Path(), None, check_only=True) is None:
+        return None
+    source = Path(model.name_or_path) if Path(model.name_or_path).is_dir() else None
+    known = by_model_type(family)
+    return RowDecoders(
+        model,
+        ctx.settings.models_dir / "openvino-steps",
+        source,
+        known.lora_targets if known is not None else (),
+        ctx.settings.trust_remote_code,
+    )
+
+
 def load(ctx: LoadContext) -> LoadedModel:
     model, processor, family, splitting = load_parts(
         ctx.model_id, ctx.settings, ctx.device, ctx.dtype
@@ -139,6 +182,7 @@ def load(ctx: LoadContext) -> LoadedModel:
         ctx.device,
         ctx.dtype,
         max_adapters=ctx.settings.max_adapters,
+        decoder=decoders(model, family, ctx),
     )
     return LoadedModel(
         handle=bundle,
@@ -151,5 +195,6 @@ def load(ctx: LoadContext) -> LoadedModel:
             "family_title": known.title if known else "",
             "image_splitting": splitting,
             "adapters": ", ".join(bundle.adapters.resident_names()) or "none",
+            "decode": bundle.decode_route,
         },
     )
