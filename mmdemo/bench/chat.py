@@ -123,6 +123,7 @@ def run(quick: bool = False) -> Table:
     from PIL import Image
 
     from mmdemo.bench.chat_batch import adapters_for, identity, measure
+    from mmdemo.bench.chat_openvino import _text, openvino_rows, openvino_service
     from mmdemo.models.backends.vlm import VLMBundle
     from mmdemo.models.device import cpu_bf16_flags
     from mmdemo.models.tiny.vlm import random_model, smolvlm_parts
@@ -187,6 +188,9 @@ def run(quick: bool = False) -> Table:
                 f"{ms(m.ttft_s)} / {m.tokens_per_s:.1f} tok/s",
                 ratio or "baseline",
             )
+            eager = (m.ttft_s, m.tokens_per_s, _text(chat, image, tokens))
+            root = Path(tmp) / f"openvino-{dtype}"
+            openvino_rows(table, model, processor, image, dtype, tokens, limit, eager, root)
             if dtype == "float32":
                 del model, bundle, chat
         # from here on, the app's dtype on this CPU
@@ -236,6 +240,12 @@ def run(quick: bool = False) -> Table:
         label = f"4 users, 4 adapters, {tokens} tokens each"
         visible = _forced(tokens, _hidden_ids(processor, config.text_config.vocab_size))
         measure(chat, names, visible, table, label, app_dtype)
+        fast = openvino_service(model, processor, app_dtype, Path(tmp) / "openvino-users")
+        if not isinstance(fast, str):  # the same four users on the OpenVINO route
+            for i, name in enumerate(names):
+                fast.store.install(Path(tmp) / "user-adapters" / f"adapter{i}", name)
+                _answer(fast, image, 2, name)  # warm-up, loads the adapters and steps
+            measure(fast, names, visible, table, f"{label}, OpenVINO route", app_dtype)
         # The separation check, in float64 (bf16 and float32 round two correct paths apart on
         # this ill-conditioned random model): the same adapters, serial against batched.
         wide = copy.deepcopy(model).to(torch.float64)
@@ -286,6 +296,15 @@ def run(quick: bool = False) -> Table:
         "after a few tokens — plain PEFT's own batches differ from its solo answers there too "
         "(tests/test_batch_vs_peft.py shows PEFT and the batch equal token for token in "
         "float64). The bf16 'answers' rows say how often rounding left them equal.",
+        "OpenVINO rows: the same chat with the VLM's OpenVINO decode route on (what "
+        "MMDEMO_DECODE=auto serves on a CPU for real SmolVLM weights; models/ov_rows.py): the "
+        "prompt and image prefilled by torch, every later token one step of the language model "
+        "traced and compiled by OpenVINO (KV cache as its state, each row's padding mask and "
+        "LoRA adapter as inputs). 'Same answer' compares the text with the eager chat's in the "
+        "same dtype (bf16 rounds in another order on the two routes, so its answers may part). "
+        "The adapter rows use one random LoRA (r=16 on the attention layers); the route's LoRA "
+        "step takes adapter inputs on all seven linear layers of every block (zeros where an "
+        "adapter has none), two small products each per token.",
         "Measured on a 2-core machine shared with other jobs (load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
     ]
