@@ -65,8 +65,8 @@ class Settings:
     # auto: bfloat16 on GPUs that support it, float16 on other GPUs; on a CPU bfloat16 for the
     # VLM and text LLM when it has native bf16 (AVX512-BF16, AMX, Arm BF16), else float32
     dtype: str = "auto"
-    # how the text LLM decodes: auto (OpenVINO on a CPU where it is installed and can serve
-    # the model, except the tiny test builds; else eager torch), eager, openvino
+    # how the text LLM and the VLM decode: auto (OpenVINO on a CPU where it is installed and
+    # can serve the model, except the tiny test builds; else eager torch), eager, openvino
     decode: str = "auto"
     # split large images into tiles in the VLM processor (auto: only on a GPU, to keep CPU
     # prefill short)

@@ -38,7 +38,27 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parents[1]
 
 
+# modules whose tests take longest (pytest's slowest-durations list): under pytest-xdist
+# they start first, so no worker is left with one of them at the end while the other idles
+LONG_MODULES = (
+    "test_finetune_bakeoff",
+    "test_video_real",
+    "test_finetune_app",
+    "test_finetune_service",
+    "test_finetune_processes",
+    "test_sessions",
+    "test_crash_safety",
+    "test_voice_real",
+    "test_loop",
+    "test_ov_decode",
+    "test_chat_ui",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (xdist checks)
+        rank = {name: i for i, name in enumerate(LONG_MODULES)}
+        items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], 99))
     try:
         import torch
 
@@ -54,11 +74,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def test_home() -> Path:
+    """The tests' data folder. Under pytest-xdist each worker gets its own (adapters, data
+    sets, indexes one worker's tests write are not another's), all sharing one models folder:
+    tiny builds are locked across processes, traced steps written atomically."""
     home = Path(
         os.environ.get("MMDEMO_TEST_HOME", Path.home() / ".cache" / "mmdemo-test")
     ).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return home
+    mine = home / "workers" / worker
+    mine.mkdir(parents=True, exist_ok=True)
+    if not (mine / "models").is_symlink():
+        (mine / "models").symlink_to(home / "models")
+    return mine
 
 
 @pytest.fixture(scope="session")

@@ -184,7 +184,7 @@ def test_dataset_images_must_stay_inside_the_dataset_folder(tmp_path: Path) -> N
     problems = sorted(data.report.problems)  # links are found after the rows are read
     assert problems == [
         "d.jsonl line 2: image '../secret.png' is outside the dataset folder",
-        f"d.jsonl line 3: image '{secret}' is outside the dataset folder",
+        f"d.jsonl line 3: image '{str(secret)[:80]}' is outside the dataset folder",  # cut at 80
         "d.jsonl line 4: image 'img/../../secret.png' is outside the dataset folder",
         "d.jsonl line 5: image link.png: it is a link that leads outside the dataset folder",
         "d.jsonl line 6: image '..\\\\secret.png' is outside the dataset folder",
