@@ -265,6 +265,15 @@ class AdapterRuntime:
             return False
         self.peft.delete_adapter(name)
         del self.resident[name]
+        left = list(self.peft.peft_config)
+        if not left:  # a PEFT model without adapters has no config to answer with
+            self._reset()
+            return True
+        if self.peft.active_adapter not in left:
+            # PEFT keeps naming the deleted adapter when no layer had it active (the base
+            # model was served last); its wrapper then fails on the next call. Name a
+            # resident one; which one is active on the layers is set per request anyway
+            record_active(self.peft, left[0])
         self._refresh_layers()
         return True
 
