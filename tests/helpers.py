@@ -141,3 +141,61 @@ def fake_hub(monkeypatch: Any, repos: dict[str, Path]) -> FakeHub:
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: (True, ""))
     return fake
+
+
+def stop_one_of_two(
+    chat: Any, text: str, image: Path, stopped: str, kept: str, gen: Any
+) -> tuple[Any, Any]:
+    """Two users in one batch of two: the first (adapter ``stopped``) presses Stop once its
+    first piece arrives, the second (``kept``) reads its answer to the end. Returns both
+    final updates (stopped, kept)."""
+    import threading
+
+    from mmdemo.flows.chat import ChatSession
+
+    chat.engine.batch_window_s, chat.engine.batch_max_rows = 600.0, 2
+    barrier = threading.Barrier(2)
+    finals: dict[str, Any] = {}
+
+    def stopper() -> None:
+        stop = threading.Event()
+        barrier.wait()
+        stream = chat.stream(ChatSession(), text, [image], stopped, gen, stop)
+        next(stream)  # the first token arrived
+        stop.set()
+        finals["stopped"] = list(stream)[-1]
+
+    def reader() -> None:
+        barrier.wait()
+        finals["kept"] = list(chat.stream(ChatSession(), text, [image], kept, gen))[-1]
+
+    threads = [threading.Thread(target=stopper), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return finals["stopped"], finals["kept"]
+
+
+def chaotic_build(models_dir: Path, name: str, tiny: str, make: Any, staging_root: Path) -> Path:
+    """A copy of tiny build ``tiny`` whose weights ``make(config)`` re-creates (larger random
+    weights: answers that differ per prompt), saved once as ``models_dir / name`` (staged,
+    then renamed: a concurrent or crashed build never leaves half a folder)."""
+    import os
+    import shutil
+
+    from transformers import AutoConfig
+
+    from mmdemo.models.tiny import ensure_built
+
+    folder = models_dir / name
+    if not (folder / "model.safetensors").is_file():
+        source = ensure_built(tiny, models_dir)
+        staging = staging_root / name
+        shutil.copytree(source, staging)
+        make(AutoConfig.from_pretrained(source)).save_pretrained(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        fresh = folder.with_name(f".{name}-new")
+        shutil.copytree(staging, fresh, dirs_exist_ok=True)
+        os.replace(fresh, folder)
+    return folder

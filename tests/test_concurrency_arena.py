@@ -14,7 +14,7 @@ from mmdemo.flows.chat import ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
-from tests.helpers import make_adapter, make_bottleneck
+from tests.helpers import make_adapter, make_bottleneck, stop_one_of_two
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 GREEDY = GenerationSettings(max_new_tokens=16, greedy=True)
@@ -113,33 +113,13 @@ def test_stop_ends_only_that_users_answer_in_a_shared_batch(chat: ChatService) -
     long = GenerationSettings(max_new_tokens=40, greedy=True)
     text, image = QUESTIONS[0]
     expected = list(chat.stream(ChatSession(), text, [image], "base", long))[-1].text
-    chat.engine.batch_window_s, chat.engine.batch_max_rows = 600.0, 2
-    barrier = threading.Barrier(2)
-    finals: dict[str, object] = {}
-
-    def stopper() -> None:
-        stop = threading.Event()
-        barrier.wait()
-        stream = chat.stream(ChatSession(), text, [image], "pirate", long, stop)
-        next(stream)  # the first token arrived
-        stop.set()
-        finals["stopped"] = list(stream)[-1]
-
-    def reader() -> None:
-        barrier.wait()
-        finals["kept"] = list(chat.stream(ChatSession(), text, [image], "base", long))[-1]
-
-    threads = [threading.Thread(target=stopper), threading.Thread(target=reader)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stopped, kept = finals["stopped"].metrics, finals["kept"].metrics
-    assert stopped.batch_rows == kept.batch_rows == 2
+    stopped, kept = stop_one_of_two(chat, text, image, "pirate", "base", long)
+    stopped_m, kept_m = stopped.metrics, kept.metrics
+    assert stopped_m.batch_rows == kept_m.batch_rows == 2
     # ``stopped``: the stopping criterion ended that row because of its Stop (before its
     # budget), however fast the machine; the other row ran to its budget, unchanged
-    assert stopped.stopped and stopped.tokens < long.max_new_tokens
-    assert not kept.stopped and kept.tokens == 40 and finals["kept"].text == expected
+    assert stopped_m.stopped and stopped_m.tokens < long.max_new_tokens
+    assert not kept_m.stopped and kept_m.tokens == 40 and kept.text == expected
 
 
 def test_non_lora_users_are_served_beside_a_lora_batch(chat: ChatService, tmp_path: Path) -> None:

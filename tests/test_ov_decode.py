@@ -25,6 +25,7 @@ from mmdemo.errors import SettingsError
 from mmdemo.flows.responders import GenerationConfig, TextLLMResponder
 from mmdemo.models import ov_decode
 from mmdemo.models.manager import ModelManager
+from tests.helpers import chaotic_build
 
 PROMPTS = ("hello there", "what is in the picture?", "tell me a long story about a cat")
 
@@ -34,26 +35,16 @@ def chaotic(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     """Tiny settings whose text LLM is the tiny Llama (grouped KV heads, tied embeddings)
     with larger random weights, in float32 (built once into the shared test home, so its
     traced step is saved once too)."""
-    import os
-    import shutil
-
     import torch
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    from mmdemo.models.tiny import ensure_built
-
-    folder = tiny_settings.models_dir / "chaotic-llm"
-    if not (folder / "model.safetensors").is_file():
-        source = ensure_built("llm", tiny_settings.models_dir)
-        staging = tmp_path_factory.mktemp("chaotic-llm") / "llm"
-        shutil.copytree(source, staging)
-        config = AutoConfig.from_pretrained(source)
+    def larger(config: Any) -> Any:
         config.initializer_range = 0.3
         torch.manual_seed(1)
-        LlamaForCausalLM(config).save_pretrained(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(staging, folder.with_name(".chaotic-llm-new"), dirs_exist_ok=True)
-        os.replace(folder.with_name(".chaotic-llm-new"), folder)
+        return LlamaForCausalLM(config)
+
+    staging = tmp_path_factory.mktemp("chaotic-llm")
+    folder = chaotic_build(tiny_settings.models_dir, "chaotic-llm", "llm", larger, staging)
     return tiny_settings.replace(llm=str(folder), dtype="float32")
 
 

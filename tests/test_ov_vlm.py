@@ -27,7 +27,7 @@ from mmdemo.flows.generation import GenerationSettings
 from mmdemo.models import ov_decode
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
-from tests.helpers import make_adapter
+from tests.helpers import chaotic_build, make_adapter, stop_one_of_two
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 GREEDY = GenerationSettings(max_new_tokens=12, greedy=True)
@@ -49,26 +49,16 @@ def chaotic(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     """Tiny settings whose VLM is the tiny SmolVLM with larger random weights, in float32
     (built once into the shared test home, so its traced steps are saved once too), and a
     data folder of its own holding ADAPTERS."""
-    import os
-    import shutil
-
     import torch
-    from transformers import AutoConfig, Idefics3ForConditionalGeneration
+    from transformers import Idefics3ForConditionalGeneration
 
-    from mmdemo.models.tiny import ensure_built
-
-    folder = tiny_settings.models_dir / "chaotic-vlm"
-    if not (folder / "model.safetensors").is_file():
-        source = ensure_built("smolvlm", tiny_settings.models_dir)
-        staging = tmp_path_factory.mktemp("chaotic-vlm") / "vlm"
-        shutil.copytree(source, staging)
-        config = AutoConfig.from_pretrained(source)
+    def larger(config: Any) -> Any:
         config.text_config.initializer_range = 0.3
         torch.manual_seed(2)
-        Idefics3ForConditionalGeneration(config).save_pretrained(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(staging, folder.with_name(".chaotic-vlm-new"), dirs_exist_ok=True)
-        os.replace(folder.with_name(".chaotic-vlm-new"), folder)
+        return Idefics3ForConditionalGeneration(config)
+
+    staging = tmp_path_factory.mktemp("chaotic-vlm")
+    folder = chaotic_build(tiny_settings.models_dir, "chaotic-vlm", "smolvlm", larger, staging)
     home = tmp_path_factory.mktemp("ov-vlm-home")
     (home / "models").mkdir()
     for name in ("tiny", "chaotic-vlm", "openvino-steps"):  # shared builds and steps
@@ -255,32 +245,11 @@ def test_stop_ends_only_that_users_row_on_openvino(services) -> None:
     long = GenerationSettings(max_new_tokens=40, greedy=True)
     text, image = QUESTIONS[1]
     expected = ask_with(fast, "base", text, image, long)
-    fast.engine.batch_window_s, fast.engine.batch_max_rows = 600.0, 2
-    barrier = threading.Barrier(2)
-    finals: dict[str, Any] = {}
     before = steps(fast)
-
-    def stopper() -> None:
-        stop = threading.Event()
-        barrier.wait()
-        stream = fast.stream(ChatSession(), text, [image], "all-r8", long, stop)
-        next(stream)  # the first token arrived
-        stop.set()
-        finals["stopped"] = list(stream)[-1]
-
-    def reader() -> None:
-        barrier.wait()
-        finals["kept"] = list(fast.stream(ChatSession(), text, [image], "base", long))[-1]
-
-    threads = [threading.Thread(target=stopper), threading.Thread(target=reader)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stopped, kept = finals["stopped"].metrics, finals["kept"].metrics
-    assert stopped.batch_rows == kept.batch_rows == 2
-    assert stopped.stopped and stopped.tokens < long.max_new_tokens
-    assert not kept.stopped and kept.tokens == 40 and finals["kept"].text == expected
+    stopped, kept = stop_one_of_two(fast, text, image, "all-r8", "base", long)
+    assert stopped.metrics.batch_rows == kept.metrics.batch_rows == 2
+    assert stopped.metrics.stopped and stopped.metrics.tokens < long.max_new_tokens
+    assert not kept.metrics.stopped and kept.metrics.tokens == 40 and kept.text == expected
     assert steps(fast) - before >= 39  # the kept row's tokens came from OpenVINO steps
 
 
