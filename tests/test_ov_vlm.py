@@ -283,3 +283,52 @@ def test_the_route_is_refused_with_the_cause_for_other_families(tiny_settings) -
         assert auto.get("vlm").decode_route == "eager"
     finally:
         auto.unload_all()
+
+
+def test_a_failed_lora_trace_leaves_adapters_eager_and_the_base_on_openvino(
+    services, chaotic: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager, _ = services
+    real = ov_decode.load_step
+
+    def no_lora_step(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("lora") or (len(args) > 5 and args[5]):
+            raise ov_decode.DecodeUnavailableError("tracing the LoRA step failed (test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ov_decode, "load_step", no_lora_step)
+    settings = chaotic.replace(decode="openvino")
+    fresh = ChatService(ModelManager(settings), AdapterStore(settings))
+    try:
+        text, image = QUESTIONS[0]
+        before = steps(fresh)
+        assert ask(fresh, "base", text, image).text == ask(eager, "base", text, image).text
+        assert steps(fresh) > before
+        before = steps(fresh)
+        want = ask(eager, "attn-r2", text, image).text
+        assert ask(fresh, "attn-r2", text, image).text == want  # answered, eagerly
+        assert steps(fresh) == before
+        assert "LoRA step failed" in fresh.manager.get("vlm").decoder.lora_unavailable
+    finally:
+        fresh.manager.unload_all()
+
+
+def test_auto_decodes_eagerly_where_the_step_cannot_be_traced(
+    services, chaotic: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager, _ = services
+
+    def untraceable(*args: Any, **kwargs: Any) -> Any:
+        raise ov_decode.DecodeUnavailableError("tracing the step failed (test)")
+
+    monkeypatch.setattr(ov_decode, "load_step", untraceable)
+    settings = chaotic.replace(profile="cpu", decode="auto")  # auto serves OpenVINO here
+    chat = ChatService(ModelManager(settings), AdapterStore(settings))
+    try:
+        assert chat.manager.get("vlm").decode_route == "eager"
+        text, image = QUESTIONS[1]
+        assert ask(chat, "all-r8", text, image).text == ask(eager, "all-r8", text, image).text
+    finally:
+        chat.manager.unload_all()
+    with pytest.raises(ov_decode.DecodeUnavailableError, match="tracing the step failed"):
+        ModelManager(chaotic.replace(decode="openvino")).get("vlm")  # asked for: refused

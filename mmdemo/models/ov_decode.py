@@ -334,32 +334,34 @@ class OpenVINODecoder:
         return input_ids
 
 
-def decoder_for(
-    model: Any,
-    route: str,
-    cache_dir: Path,
-    source: Path | None,
-    trust_remote_code: bool = False,
-    check_only: bool = False,
-) -> Any:
-    """The OpenVINO decoder for ``model`` when ``route`` asks for it (``auto``: where it can
-    serve, else None; ``openvino``: or a clear error saying why not; ``eager``: None);
-    ``check_only``: True instead of a decoder where one would be made."""
+def takes_route(model: Any, route: str) -> bool:
+    """Whether ``model`` decodes on OpenVINO under ``route`` (``auto``: where it can serve;
+    ``openvino``: or a clear error saying why not; ``eager``: never)."""
     if route not in ROUTES:
         raise DecodeUnavailableError(
             f"decode route {route!r} is not one of {', '.join(ROUTES)}",
             fix="set MMDEMO_DECODE=auto",
         )
     if route == "eager":
-        return None
+        return False
     why = supported(model)
-    if why:
-        if route == "openvino":
-            raise DecodeUnavailableError(
-                f"the OpenVINO decode route cannot serve this model: {why}",
-                fix="set MMDEMO_DECODE=eager (or auto)",
-            )
+    if why and route == "openvino":
+        raise DecodeUnavailableError(
+            f"the OpenVINO decode route cannot serve this model: {why}",
+            fix="set MMDEMO_DECODE=eager (or auto)",
+        )
+    return not why
+
+
+def decoder_for(
+    model: Any,
+    route: str,
+    cache_dir: Path,
+    source: Path | None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The one-row OpenVINO decoder for ``model`` (the text LLM) when ``route`` takes it
+    (see ``takes_route``), else None."""
+    if not takes_route(model, route):
         return None
-    if check_only:
-        return True
     return OpenVINODecoder(model, cache_dir, source, trust_remote_code)

@@ -19,13 +19,14 @@ the output head, merged layers) decodes eagerly, as before.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mmdemo.models.lora import BASE
-from mmdemo.models.ov_decode import OpenVINODecoder
+from mmdemo.models.ov_decode import DecodeUnavailableError, OpenVINODecoder
 from mmdemo.models.ov_export import language_model, lora_modules
 from mmdemo.models.peft_compat import lora_linear_class, uses_variant
 
@@ -52,6 +53,7 @@ class RowDecoders:
         self.precision = self.base.precision
         self.targets = [name for name, _ in lora_modules(model, leaves)]
         self._lora: OpenVINODecoder | None = None
+        self.lora_unavailable = ""  # why adapters decode eagerly (their step failed to trace)
         self._build = functools.partial(
             OpenVINODecoder, model, cache_dir, source, trust_remote_code, True, leaves
         )
@@ -63,11 +65,17 @@ class RowDecoders:
         return self.base.steps + (self._lora.steps if self._lora is not None else 0)
 
     @property
-    def lora_step(self) -> OpenVINODecoder:
-        """The LoRA step, traced (or read back) and compiled on first use."""
+    def lora_step(self) -> OpenVINODecoder | None:
+        """The LoRA step, traced (or read back) and compiled on first use; None (and why in
+        ``lora_unavailable``, logged once) when it could not be: adapters then decode
+        eagerly, the base model stays on OpenVINO."""
         with self._lock:
-            if self._lora is None:
-                self._lora = self._build()
+            if self._lora is None and not self.lora_unavailable:
+                try:
+                    self._lora = self._build()
+                except DecodeUnavailableError as exc:
+                    self.lora_unavailable = str(exc)
+                    logging.getLogger("mmdemo.models").warning("adapters decode eagerly: %s", exc)
             return self._lora
 
     def generate_kwargs(self, peft: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -81,6 +89,8 @@ class RowDecoders:
         if rows is None:
             return {}
         step = self.lora_step
+        if step is None:
+            return {}
         feed = {name: as_ov_tensor(t, step.precision) for name, t in rows.items()}
         return {"custom_generate": functools.partial(step.decode, lora=feed)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def load_parts(
 
 
 def load(ctx: LoadContext) -> LoadedModel:
-    from mmdemo.models.ov_decode import decoder_for
+    from mmdemo.models.ov_decode import DecodeUnavailableError, decoder_for
 
     model, tokenizer = load_parts(ctx.model_id, ctx.settings, ctx.device, ctx.dtype)
     params, nbytes = module_footprint(model)
@@ -132,7 +133,13 @@ def load(ctx: LoadContext) -> LoadedModel:
         route = "eager"  # the random test builds: nothing to gain, an export per test home
     source = Path(model.name_or_path) if Path(model.name_or_path).is_dir() else None
     steps = ctx.settings.models_dir / "openvino-steps"
-    decoder = decoder_for(model, route, steps, source, ctx.settings.trust_remote_code)
+    try:
+        decoder = decoder_for(model, route, steps, source, ctx.settings.trust_remote_code)
+    except DecodeUnavailableError:
+        if route != "auto":
+            raise
+        logging.getLogger("mmdemo.models").warning("text LLM decodes eagerly", exc_info=True)
+        decoder = None  # auto: a step that could not be traced leaves the LLM eager
     bundle = LLMBundle(model, tokenizer, ctx.model_id, ctx.device, ctx.dtype, decoder)
     return LoadedModel(
         handle=bundle,

@@ -3,6 +3,7 @@ Qwen2.5-VL, LLaVA-1.5, InternVL, GLM-4.1V) and other ``AutoModelForImageTextToTe
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +145,7 @@ def decoders(model: Any, family: str, ctx: LoadContext) -> Any:
     or a clear error saying why not)."""
     from pathlib import Path
 
-    from mmdemo.models.ov_decode import DecodeUnavailableError, decoder_for
+    from mmdemo.models.ov_decode import DecodeUnavailableError, takes_route
     from mmdemo.models.ov_rows import FAMILIES, RowDecoders
 
     route = ctx.settings.decode
@@ -155,17 +156,23 @@ def decoders(model: Any, family: str, ctx: LoadContext) -> Any:
             f"the OpenVINO decode route serves {', '.join(FAMILIES)} VLMs, not {family}",
             fix="set MMDEMO_DECODE=auto (or eager)",
         )
-    if family not in FAMILIES or decoder_for(model, route, Path(), None, check_only=True) is None:
+    if family not in FAMILIES or not takes_route(model, route):
         return None
     source = Path(model.name_or_path) if Path(model.name_or_path).is_dir() else None
     known = by_model_type(family)
-    return RowDecoders(
-        model,
-        ctx.settings.models_dir / "openvino-steps",
-        source,
-        known.lora_targets if known is not None else (),
-        ctx.settings.trust_remote_code,
-    )
+    try:
+        return RowDecoders(
+            model,
+            ctx.settings.models_dir / "openvino-steps",
+            source,
+            known.lora_targets if known is not None else (),
+            ctx.settings.trust_remote_code,
+        )
+    except DecodeUnavailableError:
+        if route == "openvino":
+            raise
+        logging.getLogger("mmdemo.models").warning("VLM decodes eagerly", exc_info=True)
+        return None  # auto: a step that could not be traced leaves the VLM eager
 
 
 def load(ctx: LoadContext) -> LoadedModel:
