@@ -47,8 +47,6 @@ class RowDecoders:
         leaves: tuple[str, ...],
         trust_remote_code: bool = False,
     ) -> None:
-        self.model = model
-        self.leaves = leaves
         self.base = OpenVINODecoder(model, cache_dir, source, trust_remote_code, rows=True)
         self.precision = self.base.precision
         self.targets = [name for name, _ in lora_modules(model, leaves)]
