@@ -199,3 +199,32 @@ def chaotic_build(models_dir: Path, name: str, tiny: str, make: Any, staging_roo
         shutil.copytree(staging, fresh, dirs_exist_ok=True)
         os.replace(fresh, folder)
     return folder
+
+
+def together(chat: Any, jobs: list[tuple], gens: list | None = None) -> list:
+    """Ask ``jobs`` (adapter, text, image) from one thread per user, all at once (``gens``:
+    each user's generation settings; default greedy, 16 tokens); the final update of each."""
+    import threading
+
+    from mmdemo.flows.chat import ChatSession
+    from mmdemo.flows.generation import GenerationSettings
+
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(jobs))
+
+    def user(i: int, adapter: str, text: str, image: Path) -> None:
+        try:
+            barrier.wait()
+            gen = gens[i] if gens else GenerationSettings(max_new_tokens=16, greedy=True)
+            results[i] = list(chat.stream(ChatSession(), text, [image], adapter, gen))[-1]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(i, *job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return [results[i] for i in range(len(jobs))]

@@ -14,7 +14,7 @@ from mmdemo.flows.chat import ChatService, ChatSession
 from mmdemo.flows.generation import GenerationSettings
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
-from tests.helpers import make_adapter, make_bottleneck, stop_one_of_two
+from tests.helpers import make_adapter, make_bottleneck, stop_one_of_two, together
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 GREEDY = GenerationSettings(max_new_tokens=16, greedy=True)
@@ -62,30 +62,6 @@ def test_concurrent_requests_each_get_their_own_adapter(chat: ChatService) -> No
         assert results[i] == expected[job], (
             f"request {i} with {job[0]} got another adapter's answer"
         )
-
-
-def together(chat: ChatService, jobs: list[tuple], gens: list | None = None) -> list:
-    """Ask ``jobs`` (adapter, text, image) from one thread per user, all at once; the final
-    update of each."""
-    results: dict[int, object] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(jobs))
-
-    def user(i: int, adapter: str, text: str, image: Path) -> None:
-        try:
-            barrier.wait()
-            gen = gens[i] if gens else GREEDY
-            results[i] = list(chat.stream(ChatSession(), text, [image], adapter, gen))[-1]
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=user, args=(i, *job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    return [results[i] for i in range(len(jobs))]
 
 
 def test_users_of_different_adapters_share_one_batch_and_get_their_own_answers(

@@ -9,7 +9,6 @@ copy with larger random weights whose answers differ per prompt, image and adapt
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from mmdemo.flows.generation import GenerationSettings
 from mmdemo.models import ov_decode
 from mmdemo.models.adapters import AdapterStore
 from mmdemo.models.manager import ModelManager
-from tests.helpers import chaotic_build, make_adapter, stop_one_of_two
+from tests.helpers import chaotic_build, make_adapter, stop_one_of_two, together
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 GREEDY = GenerationSettings(max_new_tokens=12, greedy=True)
@@ -107,26 +106,11 @@ def steps(chat: ChatService) -> int:
     return chat.manager.get("vlm").decoder.steps
 
 
-def together(chat: ChatService, jobs: list[tuple[str, str, Path]], gen: Any = GREEDY) -> list[Any]:
-    """Ask ``jobs`` from one thread per user, all at once (a batch starts when all wait)."""
+def batch_of(chat: ChatService, jobs: list[tuple[str, str, Path]], gen: Any) -> list[Any]:
+    """Ask ``jobs`` from one thread per user; their batch starts when all of them wait."""
     chat.engine.batch_window_s = 60.0
     chat.engine.batch_max_rows = len(jobs)
-    results: dict[int, Any] = {}
-    errors: list[BaseException] = []
-
-    def user(i: int, job: tuple[str, str, Path]) -> None:
-        try:
-            results[i] = ask(chat, *job, gen)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=user, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    return [results[i] for i in range(len(jobs))]
+    return together(chat, jobs, [gen] * len(jobs))
 
 
 def test_base_and_each_adapter_answer_as_eager_from_openvino_steps(services) -> None:
@@ -161,7 +145,7 @@ def test_a_mixed_adapter_batch_gives_each_row_its_eager_answer(services) -> None
     want = [ask(eager, *job, gen).text for job in jobs]
     assert len(set(want)) == len(jobs), "every row answers differently"
     before = steps(fast)
-    got = together(fast, jobs, gen)
+    got = batch_of(fast, jobs, gen)
     assert [r.metrics.batch_rows for r in got] == [len(jobs)] * len(jobs)
     assert [r.text for r in got] == want
     assert steps(fast) > before
